@@ -1,0 +1,32 @@
+"""barque: a container engine with a Rust core. Start with :class:`barque.Engine`.
+
+Imports are lazy so that ``import barque`` (and the CLI's start-up) costs almost nothing.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+__all__ = ["Engine", "Image", "errors", "__version__"]
+
+if TYPE_CHECKING:
+    from . import errors
+    from .engine import Engine
+    from .images import Image
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Engine":
+        from .engine import Engine
+
+        return Engine
+    if name == "Image":
+        from .images import Image
+
+        return Image
+    if name == "errors":
+        from . import errors
+
+        return errors
+    raise AttributeError(f"module 'barque' has no attribute {name!r}")

@@ -1,0 +1,3 @@
+from barque.cli.main import main
+
+main()

@@ -1,0 +1,247 @@
+"""The ``barque`` command line: parse, call one service, render. Nothing else lives here.
+
+Heavy modules (the store, the registry client, rich) are imported inside the commands that use
+them, so ``barque --help`` or a quick ``barque images`` does not pay for a pull's imports.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+
+if TYPE_CHECKING:
+    from ..engine import Engine
+
+app = typer.Typer(
+    name="barque",
+    help="A container engine: pull, run and manage OCI images.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+image_app = typer.Typer(help="Manage images.", no_args_is_help=True)
+app.add_typer(image_app, name="image")
+
+
+class _Options:
+    root: Optional[Path] = None
+    config: Optional[Path] = None
+    engine: Optional["Engine"] = None
+
+
+def engine() -> "Engine":
+    if _Options.engine is None:
+        from ..engine import Engine
+
+        _Options.engine = Engine(root=_Options.root, config_file=_Options.config)
+    return _Options.engine
+
+
+def _version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        typer.echo(f"barque version {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global(
+    root: Annotated[Optional[Path], typer.Option(
+        "--root", help="Store root (default /var/lib/barque, or $BARQUE_ROOT).",
+        envvar="BARQUE_ROOT")] = None,
+    config: Annotated[Optional[Path], typer.Option(
+        "--config", help="Config file (default /etc/barque/config.toml).")] = None,
+    version: Annotated[bool, typer.Option(
+        "--version", "-v", callback=_version, is_eager=True, help="Print the version.")] = False,
+) -> None:
+    _Options.root = root
+    _Options.config = config
+
+
+# -- pull ---------------------------------------------------------------------------------
+
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Suppress verbose output.")]
+
+
+@app.command("pull")
+@image_app.command("pull")
+def pull(
+    reference: Annotated[str, typer.Argument(metavar="NAME[:TAG|@DIGEST]")],
+    quiet: QuietOpt = False,
+    platform: Annotated[Optional[str], typer.Option(
+        "--platform", help="Pull this platform (os/arch[/variant]) from a multi-platform image.")
+    ] = None,
+) -> None:
+    """Download an image from a registry."""
+    from ..progress import NullProgress
+    from .progress import PullRenderer
+
+    renderer = NullProgress() if quiet else PullRenderer(sys.stdout)
+    try:
+        image = engine().images.pull(reference, platform=platform, progress=renderer)
+    finally:
+        if not quiet:
+            renderer.close()  # type: ignore[union-attr]
+    from ..reference import Reference
+
+    ref = Reference.parse(reference)
+    typer.echo(str(ref if (ref.tag or ref.digest) else ref.with_tag("latest")))
+    del image
+
+
+# -- images -------------------------------------------------------------------------------
+
+@app.command("images")
+@image_app.command("ls")
+def images(
+    repository: Annotated[Optional[str], typer.Argument(metavar="[REPOSITORY[:TAG]]")] = None,
+    all: Annotated[bool, typer.Option("--all", "-a", help="Show all images.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only show image IDs.")] = False,
+    digests: Annotated[bool, typer.Option("--digests", help="Show digests.")] = False,
+    no_trunc: Annotated[bool, typer.Option("--no-trunc", help="Don't truncate output.")] = False,
+    format: Annotated[Optional[str], typer.Option(
+        "--format", help="'table' (default) or 'json' (one JSON object per line).")] = None,
+) -> None:
+    """List images."""
+    from .render import image_rows, print_image_table
+
+    rows = image_rows(engine().images.list(all=all), repository, no_trunc)
+    if quiet:
+        seen: list[str] = []
+        for row in rows:
+            if row["ID"] not in seen:
+                seen.append(row["ID"])
+        typer.echo("\n".join(seen)) if seen else None
+    elif format == "json":
+        import json
+
+        for row in rows:
+            typer.echo(json.dumps(row, separators=(",", ":")))
+    elif format in (None, "table"):
+        print_image_table(rows, digests)
+    else:
+        raise typer.BadParameter(f"unsupported format {format!r}: use 'table' or 'json'",
+                                 param_hint="--format")
+
+
+# -- tag / rmi ----------------------------------------------------------------------------
+
+@app.command("tag")
+@image_app.command("tag")
+def tag(
+    source: Annotated[str, typer.Argument(metavar="SOURCE_IMAGE[:TAG]")],
+    target: Annotated[str, typer.Argument(metavar="TARGET_IMAGE[:TAG]")],
+) -> None:
+    """Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE."""
+    engine().images.tag(source, target)
+
+
+@app.command("rmi")
+@image_app.command("rm")
+def rmi(
+    names: Annotated[list[str], typer.Argument(metavar="IMAGE...")],
+    force: Annotated[bool, typer.Option("--force", "-f", help="Force removal.")] = False,
+) -> None:
+    """Remove one or more images."""
+    from ..errors import BarqueError
+    from .errors import report
+
+    failed = False
+    for name in names:
+        try:
+            for entry in engine().images.remove(name, force=force):
+                for key, value in entry.items():
+                    typer.echo(f"{key}: {value}")
+        except BarqueError as e:
+            report(e)
+            failed = True
+    if failed:
+        raise typer.Exit(1)
+
+
+# -- inspect / history / prune ------------------------------------------------------------
+
+@app.command("inspect")
+@image_app.command("inspect")
+def inspect(
+    names: Annotated[list[str], typer.Argument(metavar="IMAGE...")],
+) -> None:
+    """Display detailed information on one or more images (Docker-compatible JSON)."""
+    import json
+
+    from ..errors import BarqueError
+    from .errors import report
+
+    found, failed = [], False
+    for name in names:
+        try:
+            found.append(engine().images.get(name).attrs)
+        except BarqueError as e:
+            report(e)
+            failed = True
+    typer.echo(json.dumps(found, indent=4))
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command("history")
+@image_app.command("history")
+def history(
+    name: Annotated[str, typer.Argument(metavar="IMAGE")],
+    human: Annotated[bool, typer.Option(
+        "--human", "-H", help="Print sizes and dates in human readable format.")] = True,
+    no_trunc: Annotated[bool, typer.Option("--no-trunc", help="Don't truncate output.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only show image IDs.")] = False,
+) -> None:
+    """Show the history of an image."""
+    from .render import print_history
+
+    print_history(engine().images.get(name), human=human, no_trunc=no_trunc, quiet=quiet)
+
+
+@image_app.command("prune")
+def prune(
+    all: Annotated[bool, typer.Option(
+        "--all", "-a", help="Remove all unused images, not just dangling ones.")] = False,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Do not prompt for confirmation.")
+    ] = False,
+) -> None:
+    """Remove unused images."""
+    from ..humanize import human_size
+
+    warning = ("WARNING! This will remove all images without at least one container "
+               "associated to them." if all else "WARNING! This will remove all dangling images.")
+    if not force:
+        typer.echo(warning)
+        if not typer.confirm("Are you sure you want to continue?", default=False):
+            return
+    report = engine().images.prune(all=all)
+    if report.deleted:
+        typer.echo("Deleted Images:")
+        for entry in report.deleted:
+            for key, value in entry.items():
+                typer.echo(f"{key.lower()}: {value}")
+        typer.echo("")
+    typer.echo(f"Total reclaimed space: {human_size(report.space_reclaimed)}")
+
+
+def main() -> None:
+    """Console entry point: run the app, turning barque's errors into one line and an exit code."""
+    from .errors import exit_code, report
+
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.stderr.write("\n")
+        sys.exit(130)
+    except Exception as e:  # noqa: BLE001 - mapped in one place, below
+        code = exit_code(e)
+        if code is None:
+            raise
+        report(e)
+        sys.exit(code)

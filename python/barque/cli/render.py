@@ -1,0 +1,112 @@
+"""Tables and listings printed the way the docker CLI prints them."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from ..humanize import human_duration, human_size
+
+if TYPE_CHECKING:
+    from ..images import Image
+
+
+def render_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """Docker's tabwriter layout: cells padded by 3 spaces, columns at least 10 wide."""
+    table = [list(headers)] + [list(r) for r in rows]
+    widths = [max(10, max(len(r[i]) for r in table) + 3) for i in range(len(headers))]
+    lines = []
+    for r in table:
+        cells = [c.ljust(widths[i]) for i, c in enumerate(r[:-1])] + [r[-1]]
+        lines.append("".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def _since(dt: datetime | None) -> str:
+    if dt is None:
+        return "N/A"
+    return human_duration(time.time() - dt.timestamp()) + " ago"
+
+
+def _split_repo_tag(familiar_ref: str) -> tuple[str, str]:
+    name, _, tag = familiar_ref.rpartition(":")
+    if "/" in tag or not name:
+        return familiar_ref, "<none>"
+    return name, tag
+
+
+def image_rows(images: Sequence[Image], wanted: str | None, no_trunc: bool) -> list[dict[str, Any]]:
+    """One row per (repository, tag) of each image, as ``docker images --format json`` keys."""
+    rows = []
+    for image in images:
+        image_id = image.id if no_trunc else image.short_id
+        created = image.created
+        digest_by_repo = {}
+        for d in image.digests:
+            repo, _, digest = d.partition("@")
+            digest_by_repo.setdefault(repo, digest)
+        pairs = [_split_repo_tag(t) for t in image.tags]
+        if not pairs:
+            pairs = [(d.partition("@")[0], "<none>") for d in image.digests[:1]] or [("<none>", "<none>")]
+        for repo, tag in pairs:
+            if wanted and not _matches(wanted, repo, tag):
+                continue
+            rows.append({
+                "Containers": "N/A",
+                "CreatedAt": (created.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S +0000 UTC")
+                              if created else ""),
+                "CreatedSince": _since(created),
+                "Digest": digest_by_repo.get(repo, "<none>"),
+                "ID": image_id,
+                "Repository": repo,
+                "SharedSize": "N/A",
+                "Size": human_size(image.size),
+                "Tag": tag,
+                "UniqueSize": "N/A",
+                "VirtualSize": human_size(image.size),
+            })
+    return rows
+
+
+def _matches(wanted: str, repo: str, tag: str) -> bool:
+    want_repo, _, want_tag = wanted.partition(":") if "/" not in wanted.rpartition(":")[2] else (wanted, "", "")
+    if want_repo.startswith("docker.io/"):
+        want_repo = want_repo.removeprefix("docker.io/").removeprefix("library/")
+    return repo == want_repo and (not want_tag or tag == want_tag)
+
+
+def print_image_table(rows: Sequence[dict[str, Any]], digests: bool) -> None:
+    headers = ["REPOSITORY", "TAG"] + (["DIGEST"] if digests else []) + ["IMAGE ID", "CREATED", "SIZE"]
+    body = [[r["Repository"], r["Tag"]] + ([r["Digest"]] if digests else [])
+            + [r["ID"], r["CreatedSince"], r["Size"]] for r in rows]
+    sys.stdout.write(render_table(headers, body) + "\n")
+
+
+def _ellipsis(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def print_history(image: Image, *, human: bool, no_trunc: bool, quiet: bool) -> None:
+    rows = image.history
+    if quiet:
+        sys.stdout.write("".join(f"{r['Id'] if no_trunc else _short(r['Id'])}\n" for r in rows))
+        return
+    body = []
+    for r in rows:
+        created = r["Created"]
+        if human:
+            from ..images import _parse_created
+
+            created = _since(_parse_created(created))
+        by = " ".join(r["CreatedBy"].replace("\t", " ").split(" "))
+        body.append([r["Id"] if no_trunc else _short(r["Id"]), created,
+                     by if no_trunc else _ellipsis(by, 45),
+                     human_size(r["Size"]) if human else str(r["Size"]), r["Comment"]])
+    sys.stdout.write(render_table(["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"], body) + "\n")
+
+
+def _short(image_id: str) -> str:
+    return image_id[7:19] if image_id.startswith("sha256:") else image_id

@@ -1,0 +1,102 @@
+"""Engine settings: defaults, overridden by ``/etc/barque/config.toml``, then by arguments.
+
+Example ``/etc/barque/config.toml``::
+
+    root = "/var/lib/barque"
+    max_concurrent_downloads = 3
+    insecure_registries = ["registry.internal:5000"]
+
+    [registry_mirrors]
+    "docker.io" = ["https://mirror.example.com"]
+
+    [limits]
+    max_layer_bytes = 68719476736
+    max_layer_entries = 2000000
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_ROOT = Path("/var/lib/barque")
+DEFAULT_CONFIG_FILE = Path("/etc/barque/config.toml")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything an :class:`~barque.Engine` is configured with."""
+
+    root: Path = DEFAULT_ROOT
+    #: Blobs fetched at once during a pull (Docker's default is 3).
+    max_concurrent_downloads: int = 3
+    #: Registries (``host`` or ``host:port``) reached over plain HTTP; 127.0.0.0/8 always is.
+    insecure_registries: tuple[str, ...] = ()
+    #: Registry host -> mirror base URLs, tried in order before the registry itself.
+    registry_mirrors: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: Docker's client config, read for ``auths`` credentials.
+    docker_config: Path = field(default_factory=lambda: _docker_config_path())
+    #: Tar-bomb guards for one layer: bytes of tar stream, number of entries.
+    max_layer_bytes: int = 64 << 30
+    max_layer_entries: int = 2_000_000
+    #: Size caps for JSON documents fetched from a registry.
+    max_manifest_bytes: int = 4 << 20
+    max_config_bytes: int = 8 << 20
+    #: Attempts per blob before a pull gives up.
+    download_retries: int = 3
+
+
+def _docker_config_path() -> Path:
+    base = os.environ.get("DOCKER_CONFIG")
+    if base:
+        return Path(base) / "config.json"
+    return Path.home() / ".docker" / "config.json"
+
+
+def load_settings(root: str | os.PathLike[str] | None = None,
+                  config_file: str | os.PathLike[str] | None = None) -> Settings:
+    """Build settings from the config file (if present), ``BARQUE_ROOT`` and ``root``.
+
+    Precedence, highest first: the ``root`` argument, ``BARQUE_ROOT``, the file, the default.
+    A config file named explicitly must exist; the default one may be absent.
+    """
+    path = Path(config_file) if config_file else Path(
+        os.environ.get("BARQUE_CONFIG", DEFAULT_CONFIG_FILE))
+    values: dict = {}
+    if path.exists() or config_file:
+        values = _read_toml(path)
+    limits = values.pop("limits", {}) or {}
+    mirrors = values.pop("registry_mirrors", {}) or {}
+    kwargs: dict = {}
+    for key in ("max_concurrent_downloads", "download_retries",
+                "max_manifest_bytes", "max_config_bytes"):
+        if key in values:
+            kwargs[key] = int(values[key])
+    for key in ("max_layer_bytes", "max_layer_entries"):
+        if key in limits:
+            kwargs[key] = int(limits[key])
+    if "insecure_registries" in values:
+        kwargs["insecure_registries"] = tuple(str(r) for r in values["insecure_registries"])
+    if mirrors:
+        kwargs["registry_mirrors"] = {str(k): tuple(str(u) for u in v) for k, v in mirrors.items()}
+    if "docker_config" in values:
+        kwargs["docker_config"] = Path(values["docker_config"])
+    chosen_root = root or os.environ.get("BARQUE_ROOT") or values.get("root")
+    if chosen_root:
+        kwargs["root"] = Path(chosen_root)
+    return Settings(**kwargs)
+
+
+def _read_toml(path: Path) -> dict:
+    import tomllib
+
+    from .errors import BarqueError
+
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except OSError as e:
+        raise BarqueError(f"cannot read config file {path}: {e.strerror}") from e
+    except tomllib.TOMLDecodeError as e:
+        raise BarqueError(f"invalid config file {path}: {e}") from e

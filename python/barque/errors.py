@@ -1,0 +1,64 @@
+"""barque's exceptions: one root, with leaves that also inherit the matching builtin.
+
+Code that catches ``ValueError`` or ``LookupError`` keeps working; code that wants every barque
+failure catches :class:`BarqueError`. The CLI maps these to a message and an exit code in one
+place (``barque.cli.errors``).
+"""
+
+from __future__ import annotations
+
+
+class BarqueError(Exception):
+    """Root of every error barque raises on purpose."""
+
+
+class InvalidReferenceError(BarqueError, ValueError):
+    """An image reference does not follow Docker's reference grammar."""
+
+
+class ImageNotFoundError(BarqueError, LookupError):
+    """No local image matches the reference or ID."""
+
+
+class AmbiguousImageError(BarqueError, LookupError):
+    """A short ID prefix matches more than one image."""
+
+
+class ImageInUseError(BarqueError, RuntimeError):
+    """An image cannot be removed because something still needs it."""
+
+
+class ConflictError(BarqueError, RuntimeError):
+    """The request conflicts with the store's current state."""
+
+
+class RegistryError(BarqueError, ConnectionError):
+    """The registry could not be reached or answered with an error."""
+
+
+class ManifestUnknownError(RegistryError, LookupError):
+    """The registry has no manifest for the reference (HTTP 404 / MANIFEST_UNKNOWN)."""
+
+
+class AuthenticationError(RegistryError, PermissionError):
+    """The registry refused our credentials or asked for ones we do not have."""
+
+
+class InvalidManifestError(BarqueError, ValueError):
+    """A manifest, index or image config is malformed, too large or ambiguous."""
+
+
+class PlatformNotFoundError(BarqueError, LookupError):
+    """A manifest list/index has no entry for the requested platform."""
+
+
+class DigestMismatchError(BarqueError, ValueError):
+    """Content did not hash to (or was not the size of) what its descriptor promised."""
+
+
+class InvalidLayerError(BarqueError, ValueError):
+    """A layer is malformed or hostile; the message names the offending entry."""
+
+
+class StoreError(BarqueError, OSError):
+    """The store on disk is unusable (permissions, corruption, full disk)."""

@@ -1,0 +1,564 @@
+"""The image service: pull, list, look up, tag, remove, prune, history and inspect images.
+
+Names are resolved Docker's way: a full or short image ID (``sha256:`` optional, any unique hex
+prefix), a tag (``busybox`` means ``docker.io/library/busybox:latest``) or a digest reference.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from .digest import chain_ids, validate_digest
+from .errors import (
+    AmbiguousImageError,
+    ConflictError,
+    ImageNotFoundError,
+    InvalidManifestError,
+    InvalidReferenceError,
+    RegistryError,
+)
+from .progress import NullProgress, Progress
+from .reference import Reference
+from .store.metadata import ImageRecord, LayerRecord, NewImage
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+#: Docker's overlay2 limit: more lower dirs than this cannot be mounted as one rootfs.
+MAX_LAYERS = 125
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def familiar(ref: str) -> str:
+    """``docker.io/library/busybox:latest`` -> ``busybox:latest`` (what Docker prints)."""
+    return Reference.parse(ref).familiar
+
+
+def _parse_created(created: str) -> datetime | None:
+    if not created:
+        return None
+    text = created.strip()
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    # Go writes nanoseconds; Python parses at most microseconds.
+    if "." in text:
+        head, _, rest = text.partition(".")
+        frac = "".join(c for c in rest if c.isdigit())
+        zone = rest[len(frac):]
+        text = f"{head}.{frac[:6]}{zone}"
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+
+
+class Image:
+    """A local image. Attributes are read from the store when the object is made."""
+
+    def __init__(self, record: ImageRecord, layer_sizes: list[int] | None = None) -> None:
+        self._record = record
+        #: Unpacked size of each layer (history shows these, as Docker does).
+        self._layer_sizes = layer_sizes or [layer.blob_size for layer in record.layers]
+
+    def __repr__(self) -> str:
+        return f"<Image {self.short_id} {' '.join(self.tags)}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Image) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    @property
+    def id(self) -> str:
+        """The config digest, ``sha256:<hex>``."""
+        return self._record.id
+
+    @property
+    def short_id(self) -> str:
+        return self.id[7:19]
+
+    @property
+    def tags(self) -> list[str]:
+        """Familiar tag names, e.g. ``busybox:latest`` or ``127.0.0.1:5000/fixtures/layers:1``."""
+        return [familiar(t) for t in self._record.repo_tags]
+
+    @property
+    def digests(self) -> list[str]:
+        return [familiar(d) for d in self._record.repo_digests]
+
+    @property
+    def size(self) -> int:
+        return self._record.size
+
+    @cached_property
+    def config(self) -> dict[str, Any]:
+        """The full image config document (architecture, os, config, rootfs, history...)."""
+        return json.loads(self._record.config)
+
+    @property
+    def created(self) -> datetime | None:
+        return _parse_created(self._record.created)
+
+    @property
+    def layers(self) -> tuple[LayerRecord, ...]:
+        return self._record.layers
+
+    @property
+    def manifest_digest(self) -> str:
+        return self._record.manifest_digest
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        """Docker-compatible ``image inspect`` JSON."""
+        cfg = self.config
+        last_tag = self._record.last_tag_time
+        out: dict[str, Any] = {
+            "Id": self.id,
+            "RepoTags": self.tags,
+            "RepoDigests": self.digests,
+            "Parent": "",
+            "Comment": cfg.get("comment", ""),
+            "Created": self._record.created,
+            "DockerVersion": cfg.get("docker_version", ""),
+            "Author": cfg.get("author", ""),
+            "Config": cfg.get("config") or {},
+            "Architecture": cfg.get("architecture", ""),
+            "Os": cfg.get("os", ""),
+            "Size": self.size,
+            "RootFS": {"Type": "layers", "Layers": [layer.diff_id for layer in self.layers]},
+            "Metadata": {"LastTagTime": _rfc3339(last_tag) if last_tag else "0001-01-01T00:00:00Z"},
+        }
+        if cfg.get("variant"):
+            out["Variant"] = cfg["variant"]
+        return out
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        """Docker's ``image history``: newest first, sizes taken from the matching layers."""
+        entries = self.config.get("history") or []
+        sizes = self._layer_sizes
+        rows: list[dict[str, Any]] = []
+        index = 0
+        for entry in entries:
+            empty = bool(entry.get("empty_layer"))
+            size = 0
+            if not empty and index < len(sizes):
+                size = sizes[index]
+                index += 1
+            rows.append({"Id": "<missing>", "Created": entry.get("created", ""),
+                         "CreatedBy": entry.get("created_by", ""), "Size": size,
+                         "Comment": entry.get("comment", ""), "Tags": []})
+        rows.reverse()
+        if rows:
+            rows[0]["Id"] = self.id
+            rows[0]["Tags"] = self.tags
+        return rows
+
+
+def _rfc3339(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+@dataclass
+class PruneReport:
+    deleted: list[dict[str, str]]
+    space_reclaimed: int
+
+
+class ImageService:
+    """Images in one store. Obtain it as ``Engine(...).images``."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    @property
+    def _store(self):  # type: ignore[no-untyped-def]
+        return self._engine.store
+
+    # -- lookup ---------------------------------------------------------------------------
+
+    def _record(self, image_id: str) -> ImageRecord:
+        record = self._store.metadata.get_image(image_id)
+        if record is None:
+            raise ImageNotFoundError(f"No such image: {image_id}")
+        return record
+
+    def _image(self, record: ImageRecord) -> Image:
+        return Image(record, [self._store.snapshots.size(layer.chain_id) for layer in record.layers])
+
+    def resolve_id(self, name: str) -> str:
+        """The image ID that ``name`` (ID, short ID, tag or digest reference) designates."""
+        meta = self._store.metadata
+        text = name.strip()
+        hex_part = text[7:] if text.startswith("sha256:") else text
+        if text.startswith("sha256:") or (len(hex_part) == 64 and set(hex_part) <= _HEX):
+            if not hex_part or not set(hex_part) <= _HEX:
+                raise ImageNotFoundError(f"No such image: {name}")
+            return self._by_prefix(hex_part, name)
+        try:
+            ref = Reference.parse(text)
+        except InvalidReferenceError:
+            if text and set(text) <= _HEX:
+                return self._by_prefix(text, name)
+            raise
+        found = meta.image_for_digest(str(ref.with_tag(None))) if ref.digest else None
+        if found is None and ref.tag is not None and not ref.digest:
+            found = meta.image_for_tag(str(ref))
+        if found is None and ref.digest and ref.tag:
+            found = meta.image_for_digest(f"{ref.name}@{ref.digest}")
+        if found is not None:
+            return found
+        if set(text) <= _HEX:
+            return self._by_prefix(text, name)
+        raise ImageNotFoundError(f"No such image: {ref.familiar}")
+
+    def _by_prefix(self, hex_prefix: str, name: str) -> str:
+        matches = self._store.metadata.find_ids_by_prefix(hex_prefix)
+        if not matches:
+            raise ImageNotFoundError(f"No such image: {name}")
+        if len(matches) > 1:
+            raise AmbiguousImageError(f"multiple images match prefix {name!r}")
+        return matches[0]
+
+    def get(self, name: str) -> Image:
+        """The local image ``name`` designates; raises ImageNotFoundError."""
+        return self._image(self._record(self.resolve_id(name)))
+
+    def exists(self, name: str) -> bool:
+        try:
+            self.resolve_id(name)
+        except (ImageNotFoundError, AmbiguousImageError):
+            return False
+        return True
+
+    def list(self, all: bool = False) -> list[Image]:
+        """All local images, newest first (``all`` is accepted for Docker parity: barque keeps
+        no intermediate images, so it changes nothing yet)."""
+        images = [self._image(r) for r in self._store.metadata.images()]
+        epoch = datetime.fromtimestamp(0, timezone.utc)
+        images.sort(key=lambda i: i.created or epoch, reverse=True)
+        return images
+
+    # -- tags -----------------------------------------------------------------------------
+
+    def tag(self, source: str, target: str) -> None:
+        """Point the tag ``target`` at the image ``source`` designates. Atomic."""
+        image_id = self.resolve_id(source)
+        ref = Reference.parse(target)
+        if ref.digest:
+            raise InvalidReferenceError(f"refusing to create a tag with a digest reference: {target}")
+        self._store.metadata.tag(str(ref), image_id)
+
+    # -- pull -----------------------------------------------------------------------------
+
+    def pull(self, reference: str, *, platform: str | None = None,
+             progress: Progress | None = None) -> Image:
+        """Pull ``reference`` from its registry into the store and tag it.
+
+        Layers download concurrently and are hashed, decompressed and unpacked in one pass.
+        The image becomes visible only when every layer is verified and unpacked; an
+        interrupted pull leaves its partial blobs to be resumed by the next pull.
+        """
+        return _Pull(self, Reference.parse(reference), platform, progress or NullProgress()).run()
+
+    # -- removal --------------------------------------------------------------------------
+
+    def remove(self, name: str, force: bool = False) -> list[dict[str, str]]:
+        """Docker's ``rmi``: untag a reference, delete the image when no reference is left.
+
+        Returns Docker-style records: ``{"Untagged": ref}`` and ``{"Deleted": id}``. Layers
+        shared with another image are kept.
+        """
+        meta = self._store.metadata
+        image_id = self.resolve_id(name)
+        record = self._record(image_id)
+        by_id = _looks_like_id(name, image_id)
+        out: list[dict[str, str]] = []
+        if not by_id:
+            ref = Reference.parse(name)
+            if ref.digest:
+                key = f"{ref.name}@{ref.digest}"
+                if meta.image_for_digest(key) == image_id:
+                    with meta.transaction() as db:
+                        db.execute("DELETE FROM repo_digests WHERE ref = ?", (key,))
+                    out.append({"Untagged": familiar(key)})
+            else:
+                meta.untag(str(ref))
+                out.append({"Untagged": ref.familiar})
+                record = self._record(image_id)
+                # Docker drops a repository's digest refs with its last tag there.
+                if not any(Reference.parse(t).name == ref.name for t in record.repo_tags):
+                    out += [{"Untagged": familiar(d)}
+                            for d in meta.remove_digests_of_repo(image_id, ref.name)]
+            record = self._record(image_id)
+            if record.repo_tags or record.repo_digests:
+                return out
+        else:
+            repos = {Reference.parse(t).name for t in record.repo_tags}
+            if len(repos) > 1 and not force:
+                raise ConflictError(
+                    f"conflict: unable to delete {image_id[7:19]} (must be forced) - image is "
+                    "referenced in multiple repositories")
+        self._check_unused(image_id, force)
+        out += [{"Untagged": familiar(r)} for r in meta.remove_image(image_id)]
+        out.append({"Deleted": image_id})
+        out += [{"Deleted": c} for c in self._collect_garbage()]
+        return out
+
+    def _check_unused(self, image_id: str, force: bool) -> None:
+        """Containers will pin images here (issue 3); nothing does yet."""
+
+    def _collect_garbage(self) -> list[str]:
+        """Delete snapshots and blobs no image uses. Returns the removed ChainIDs."""
+        store = self._store
+        removed: list[str] = []
+        with store.gc_lock(shared=False):
+            used_chains = store.metadata.chain_ids_in_use()
+            for chain_id in store.metadata.snapshot_ids():
+                if chain_id not in used_chains:
+                    store.snapshots.remove(chain_id)
+                    removed.append(chain_id)
+            used_blobs = store.metadata.blobs_in_use()
+            for digest in store.content.digests():
+                if digest not in used_blobs:
+                    store.content.delete(digest)
+        return removed
+
+    def prune(self, all: bool = False) -> PruneReport:
+        """Remove dangling images (no tag), or with ``all`` every image no container uses; then
+        delete unreferenced layers, blobs and abandoned unpack leftovers."""
+        deleted: list[dict[str, str]] = []
+        before = self._disk_usage()
+        for record in self._store.metadata.images():
+            if all or not record.repo_tags:
+                deleted += [{"Untagged": familiar(r)}
+                            for r in self._store.metadata.remove_image(record.id)]
+                deleted.append({"Deleted": record.id})
+        deleted += [{"Deleted": c} for c in self._collect_garbage()]
+        with self._store.gc_lock(shared=False):
+            from .store.snapshots import remove_tree
+
+            for leftover in self._store.snapshots.leftovers():
+                remove_tree(leftover)
+        return PruneReport(deleted, max(0, before - self._disk_usage()))
+
+    def _disk_usage(self) -> int:
+        total = 0
+        paths = self._store.paths
+        for digest in self._store.content.digests():
+            try:
+                total += paths.blob(digest).stat().st_size
+            except FileNotFoundError:
+                pass
+        for chain_id in self._store.metadata.snapshot_ids():
+            total += self._store.snapshots.size(chain_id)
+        return total
+
+
+def _looks_like_id(name: str, image_id: str) -> bool:
+    text = name.removeprefix("sha256:")
+    return bool(text) and set(text) <= _HEX and image_id[7:].startswith(text)
+
+
+class _Pull:
+    """One pull: resolve, fetch the config, fetch and unpack the layers, record the image."""
+
+    def __init__(self, service: ImageService, ref: Reference, platform: str | None,
+                 progress: Progress) -> None:
+        self.service = service
+        self.store = service._store
+        self.settings = service._engine.settings
+        self.client = service._engine.registry
+        self.ref = ref if (ref.tag or ref.digest) else ref.with_tag("latest")
+        self.platform = platform
+        self.progress = progress
+        self.cancelled = threading.Event()
+
+    def run(self) -> Image:
+        from .native import load
+        from .registry.platform import Platform, host_platform
+
+        load()  # fail early, before any network traffic, if the native core is missing
+        ref = self.ref
+        self.progress.message(f"{ref.tag or ref.digest}: Pulling from {ref.repository}")
+        wanted = Platform.parse(self.platform) if self.platform else host_platform()
+        manifest, index_digest = self.client.resolve(ref, wanted)
+        if len(manifest.layers) > MAX_LAYERS:
+            raise InvalidManifestError(
+                f"{ref.familiar} has {len(manifest.layers)} layers; at most {MAX_LAYERS} "
+                "can be mounted as one root filesystem")
+        config_bytes = self.client.get_config(ref, manifest.config)
+        config = _parse_config(config_bytes, ref)
+        diff_ids = config["rootfs"]["diff_ids"]
+        if len(diff_ids) != len(manifest.layers):
+            raise InvalidManifestError(
+                f"{ref.familiar}: manifest has {len(manifest.layers)} layers but the config lists "
+                f"{len(diff_ids)} diff_ids")
+        chains = chain_ids(diff_ids)
+        image_id = validate_digest(manifest.config.digest, "config digest")
+        already = self.store.metadata.get_image(image_id)
+        with self.store.gc_lock(shared=True):
+            sizes = self._fetch_layers(manifest.layers, diff_ids, chains)
+            self.store.content.write(image_id, config_bytes)
+            self.store.content.write(manifest.digest, manifest.raw)
+            layers = [LayerRecord(d, c, desc.digest, desc.media_type, desc.size)
+                      for d, c, desc in zip(diff_ids, chains, manifest.layers)]
+            shown_digest = index_digest or manifest.digest
+            tags = [str(ref)] if ref.tag and not ref.digest else []
+            self.store.metadata.add_image(
+                NewImage(id=image_id, config=config_bytes, manifest_digest=manifest.digest,
+                         manifest_media_type=manifest.media_type, manifest=manifest.raw,
+                         created=str(config.get("created") or ""), size=sum(sizes), layers=layers),
+                tags=tags, digests=[f"{ref.name}@{shown_digest}"])
+        self.progress.message(f"Digest: {shown_digest}")
+        up_to_date = already is not None and (not tags or str(ref) in already.repo_tags)
+        self.progress.message(
+            f"Status: {'Image is up to date' if up_to_date else 'Downloaded newer image'}"
+            f" for {ref.familiar}")
+        return self.service.get(image_id)
+
+    def _fetch_layers(self, layers: list, diff_ids: list[str], chains: list[str]) -> list[int]:
+        for desc in layers:
+            self.progress.layer(desc.digest[7:19], "Pulling fs layer")
+        workers = max(1, self.settings.max_concurrent_downloads)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="barque-pull") as pool:
+            futures = [pool.submit(self._fetch_layer, desc, diff_id, chain)
+                       for desc, diff_id, chain in zip(layers, diff_ids, chains)]
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            failed = [f for f in done if f.exception() is not None]
+            if failed:
+                self.cancelled.set()
+                for f in futures:
+                    f.cancel()
+                wait(futures)
+                raise failed[0].exception()  # type: ignore[misc]
+            return [f.result() for f in futures]
+
+    def _fetch_layer(self, desc: Any, diff_id: str, chain_id: str) -> int:
+        store = self.store
+        short = desc.digest[7:19]
+        if store.snapshots.has(chain_id) and store.content.has(desc.digest):
+            self.progress.layer(short, "Already exists")
+            return store.snapshots.size(chain_id)
+        with store.layer_lock(chain_id), store.blob_lock(desc.digest):
+            if store.snapshots.has(chain_id):
+                if not store.content.has(desc.digest):
+                    self._download(desc, None, None, short)
+                self.progress.layer(short, "Already exists")
+                return store.snapshots.size(chain_id)
+            staging = store.snapshots.prepare(chain_id)
+            try:
+                if store.content.has(desc.digest):
+                    result = self._unpack_local(desc, staging, diff_id, short)
+                else:
+                    result = self._download(desc, staging, diff_id, short)
+            except BaseException:
+                store.snapshots.discard(chain_id)
+                raise
+            store.snapshots.commit(chain_id, diff_id, result["unpacked_bytes"])
+        self.progress.layer(short, "Pull complete")
+        return int(result["unpacked_bytes"])
+
+    def _limits(self) -> dict[str, int]:
+        return {"max_bytes": self.settings.max_layer_bytes,
+                "max_entries": self.settings.max_layer_entries}
+
+    def _unpack_local(self, desc: Any, staging: Any, diff_id: str, short: str) -> dict:
+        from .native import load, translated_errors
+        from .registry.manifest import compression_of
+
+        self.progress.layer(short, "Extracting")
+        with translated_errors(f"layer {desc.digest}"):
+            return load().unpack_blob(str(self.store.content.path(desc.digest)), str(staging),
+                                      compression=compression_of(desc.media_type),
+                                      expected_diff_id=diff_id, **self._limits())
+
+    def _download(self, desc: Any, staging: Any, diff_id: str | None, short: str) -> dict:
+        """Stream the blob into the store (and, with ``staging``, unpack it on the way),
+        resuming from the partial file left by an earlier attempt or a killed pull."""
+        from .native import load, translated_errors
+        from .registry.manifest import compression_of
+
+        native = load()
+        paths = self.store.paths
+        partial = paths.partial(desc.digest)
+        compression = compression_of(desc.media_type)
+
+        def new_ingest() -> Any:
+            if staging is not None:
+                for child in staging.iterdir():  # a restart must unpack into an empty dir
+                    from .store.snapshots import remove_tree
+
+                    remove_tree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+            return native.BlobIngest(
+                str(partial), desc.digest, desc.size,
+                unpack_dir=str(staging) if staging is not None else None,
+                compression=compression, expected_diff_id=diff_id, **self._limits())
+
+        attempts = 0
+        with translated_errors(f"layer {desc.digest}"):
+            holder = [new_ingest()]
+            try:
+                while True:
+                    try:
+                        return self._stream_into(holder, desc, short, partial, new_ingest)
+                    except (RegistryError, ConnectionError, TimeoutError) as e:
+                        attempts += 1
+                        if attempts > self.settings.download_retries or self.cancelled.is_set():
+                            raise
+                        self.progress.layer(short, f"Retrying in {attempts} seconds ({e})")
+                        time.sleep(attempts)
+            except BaseException:
+                holder[0].abort()
+                raise
+
+    def _stream_into(self, holder: list[Any], desc: Any, short: str, partial: Any,
+                     new_ingest: Callable[[], Any]) -> dict:
+        """One attempt: open the blob at the ingest's offset and feed it through."""
+        stream = self.client.open_blob(self.ref, desc, offset=holder[0].offset)
+        try:
+            if stream.offset != holder[0].offset:  # the server ignored Range: start over
+                holder[0].abort()
+                partial.unlink(missing_ok=True)
+                holder[0] = new_ingest()
+            ingest = holder[0]
+            received = ingest.offset
+            if received:
+                self.progress.layer(short, "Resuming", received, desc.size)
+            last_report = 0.0
+            for chunk in stream.chunks(1 << 20):
+                if self.cancelled.is_set():
+                    raise RegistryError("pull cancelled: another layer failed")
+                ingest.write(chunk)
+                received += len(chunk)
+                now = time.monotonic()
+                if now - last_report > 0.1:
+                    self.progress.layer(short, "Downloading", received, desc.size)
+                    last_report = now
+        finally:
+            stream.close()
+        self.progress.layer(short, "Verifying Checksum")
+        return holder[0].finish(str(self.store.content.path(desc.digest)))
+
+
+def _parse_config(data: bytes, ref: Reference) -> dict[str, Any]:
+    try:
+        config = json.loads(data)
+    except ValueError as e:
+        raise InvalidManifestError(f"{ref.familiar}: image config is not valid JSON: {e}") from e
+    rootfs = config.get("rootfs") if isinstance(config, dict) else None
+    if not isinstance(rootfs, dict) or rootfs.get("type") != "layers" or not isinstance(
+            rootfs.get("diff_ids"), list):
+        raise InvalidManifestError(f"{ref.familiar}: image config has no rootfs.diff_ids")
+    return config

@@ -1,0 +1,28 @@
+"""How long-running work (pull, later push and build) reports progress.
+
+Services call a :class:`Progress`; the CLI supplies a renderer, library users may pass their own
+or get :class:`NullProgress`. Statuses and their order follow Docker's pull output.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class Progress(Protocol):
+    def message(self, text: str) -> None:
+        """A line about the whole operation ("Digest: sha256:...")."""
+
+    def layer(self, layer_id: str, status: str, current: int | None = None,
+              total: int | None = None) -> None:
+        """A layer's status: 'Pulling fs layer', 'Waiting', 'Downloading' (with bytes),
+        'Verifying Checksum', 'Pull complete', 'Already exists'."""
+
+
+class NullProgress:
+    def message(self, text: str) -> None:
+        pass
+
+    def layer(self, layer_id: str, status: str, current: int | None = None,
+              total: int | None = None) -> None:
+        pass

@@ -1,0 +1,85 @@
+"""Content-addressed blobs (layers, configs, manifests) under ``blobs/sha256``.
+
+Contract: a blob file exists only with verified content (written to ``tmp/`` or ``ingest/``,
+hashed, fsync'd, renamed into place). Writes are idempotent: writing a blob that exists is a
+no-op. Blobs are immutable; deletion is the garbage collector's job (under the GC lock).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+from ..digest import validate_digest
+from ..errors import DigestMismatchError
+from .paths import StorePaths
+
+
+class ContentStore:
+    def __init__(self, paths: StorePaths) -> None:
+        self._paths = paths
+
+    def path(self, digest: str) -> Path:
+        return self._paths.blob(digest)
+
+    def has(self, digest: str) -> bool:
+        return self._paths.blob(digest).is_file()
+
+    def read(self, digest: str) -> bytes:
+        """The blob's bytes, re-verified (a store corrupted on disk is never trusted)."""
+        data = self._paths.blob(digest).read_bytes()
+        actual = "sha256:" + hashlib.sha256(data).hexdigest()
+        if actual != digest:
+            raise DigestMismatchError(f"blob {digest} in the store is corrupt (hashes to {actual})")
+        return data
+
+    def write(self, digest: str, data: bytes) -> Path:
+        """Store ``data`` under ``digest`` after checking it hashes to it. Atomic, idempotent."""
+        validate_digest(digest)
+        actual = "sha256:" + hashlib.sha256(data).hexdigest()
+        if actual != digest:
+            raise DigestMismatchError(f"content does not match {digest} (got {actual})")
+        target = self._paths.blob(digest)
+        if target.is_file():
+            return target
+        write_atomic(target, data, self._paths.tmp)
+        return target
+
+    def delete(self, digest: str) -> int:
+        """Remove a blob; returns the bytes freed (0 if it was absent)."""
+        target = self._paths.blob(digest)
+        try:
+            size = target.stat().st_size
+            target.unlink()
+            return size
+        except FileNotFoundError:
+            return 0
+
+    def digests(self) -> list[str]:
+        return ["sha256:" + p.name for p in self._paths.blobs.iterdir() if len(p.name) == 64]
+
+
+def write_atomic(target: Path, data: bytes, scratch: Path, mode: int = 0o644) -> None:
+    """Write a file so that readers see the old content or the new, never a mix: a temp file in
+    ``scratch`` (same filesystem), fsync, rename over ``target``, fsync of the directory."""
+    fd, tmp = tempfile.mkstemp(dir=scratch, prefix=".write-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fchmod(f.fileno(), mode)
+            os.fsync(f.fileno())
+        os.rename(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    dir_fd = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

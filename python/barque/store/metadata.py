@@ -1,0 +1,241 @@
+"""The store's metadata: images, tags, repo digests and snapshots, in SQLite (WAL mode).
+
+Contract: every method is atomic (one transaction); readers never see a half-written image;
+concurrent barque processes serialise their writes through SQLite's lock (busy timeout 60 s),
+so a tag is never lost or corrupted. Methods are safe to call from several threads.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS images (
+    id TEXT PRIMARY KEY,            -- config digest
+    config BLOB NOT NULL,           -- the config JSON exactly as pulled
+    manifest_digest TEXT NOT NULL,
+    manifest_media_type TEXT NOT NULL,
+    manifest BLOB NOT NULL,
+    created TEXT NOT NULL,          -- the config's "created" (RFC 3339), may be ''
+    size INTEGER NOT NULL,          -- bytes of unpacked file content, all layers
+    added_at REAL NOT NULL,
+    last_tag_time REAL
+);
+CREATE TABLE IF NOT EXISTS image_layers (
+    image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+    position INTEGER NOT NULL,
+    diff_id TEXT NOT NULL,
+    chain_id TEXT NOT NULL,
+    blob_digest TEXT NOT NULL,
+    media_type TEXT NOT NULL,
+    blob_size INTEGER NOT NULL,
+    PRIMARY KEY (image_id, position)
+);
+CREATE INDEX IF NOT EXISTS image_layers_chain ON image_layers(chain_id);
+CREATE INDEX IF NOT EXISTS image_layers_blob ON image_layers(blob_digest);
+CREATE TABLE IF NOT EXISTS tags (
+    ref TEXT PRIMARY KEY,           -- canonical "registry/repo:tag"
+    image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE
+);
+CREATE TABLE IF NOT EXISTS repo_digests (
+    ref TEXT PRIMARY KEY,           -- canonical "registry/repo@sha256:..."
+    image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE
+);
+CREATE TABLE IF NOT EXISTS snapshots (
+    chain_id TEXT PRIMARY KEY,
+    diff_id TEXT NOT NULL,
+    unpacked_size INTEGER NOT NULL,
+    created REAL NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class LayerRecord:
+    diff_id: str
+    chain_id: str
+    blob_digest: str
+    media_type: str
+    blob_size: int
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    id: str
+    config: bytes
+    manifest_digest: str
+    manifest_media_type: str
+    manifest: bytes
+    created: str
+    size: int
+    added_at: float
+    last_tag_time: float | None
+    layers: tuple[LayerRecord, ...] = ()
+    repo_tags: tuple[str, ...] = ()
+    repo_digests: tuple[str, ...] = ()
+
+
+@dataclass
+class NewImage:
+    """What a pull hands to :meth:`Metadata.add_image`."""
+
+    id: str
+    config: bytes
+    manifest_digest: str
+    manifest_media_type: str
+    manifest: bytes
+    created: str
+    size: int
+    layers: list[LayerRecord] = field(default_factory=list)
+
+
+class Metadata:
+    def __init__(self, path: Path) -> None:
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(path, timeout=60.0, isolation_level=None,
+                                   check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        with self.transaction():
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self._db.execute(statement)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; BEGIN IMMEDIATE takes the write lock up front (no upgrade deadlock)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _query(self, sql: str, args: tuple = ()) -> list[tuple]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    # -- images ---------------------------------------------------------------------------
+
+    def add_image(self, image: NewImage, tags: list[str], digests: list[str]) -> None:
+        """Record an image with its layers, and point ``tags``/``digests`` at it. Atomic and
+        idempotent: re-adding an existing image only moves the tags and adds the digests."""
+        now = time.time()
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO images (id, config, manifest_digest, manifest_media_type,"
+                " manifest, created, size, added_at) VALUES (?,?,?,?,?,?,?,?)",
+                (image.id, image.config, image.manifest_digest, image.manifest_media_type,
+                 image.manifest, image.created, image.size, now))
+            db.execute("DELETE FROM image_layers WHERE image_id = ?", (image.id,))
+            db.executemany(
+                "INSERT INTO image_layers VALUES (?,?,?,?,?,?,?)",
+                [(image.id, i, l.diff_id, l.chain_id, l.blob_digest, l.media_type, l.blob_size)
+                 for i, l in enumerate(image.layers)])
+            for ref in tags:
+                db.execute("INSERT OR REPLACE INTO tags VALUES (?, ?)", (ref, image.id))
+            for ref in digests:
+                db.execute("INSERT OR REPLACE INTO repo_digests VALUES (?, ?)", (ref, image.id))
+            if tags:
+                db.execute("UPDATE images SET last_tag_time = ? WHERE id = ?", (now, image.id))
+
+    def image_ids(self) -> list[str]:
+        return [r[0] for r in self._query("SELECT id FROM images ORDER BY added_at DESC")]
+
+    def get_image(self, image_id: str) -> ImageRecord | None:
+        rows = self._query(
+            "SELECT id, config, manifest_digest, manifest_media_type, manifest, created, size,"
+            " added_at, last_tag_time FROM images WHERE id = ?", (image_id,))
+        if not rows:
+            return None
+        layers = tuple(LayerRecord(*r) for r in self._query(
+            "SELECT diff_id, chain_id, blob_digest, media_type, blob_size FROM image_layers"
+            " WHERE image_id = ? ORDER BY position", (image_id,)))
+        tags = tuple(r[0] for r in self._query(
+            "SELECT ref FROM tags WHERE image_id = ? ORDER BY ref", (image_id,)))
+        digests = tuple(r[0] for r in self._query(
+            "SELECT ref FROM repo_digests WHERE image_id = ? ORDER BY ref", (image_id,)))
+        return ImageRecord(*rows[0], layers=layers, repo_tags=tags, repo_digests=digests)
+
+    def images(self) -> list[ImageRecord]:
+        return [img for i in self.image_ids() if (img := self.get_image(i)) is not None]
+
+    def find_ids_by_prefix(self, hex_prefix: str) -> list[str]:
+        """Image IDs whose hex starts with ``hex_prefix`` (callers validate it is hex)."""
+        return [r[0] for r in self._query(
+            "SELECT id FROM images WHERE substr(id, 8, ?) = ?", (len(hex_prefix), hex_prefix))]
+
+    def image_for_tag(self, ref: str) -> str | None:
+        rows = self._query("SELECT image_id FROM tags WHERE ref = ?", (ref,))
+        return rows[0][0] if rows else None
+
+    def image_for_digest(self, ref: str) -> str | None:
+        rows = self._query("SELECT image_id FROM repo_digests WHERE ref = ?", (ref,))
+        return rows[0][0] if rows else None
+
+    def tag(self, ref: str, image_id: str) -> None:
+        """Point ``ref`` at ``image_id`` (moving it if it pointed elsewhere). Atomic."""
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO tags VALUES (?, ?)", (ref, image_id))
+            db.execute("UPDATE images SET last_tag_time = ? WHERE id = ?", (time.time(), image_id))
+
+    def untag(self, ref: str) -> bool:
+        with self.transaction() as db:
+            return db.execute("DELETE FROM tags WHERE ref = ?", (ref,)).rowcount > 0
+
+    def remove_image(self, image_id: str) -> list[str]:
+        """Delete the image record, its tags and digests. Returns the refs that were untagged."""
+        with self.transaction() as db:
+            refs = [r[0] for r in db.execute(
+                "SELECT ref FROM tags WHERE image_id = ? UNION ALL"
+                " SELECT ref FROM repo_digests WHERE image_id = ?", (image_id, image_id))]
+            db.execute("DELETE FROM images WHERE id = ?", (image_id,))
+            return refs
+
+    def remove_digests_of_repo(self, image_id: str, repo: str) -> list[str]:
+        with self.transaction() as db:
+            refs = [r[0] for r in db.execute(
+                "SELECT ref FROM repo_digests WHERE image_id = ? AND ref LIKE ?",
+                (image_id, repo.replace("%", r"\%") + "@%"))]
+            db.executemany("DELETE FROM repo_digests WHERE ref = ?", [(r,) for r in refs])
+            return refs
+
+    # -- snapshots and blobs in use ---------------------------------------------------------
+
+    def add_snapshot(self, chain_id: str, diff_id: str, unpacked_size: int) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO snapshots VALUES (?,?,?,?)",
+                       (chain_id, diff_id, unpacked_size, time.time()))
+
+    def snapshot_size(self, chain_id: str) -> int | None:
+        rows = self._query("SELECT unpacked_size FROM snapshots WHERE chain_id = ?", (chain_id,))
+        return rows[0][0] if rows else None
+
+    def remove_snapshot(self, chain_id: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM snapshots WHERE chain_id = ?", (chain_id,))
+
+    def snapshot_ids(self) -> list[str]:
+        return [r[0] for r in self._query("SELECT chain_id FROM snapshots")]
+
+    def chain_ids_in_use(self) -> set[str]:
+        return {r[0] for r in self._query("SELECT DISTINCT chain_id FROM image_layers")}
+
+    def blobs_in_use(self) -> set[str]:
+        used = {r[0] for r in self._query("SELECT DISTINCT blob_digest FROM image_layers")}
+        used.update(r[0] for r in self._query("SELECT id FROM images"))
+        used.update(r[0] for r in self._query("SELECT manifest_digest FROM images"))
+        return used

@@ -1,0 +1,71 @@
+"""Every on-disk path of the store, and nothing else.
+
+Layout under the root (mode 0700, so no other user can traverse it; CVE-2021-41091)::
+
+    blobs/sha256/<hex>          content-addressed blobs (layers, configs, manifests), immutable
+    ingest/<hex>.partial        a blob being downloaded; kept across a killed pull to resume
+    snapshots/<chainid-hex>/    one unpacked layer (an overlayfs lower dir), keyed by ChainID
+    snapshots/.tmp-<hex>/       a layer being unpacked; renamed into place when verified
+    locks/                      advisory lock files (flock) coordinating barque processes
+    metadata.db                 SQLite (WAL): images, tags, digests, snapshots
+    tmp/                        scratch space on the store's filesystem, for atomic writes
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..digest import digest_hex
+
+
+@dataclass(frozen=True)
+class StorePaths:
+    root: Path
+
+    @property
+    def blobs(self) -> Path:
+        return self.root / "blobs" / "sha256"
+
+    @property
+    def ingest(self) -> Path:
+        return self.root / "ingest"
+
+    @property
+    def snapshots(self) -> Path:
+        return self.root / "snapshots"
+
+    @property
+    def locks(self) -> Path:
+        return self.root / "locks"
+
+    @property
+    def tmp(self) -> Path:
+        return self.root / "tmp"
+
+    @property
+    def database(self) -> Path:
+        return self.root / "metadata.db"
+
+    def blob(self, digest: str) -> Path:
+        return self.blobs / digest_hex(digest)
+
+    def partial(self, digest: str) -> Path:
+        return self.ingest / f"{digest_hex(digest)}.partial"
+
+    def snapshot(self, chain_id: str) -> Path:
+        return self.snapshots / digest_hex(chain_id)
+
+    def snapshot_staging(self, chain_id: str) -> Path:
+        return self.snapshots / f".tmp-{digest_hex(chain_id)}"
+
+    def lock(self, name: str) -> Path:
+        return self.locks / f"{name}.lock"
+
+    def ensure(self) -> None:
+        """Create the layout (idempotent). The root is forced to 0700 even if it existed."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.root, 0o700)
+        for d in (self.blobs, self.ingest, self.snapshots, self.locks, self.tmp):
+            d.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,82 @@
+"""Unpacked layers ("snapshots"), one directory per ChainID, ready to be overlayfs lower dirs.
+
+Contract: ``snapshots/<chainid>`` exists only once its layer was fully unpacked and its DiffID
+verified (unpacking happens in ``snapshots/.tmp-<chainid>`` and is renamed into place, which
+is atomic). Preparing a staging dir discards any leftover of an interrupted unpack. Callers
+hold the per-layer lock around prepare/commit.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from .metadata import Metadata
+from .paths import StorePaths
+
+
+class SnapshotStore:
+    def __init__(self, paths: StorePaths, metadata: Metadata) -> None:
+        self._paths = paths
+        self._metadata = metadata
+
+    def path(self, chain_id: str) -> Path:
+        return self._paths.snapshot(chain_id)
+
+    def has(self, chain_id: str) -> bool:
+        return (self._metadata.snapshot_size(chain_id) is not None
+                and self._paths.snapshot(chain_id).is_dir())
+
+    def size(self, chain_id: str) -> int:
+        return self._metadata.snapshot_size(chain_id) or 0
+
+    def prepare(self, chain_id: str) -> Path:
+        """An empty staging directory for unpacking ``chain_id`` (leftovers removed)."""
+        staging = self._paths.snapshot_staging(chain_id)
+        if staging.exists():
+            remove_tree(staging)
+        staging.mkdir(mode=0o755)
+        return staging
+
+    def commit(self, chain_id: str, diff_id: str, unpacked_size: int) -> Path:
+        """Move the verified staging dir into place and record it. Idempotent."""
+        staging = self._paths.snapshot_staging(chain_id)
+        target = self._paths.snapshot(chain_id)
+        if target.exists():  # an unrecorded leftover from a crash between rename and record
+            remove_tree(target)
+        os.rename(staging, target)
+        self._metadata.add_snapshot(chain_id, diff_id, unpacked_size)
+        return target
+
+    def discard(self, chain_id: str) -> None:
+        staging = self._paths.snapshot_staging(chain_id)
+        if staging.exists():
+            remove_tree(staging)
+
+    def remove(self, chain_id: str) -> int:
+        """Forget and delete a snapshot; returns its recorded size."""
+        size = self.size(chain_id)
+        self._metadata.remove_snapshot(chain_id)
+        target = self._paths.snapshot(chain_id)
+        if target.exists():
+            # Rename first so a half-deleted tree is never mistaken for a snapshot.
+            doomed = self._paths.snapshots / f".del-{target.name}"
+            os.rename(target, doomed)
+            remove_tree(doomed)
+        return size
+
+    def leftovers(self) -> list[Path]:
+        """Directories that no record vouches for (staging, deletions, crashed commits)."""
+        known = {self._paths.snapshot(c).name for c in self._metadata.snapshot_ids()}
+        return [p for p in self._paths.snapshots.iterdir() if p.name not in known]
+
+
+def remove_tree(path: Path) -> None:
+    """Delete a tree that may contain read-only dirs; never follows symlinks."""
+
+    def make_writable_and_retry(func, p, _exc_info):  # type: ignore[no-untyped-def]
+        os.chmod(os.path.dirname(p), 0o700)
+        func(p)
+
+    shutil.rmtree(path, onerror=make_writable_and_retry)
