@@ -27,8 +27,16 @@ class BlobIngest:
     """One blob streamed once: sha256 -> append to an ingest file -> (decompress -> sha256 -> untar).
 
     If ``partial_path`` already holds bytes (an interrupted earlier pull), they are hashed and
-    fed through the unpacker first, so ``offset`` is where an HTTP Range request resumes.
-    Unpacking runs on a background thread; its errors surface from the next ``write``/``finish``.
+    fed through the unpacker first, so ``offset`` is where an HTTP Range request resumes (a file
+    longer than ``expected_size`` is emptied instead). The ingest file is created mode 0600.
+    Unpacking runs on a background thread; its errors surface from ``write`` (OS errors) or
+    ``finish`` (bad layers, see ``write``).
+
+    ``max_bytes`` bounds the uncompressed tar stream and ``max_entries`` its entries (bomb guards).
+    An unknown ``compression`` raises ValueError; a malformed ``expected_digest`` or
+    ``expected_diff_id`` raises DigestError. After ``finish``, ``abort`` or any error the object is
+    closed: further ``write``/``finish`` calls raise ValueError. A LayerError or DigestError deletes
+    the partial file (those bytes can never become valid); an OSError keeps it for a resume.
     """
 
     def __init__(
@@ -47,12 +55,18 @@ class BlobIngest:
     def offset(self) -> int:
         """Bytes of the blob already received (persisted in ``partial_path``)."""
     def write(self, data: bytes) -> None:
-        """Append a chunk. Raises DigestError past ``expected_size``, LayerError if unpacking failed."""
+        """Append a chunk. Raises DigestError past ``expected_size``, OSError if the unpacker hit one.
+
+        A layer found bad while unpacking is reported by ``finish`` once every byte is in: as
+        DigestError when they do not match the digest (damaged in transit), else LayerError. So a
+        corrupt download is never mistaken for a hostile layer (the unpacker stops at once).
+        """
     def finish(self, blob_path: str) -> IngestResult:
         """Verify size and digest, wait for the unpacker, verify the DiffID, fsync the unpacked tree
         (one syncfs) and the blob, then rename ``partial_path`` to ``blob_path`` atomically.
 
-        On a digest or size mismatch the partial file is deleted (it can never become valid).
+        On a digest, size or DiffID mismatch (DigestError) or a bad layer (LayerError) the partial
+        file is deleted (it can never become valid).
         """
     def abort(self) -> None:
         """Stop the unpacker and close files; the partial file is kept for a later resume."""
@@ -66,8 +80,9 @@ def unpack_blob(
     max_bytes: int = 64 << 30,
     max_entries: int = 2_000_000,
 ) -> IngestResult:
-    """Unpack a blob already in the store into ``unpack_dir`` (which must exist and be empty),
-    verifying the DiffID; ``digest``/``size`` in the result describe the blob file."""
+    """Unpack a blob already in the store into ``unpack_dir`` (which must exist and be empty,
+    else OSError ENOTEMPTY), verifying the DiffID; ``digest``/``size`` in the result describe the
+    blob file."""
 
 def sha256_file(path: str) -> str:
     """"sha256:<hex>" of a file's content."""

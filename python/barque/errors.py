@@ -62,3 +62,7 @@ class InvalidLayerError(BarqueError, ValueError):
 
 class StoreError(BarqueError, OSError):
     """The store on disk is unusable (permissions, corruption, full disk)."""
+
+
+class InvalidPlatformError(BarqueError, ValueError):
+    """A platform string is not ``os[/arch[/variant]]`` (e.g. ``--platform linux/arm64/v8``)."""

@@ -45,7 +45,8 @@ _LOCALHOST = "localhost"
 NAME_TOTAL_LENGTH_MAX = 255
 
 _ALNUM = r"[a-z0-9]+"
-_SEPARATOR = r"(?:[._]|__|[-]*)"
+_SEPARATOR = r"(?:[._]|__|-+)"  # Docker writes [-]*; -+ is the same language without
+# the empty match that makes a backtracking engine exponential on long names.
 _PATH_COMPONENT = rf"{_ALNUM}(?:{_SEPARATOR}{_ALNUM})*"
 _PATH = rf"{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
 _DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
@@ -90,13 +91,23 @@ def _invalid(text: str, why: str | None = None) -> InvalidReferenceError:
 
 
 def _quote(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """Double-quote ``text`` on one line, escaping quotes, backslashes and control characters."""
+    out = []
+    for c in text:
+        if c in '"\\':
+            out.append("\\" + c)
+        elif c.isprintable():
+            out.append(c)
+        else:
+            out.append(repr(c)[1:-1])
+    return '"' + "".join(out) + '"'
 
 
 def _check_digest(text: str, digest: str) -> None:
-    algorithm, _, hexpart = digest.partition(":")
+    algorithm, _, _hexpart = digest.partition(":")
     if algorithm != "sha256":
-        raise _invalid(text, f"unsupported digest algorithm {algorithm!r} (only sha256 is supported)")
+        raise _invalid(text, f"unsupported digest algorithm {algorithm!r} "
+                             "(only sha256 is supported)")
     if not _SHA256_RE.fullmatch(digest):
         raise _invalid(text, "invalid digest: sha256 needs 64 lowercase hexadecimal characters")
 
@@ -208,12 +219,16 @@ class Reference:
         raise InvalidReferenceError(f"invalid reference format: {_quote(self.name)} has "
                                     "neither a tag nor a digest")
 
-    def with_tag(self, tag: str) -> Reference:
-        """A copy with ``tag`` (validated) and no digest."""
-        return Reference(self.registry, self.repository, tag, None)
+    def with_tag(self, tag: str | None) -> Reference:
+        """A copy with ``tag`` (validated; ``None`` removes it), keeping any digest.
 
-    def with_digest(self, digest: str) -> Reference:
-        """A copy pinned to ``digest`` (validated), keeping the tag for display."""
+        Like Docker's ``reference.WithTag``: ``ref.with_tag(None)`` of ``name:tag@digest`` is
+        ``name@digest``.
+        """
+        return Reference(self.registry, self.repository, tag, self.digest)
+
+    def with_digest(self, digest: str | None) -> Reference:
+        """A copy pinned to ``digest`` (validated; ``None`` removes it), keeping any tag."""
         return Reference(self.registry, self.repository, self.tag, digest)
 
     def _suffix(self) -> str:

@@ -1,0 +1,23 @@
+//! PyO3 bindings: the private module `barque._native` over barque-core.
+//!
+//! Errors cross into Python in exactly one place (`impl From<NativeError> for PyErr`), and
+//! every call that does I/O or waits runs detached from the interpreter.
+
+// Errors are values: a panic reachable from layer bytes would be a bug an attacker can trigger.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+mod errors;
+mod ingest;
+
+/// Private native core of barque (Rust, via PyO3). Not a public API: use barque.Engine.
+#[pyo3::pymodule]
+#[pyo3(name = "_native")]
+mod native {
+    #[pymodule_export]
+    use crate::errors::{DigestError, LayerError};
+    #[pymodule_export]
+    use crate::ingest::{sha256_file, unpack_blob, PyBlobIngest};
+}
