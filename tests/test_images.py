@@ -134,3 +134,13 @@ def test_prune_removes_dangling_images_only(root, fixture_images) -> None:
     assert f"deleted: {_ids(layers)}" in out
     assert "Total reclaimed space: 0B" not in out
     assert barque(root, "images", "-q").stdout.split() == [_ids(busybox)[7:19]]
+
+
+def test_digest_references_find_and_untag(root, fixture_images, registry) -> None:
+    fx = fixture_images["busybox"]
+    by_digest = f"{registry.host}/{fx.repository}@{fx.digest}"
+    [doc] = json.loads(barque(root, "inspect", by_digest).stdout)
+    assert doc["Id"] == _ids(fx)
+    assert barque(root, "rmi", by_digest).stdout == f"Untagged: {by_digest}\n"
+    [doc] = json.loads(barque(root, "inspect", fx.ref).stdout)
+    assert doc["RepoDigests"] == [] and doc["RepoTags"] == [fx.ref]

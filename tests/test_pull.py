@@ -20,6 +20,7 @@ import pytest
 from barque import Engine
 from barque.errors import (
     DigestMismatchError,
+    InvalidManifestError,
     InvalidLayerError,
     PlatformNotFoundError,
 )
@@ -247,3 +248,54 @@ def test_two_pulls_at_once_store_each_blob_once(fixture_images, tmp_path) -> Non
     snapshots = [p for p in (root / "snapshots").iterdir()]
     assert len(snapshots) == len(layers)
     assert barque(root, "images", "-q").stdout.splitlines() == [config[7:19]]
+
+
+def test_pull_with_docker_login_credentials(auth_registry, tmp_path) -> None:
+    ref = auth_registry.image.ref
+    root = tmp_path / "root"
+    anonymous = barque(root, "pull", ref, check=False,
+                       env={"DOCKER_CONFIG": str(tmp_path / "nobody")})
+    assert anonymous.returncode == 1 and "unauthorized" in anonymous.stderr.lower()
+    wrong = auth_registry.docker_config(tmp_path / "wrong", password="nope")
+    refused = barque(root, "pull", ref, check=False, env={"DOCKER_CONFIG": str(wrong.parent)})
+    assert refused.returncode == 1 and "unauthorized" in refused.stderr.lower()
+    assert barque(root, "images", "-q").stdout == ""
+    good = auth_registry.docker_config(tmp_path / "good")
+    barque(root, "pull", "-q", ref, env={"DOCKER_CONFIG": str(good.parent)})
+    assert barque(root, "images", "-q").stdout.strip() == \
+        auth_registry.image.manifest["config"]["digest"][7:19]
+
+
+def test_image_with_more_layers_than_overlay_can_mount_is_refused(engine, registry, tmp_path) -> None:
+    from barque.images import MAX_LAYERS
+
+    dirs = []
+    for i in range(MAX_LAYERS + 1):
+        d = tmp_path / f"l{i}"
+        d.mkdir()
+        (d / f"f{i}").write_text(str(i))
+        dirs.append(d)
+    mkimage.build(tmp_path / "layout", dirs, "1", ["true"], level=1)
+    ref = registry.ref("many/layers:1")
+    skopeo_copy(f"oci:{tmp_path / 'layout'}:1", ref)
+    with pytest.raises(InvalidManifestError, match=f"{MAX_LAYERS + 1} layers"):
+        engine.images.pull(ref)
+    assert list(engine.store.paths.blobs.iterdir()) == []  # refused before downloading
+
+
+@needs_root
+def test_full_disk_fails_cleanly_and_keeps_the_store_usable(fixture_images, tmp_path) -> None:
+    root = tmp_path / "small"
+    root.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(root)], check=True)
+    try:
+        full = barque(root, "pull", fixture_images["layers"].ref, check=False)
+        assert full.returncode == 1
+        assert full.stderr.count("\n") == 1, full.stderr
+        assert "No space left on device" in full.stderr or "disk is full" in full.stderr
+        assert barque(root, "images", "-q").stdout == ""
+        subprocess.run(["mount", "-o", "remount,size=64m", str(root)], check=True)
+        barque(root, "pull", "-q", fixture_images["layers"].ref)
+        assert len(barque(root, "images", "-q").stdout.split()) == 1
+    finally:
+        subprocess.run(["umount", "-l", str(root)], check=False)

@@ -290,8 +290,7 @@ class ImageService:
             if ref.digest:
                 key = f"{ref.name}@{ref.digest}"
                 if meta.image_for_digest(key) == image_id:
-                    with meta.transaction() as db:
-                        db.execute("DELETE FROM repo_digests WHERE ref = ?", (key,))
+                    meta.remove_digest(key)
                     out.append({"Untagged": familiar(key)})
             else:
                 meta.untag(str(ref))
@@ -310,14 +309,10 @@ class ImageService:
                 raise ConflictError(
                     f"conflict: unable to delete {image_id[7:19]} (must be forced) - image is "
                     "referenced in multiple repositories")
-        self._check_unused(image_id, force)
         out += [{"Untagged": familiar(r)} for r in meta.remove_image(image_id)]
         out.append({"Deleted": image_id})
         out += [{"Deleted": c} for c in self._collect_garbage()]
         return out
-
-    def _check_unused(self, image_id: str, force: bool) -> None:
-        """Containers will pin images here (issue 3); nothing does yet."""
 
     def _collect_garbage(self) -> list[str]:
         """Delete snapshots and blobs no image uses. Returns the removed ChainIDs."""

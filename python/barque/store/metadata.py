@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import StoreError
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS images (
     id TEXT PRIMARY KEY,            -- config digest
@@ -97,16 +99,26 @@ class NewImage:
 
 class Metadata:
     def __init__(self, path: Path) -> None:
+        self._path = path
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(path, timeout=60.0, isolation_level=None,
-                                   check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
+        with self._errors():
+            self._db = sqlite3.connect(path, timeout=60.0, isolation_level=None,
+                                       check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
         with self.transaction():
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     self._db.execute(statement)
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """SQLite failures (a full disk, a corrupt file) become one-line StoreErrors."""
+        try:
+            yield
+        except sqlite3.Error as e:
+            raise StoreError(f"store metadata {self._path}: {e}") from e
 
     def close(self) -> None:
         with self._lock:
@@ -115,17 +127,18 @@ class Metadata:
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One write transaction; BEGIN IMMEDIATE takes the write lock up front (no upgrade deadlock)."""
-        with self._lock:
+        with self._lock, self._errors():
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
+                self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
 
     def _query(self, sql: str, args: tuple = ()) -> list[tuple]:
-        with self._lock:
+        with self._lock, self._errors():
             return self._db.execute(sql, args).fetchall()
 
     # -- images ---------------------------------------------------------------------------
@@ -204,6 +217,10 @@ class Metadata:
                 " SELECT ref FROM repo_digests WHERE image_id = ?", (image_id, image_id))]
             db.execute("DELETE FROM images WHERE id = ?", (image_id,))
             return refs
+
+    def remove_digest(self, ref: str) -> bool:
+        with self.transaction() as db:
+            return db.execute("DELETE FROM repo_digests WHERE ref = ?", (ref,)).rowcount > 0
 
     def remove_digests_of_repo(self, image_id: str, repo: str) -> list[str]:
         with self.transaction() as db:
