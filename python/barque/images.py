@@ -424,9 +424,9 @@ class _Pull:
         return self.service.get(image_id)
 
     def _fetch_layers(self, layers: list, diff_ids: list[str], chains: list[str]) -> list[int]:
-        for desc in layers:
-            self.progress.layer(desc.digest[7:19], "Pulling fs layer")
         workers = max(1, self.settings.max_concurrent_downloads)
+        for i, desc in enumerate(layers):
+            self.progress.layer(desc.digest[7:19], "Pulling fs layer" if i < workers else "Waiting")
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="barque-pull") as pool:
             futures = [pool.submit(self._fetch_layer, desc, diff_id, chain)
                        for desc, diff_id, chain in zip(layers, diff_ids, chains)]
@@ -544,7 +544,9 @@ class _Pull:
         finally:
             stream.close()
         self.progress.layer(short, "Verifying Checksum")
-        return holder[0].finish(str(self.store.content.path(desc.digest)))
+        result = holder[0].finish(str(self.store.content.path(desc.digest)))
+        self.progress.layer(short, "Download complete")
+        return result
 
 
 def _parse_config(data: bytes, ref: Reference) -> dict[str, Any]:
