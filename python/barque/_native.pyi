@@ -61,9 +61,16 @@ class BlobIngest:
         DigestError when they do not match the digest (damaged in transit), else LayerError. So a
         corrupt download is never mistaken for a hostile layer (the unpacker stops at once).
         """
-    def finish(self, blob_path: str) -> IngestResult:
+    def finish(self, blob_path: str, *, sync: bool = True) -> IngestResult:
         """Verify size and digest, wait for the unpacker, verify the DiffID, fsync the unpacked tree
         (one syncfs) and the blob, then rename ``partial_path`` to ``blob_path`` atomically.
+
+        With ``sync=False`` the verification is the same but nothing is flushed or renamed: the
+        complete, verified blob stays at ``partial_path`` (``blob_path`` is not used or created) and
+        the unpacked tree is not synced. The caller then makes both durable (``syncfs`` on the
+        store, once for any number of layers), renames ``partial_path`` to the blob path and
+        fsyncs that directory. A crash before that leaves a complete partial file, which the next
+        BlobIngest on it re-verifies (``offset`` equals its size).
 
         On a digest, size or DiffID mismatch (DigestError) or a bad layer (LayerError) the partial
         file is deleted (it can never become valid).
@@ -79,10 +86,78 @@ def unpack_blob(
     expected_diff_id: str | None = None,
     max_bytes: int = 64 << 30,
     max_entries: int = 2_000_000,
+    sync: bool = True,
 ) -> IngestResult:
     """Unpack a blob already in the store into ``unpack_dir`` (which must exist and be empty,
     else OSError ENOTEMPTY), verifying the DiffID; ``digest``/``size`` in the result describe the
-    blob file."""
+    blob file. With ``sync`` (the default) the unpacked tree is made durable (one syncfs) before
+    returning; with ``sync=False`` it is not, and the caller must ``syncfs`` before relying on it."""
+
+def syncfs(path: str) -> None:
+    """syncfs(2) on the filesystem holding ``path`` (a file or directory): everything written to
+    that filesystem so far becomes durable. Releases the GIL; raises OSError(errno, msg, path)."""
 
 def sha256_file(path: str) -> str:
     """"sha256:<hex>" of a file's content."""
+
+# --- Containers (OCI runtime bundles) ------------------------------------------------------
+
+class ContainerError(RuntimeError):
+    """A container could not be started (or waited for); the message names the cause and path.
+
+    ``exit_code`` follows Docker: 127 when the executable is not found ("executable file not
+    found in $PATH", or ENOENT for an explicit path), 126 when it exists but cannot be executed
+    (permission denied, exec format error...), 125 for every other failure (bad spec, mount,
+    working directory, user, seccomp...). ``errno`` is the OS error number when there is one,
+    ``path`` the file or directory involved (inside the container for child-side failures).
+    """
+
+    exit_code: int
+    errno: int | None
+    path: str | None
+
+def spawn(
+    bundle_dir: str,
+    *,
+    stdin_fd: int = 0,
+    stdout_fd: int = 1,
+    stderr_fd: int = 2,
+    pid_file: str | None = None,
+) -> int:
+    """Start the container of the OCI bundle ``bundle_dir`` and return its init's host pid once
+    ``process.args`` has been exec'd (the caller then owns the child: ``wait`` for it).
+
+    ``bundle_dir/config.json`` is an OCI runtime spec 1.x. ``root.path`` (relative to the bundle)
+    is either an existing directory, or, with the annotations ``org.barque.overlay.lower``
+    (colon-separated lower dirs, top first), ``org.barque.overlay.upper`` and
+    ``org.barque.overlay.work``, the mount point of an overlay assembled inside the container's
+    mount namespace (created if missing; upper/work may both be omitted for a read-only overlay
+    of at least two lowers). Relative annotation paths are relative to the bundle.
+
+    Supported: namespaces mount (required), uts, ipc, pid, network, cgroup, each new or joined by
+    ``path`` (except pid); ``mounts`` (any filesystem type, ``bind``/``rbind`` with mount(8)
+    flags and propagation; cgroup mounts are skipped for now), completed with Docker's
+    defaults for any of /proc, /dev, /dev/pts, /dev/shm, /dev/mqueue, /sys (ro) the spec lacks;
+    a fresh /dev gets null, zero, full, random, urandom, tty, ``linux.devices`` and the usual
+    symlinks; ``maskedPaths``/``readonlyPaths``; ``root.readonly``; ``rootfsPropagation``
+    (default rslave); ``hostname``/``domainname``; ``linux.sysctl``; ``process`` user (uid, gid,
+    additionalGids, umask), env, cwd (created if missing, resolved inside the rootfs; one that
+    leaves it, e.g. ``/proc/self/fd/N``, is refused), rlimits (clamped to the current hard
+    limit), capabilities (all five sets), noNewPrivileges and ``linux.seccomp`` (compiled with
+    libseccomp before the fork). Only fds 0-2 reach the container. Refused with ContainerError
+    (125): user/time namespaces, hooks, ``process.terminal`` (not yet), seccomp notify.
+
+    ``stdin_fd``/``stdout_fd``/``stderr_fd`` are descriptors of the caller that become the
+    container's 0, 1 and 2 (they are not closed in the caller). ``pid_file`` receives the pid.
+    Raises ContainerError for any failure, including those inside the container before exec,
+    which the init reports over a close-on-exec pipe. Releases the GIL.
+    """
+
+def wait(pid: int) -> int:
+    """Wait for the container init ``pid`` (reaping it); return its exit code, or 128 + the
+    number of the signal that killed it, as a shell does. Raises ContainerError (e.g. ECHILD
+    for a pid that is not our child). Releases the GIL."""
+
+def kill(pid: int, sig: int) -> None:
+    """Send signal ``sig`` to ``pid``; ContainerError (with ``errno``) on failure. In a new pid
+    namespace the init is PID 1: signals it has no handler for are ignored, except SIGKILL."""

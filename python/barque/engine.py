@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from .config import Settings, load_settings
 
 if TYPE_CHECKING:
+    from .containers import ContainerService
     from .images import ImageService
     from .registry.client import RegistryClient
     from .store import Store
@@ -51,6 +52,12 @@ class Engine:
         from .images import ImageService
 
         return ImageService(self)
+
+    @cached_property
+    def containers(self) -> ContainerService:
+        from .containers import ContainerService
+
+        return ContainerService(self)
 
     def close(self) -> None:
         if "store" in self.__dict__:

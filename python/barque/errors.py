@@ -66,3 +66,23 @@ class StoreError(BarqueError, OSError):
 
 class InvalidPlatformError(BarqueError, ValueError):
     """A platform string is not ``os[/arch[/variant]]`` (e.g. ``--platform linux/arm64/v8``)."""
+
+
+class ContainerNotFoundError(BarqueError, LookupError):
+    """No container has that name or ID (prefix)."""
+
+
+class ContainerStartError(BarqueError, RuntimeError):
+    """The container's process could not be set up or exec'd.
+
+    ``exit_code`` follows Docker: 127 when the command was not found, 126 when it could not be
+    executed, 125 for any other failure of the engine.
+    """
+
+    def __init__(self, message: str, exit_code: int = 125) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class InvalidArgumentError(BarqueError, ValueError):
+    """A ``run``/``create`` option or the image config cannot make a valid container (exit 125)."""

@@ -34,3 +34,15 @@ def translated_errors(context: str = "") -> Iterator[None]:
         raise InvalidLayerError(f"{prefix}{e}") from e
     except native.DigestError as e:
         raise DigestMismatchError(f"{prefix}{e}") from e
+
+
+@contextmanager
+def container_errors() -> Iterator[None]:
+    """Re-raise the native ContainerError as ContainerStartError, keeping Docker's exit code."""
+    from .errors import ContainerStartError
+
+    native = load()
+    try:
+        yield
+    except native.ContainerError as e:
+        raise ContainerStartError(str(e), getattr(e, "exit_code", 125)) from e

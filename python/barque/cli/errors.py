@@ -10,8 +10,18 @@ from ..errors import BarqueError
 ENGINE_ERROR = 1
 
 
-def exit_code(error: BaseException) -> int | None:
+#: Commands that follow `docker run`'s convention: 125 when the engine fails.
+CONTAINER_COMMANDS = frozenset({"run", "create", "start"})
+
+
+def exit_code(error: BaseException, command: str | None = None) -> int | None:
     """The exit code for ``error``, or None if it is a bug that should show its traceback."""
+    from ..errors import ContainerStartError
+
+    if isinstance(error, ContainerStartError):
+        return error.exit_code
+    if command in CONTAINER_COMMANDS and isinstance(error, (BarqueError, OSError)):
+        return 125
     if isinstance(error, BarqueError):
         return ENGINE_ERROR
     if isinstance(error, OSError):

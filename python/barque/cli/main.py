@@ -230,6 +230,23 @@ def prune(
     typer.echo(f"Total reclaimed space: {human_size(report.space_reclaimed)}")
 
 
+# Registers run, create, start, ps, ... on `app` (after it exists: that module imports it).
+from . import containers as _containers  # noqa: E402,F401
+
+
+def _command_name(argv: list[str]) -> str | None:
+    """The subcommand in argv (skipping global options and the ``container`` group)."""
+    skip_next = False
+    for arg in argv:
+        if skip_next:
+            skip_next = False
+        elif arg in ("--root", "--config"):
+            skip_next = True
+        elif not arg.startswith("-") and arg != "container":
+            return arg
+    return None
+
+
 def main() -> None:
     """Console entry point: run the app, turning barque's errors into one line and an exit code."""
     from .errors import exit_code, report
@@ -240,7 +257,7 @@ def main() -> None:
         sys.stderr.write("\n")
         sys.exit(130)
     except Exception as e:  # noqa: BLE001 - mapped in one place, below
-        code = exit_code(e)
+        code = exit_code(e, _command_name(sys.argv[1:]))
         if code is None:
             raise
         report(e)

@@ -110,3 +110,40 @@ def print_history(image: Image, *, human: bool, no_trunc: bool, quiet: bool) -> 
 
 def _short(image_id: str) -> str:
     return image_id[7:19] if image_id.startswith("sha256:") else image_id
+
+
+def _status(c) -> str:  # type: ignore[no-untyped-def]
+    r = c._record
+    now = time.time()
+    if r.status == "running":
+        return "Up " + human_duration(now - r.started_at)
+    if r.status == "exited":
+        return f"Exited ({r.exit_code}) {human_duration(now - r.finished_at)} ago"
+    return "Created"
+
+
+def container_rows(containers, no_trunc: bool) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
+    rows = []
+    for c in containers:
+        cmd = " ".join(c.config["Config"].get("Cmd") or [])
+        rows.append({
+            "ID": c.id if no_trunc else c.short_id,
+            "Image": c._record.image,
+            "Command": f'"{cmd if no_trunc else _ellipsis(cmd, 20)}"',
+            "CreatedAt": datetime.fromtimestamp(c._record.created, timezone.utc).strftime(
+                "%Y-%m-%d %H:%M:%S +0000 UTC"),
+            "RunningFor": human_duration(time.time() - c._record.created) + " ago",
+            "Status": _status(c),
+            "State": c.status,
+            "Ports": "",
+            "Names": c.name,
+            "Labels": ",".join(f"{k}={v}" for k, v in (c.config["Config"].get("Labels") or {}).items()),
+        })
+    return rows
+
+
+def print_container_table(rows: Sequence[dict[str, Any]]) -> None:
+    headers = ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]
+    body = [[r["ID"], r["Image"], r["Command"], r["RunningFor"], r["Status"], r["Ports"],
+             r["Names"]] for r in rows]
+    sys.stdout.write(render_table(headers, body) + "\n")

@@ -49,11 +49,31 @@ CREATE TABLE IF NOT EXISTS repo_digests (
     ref TEXT PRIMARY KEY,           -- canonical "registry/repo@sha256:..."
     image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE
 );
+CREATE TABLE IF NOT EXISTS containers (
+    id TEXT PRIMARY KEY,            -- 64 hex
+    name TEXT NOT NULL UNIQUE,      -- without the leading "/"
+    image_id TEXT NOT NULL,
+    image TEXT NOT NULL,            -- what the user asked for, as Docker shows it
+    created REAL NOT NULL,
+    config BLOB NOT NULL,           -- JSON: Docker's Config and HostConfig for inspect
+    status TEXT NOT NULL,           -- created | running | exited
+    pid INTEGER NOT NULL DEFAULT 0,
+    pid_start INTEGER NOT NULL DEFAULT 0,  -- /proc/PID/stat starttime: detects PID reuse
+    exit_code INTEGER NOT NULL DEFAULT 0,
+    started_at REAL NOT NULL DEFAULT 0,
+    finished_at REAL NOT NULL DEFAULT 0,
+    oom_killed INTEGER NOT NULL DEFAULT 0,
+    error TEXT NOT NULL DEFAULT ''
+);
 CREATE TABLE IF NOT EXISTS snapshots (
     chain_id TEXT PRIMARY KEY,
     diff_id TEXT NOT NULL,
     unpacked_size INTEGER NOT NULL,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    -- 0 until the pull that unpacked it has synced the filesystem. Such a snapshot is only
+    -- trusted during the same boot (its data is at least in the page cache).
+    durable INTEGER NOT NULL DEFAULT 1,
+    boot_id TEXT NOT NULL DEFAULT ''
 );
 """
 
@@ -81,6 +101,28 @@ class ImageRecord:
     layers: tuple[LayerRecord, ...] = ()
     repo_tags: tuple[str, ...] = ()
     repo_digests: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ContainerRecord:
+    id: str
+    name: str
+    image_id: str
+    image: str
+    created: float
+    config: bytes
+    status: str
+    pid: int
+    pid_start: int
+    exit_code: int
+    started_at: float
+    finished_at: float
+    oom_killed: bool
+    error: str
+
+
+_CONTAINER_COLUMNS = ("id, name, image_id, image, created, config, status, pid, pid_start,"
+                      " exit_code, started_at, finished_at, oom_killed, error")
 
 
 @dataclass
@@ -144,10 +186,13 @@ class Metadata:
     # -- images ---------------------------------------------------------------------------
 
     def add_image(self, image: NewImage, tags: list[str], digests: list[str]) -> None:
-        """Record an image with its layers, and point ``tags``/``digests`` at it. Atomic and
-        idempotent: re-adding an existing image only moves the tags and adds the digests."""
+        """Record an image with its layers, and point ``tags``/``digests`` at it; its layers'
+        snapshots are marked durable (callers sync first). Atomic and idempotent: re-adding an
+        existing image only moves the tags and adds the digests."""
         now = time.time()
         with self.transaction() as db:
+            db.executemany("UPDATE snapshots SET durable = 1 WHERE chain_id = ?",
+                           [(layer.chain_id,) for layer in image.layers])
             db.execute(
                 "INSERT OR IGNORE INTO images (id, config, manifest_digest, manifest_media_type,"
                 " manifest, created, size, added_at) VALUES (?,?,?,?,?,?,?,?)",
@@ -230,16 +275,77 @@ class Metadata:
             db.executemany("DELETE FROM repo_digests WHERE ref = ?", [(r,) for r in refs])
             return refs
 
+    # -- containers -----------------------------------------------------------------------
+
+    def add_container(self, record: ContainerRecord) -> None:
+        """Insert a new container; raises sqlite3.IntegrityError (as StoreError) on a name
+        clash, which callers check first under the same transaction via ``name_in_use``."""
+        with self.transaction() as db:
+            db.execute(f"INSERT INTO containers ({_CONTAINER_COLUMNS}) VALUES"
+                       " (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                       (record.id, record.name, record.image_id, record.image, record.created,
+                        record.config, record.status, record.pid, record.pid_start,
+                        record.exit_code, record.started_at, record.finished_at,
+                        int(record.oom_killed), record.error))
+
+    def container_for_name(self, name: str) -> str | None:
+        rows = self._query("SELECT id FROM containers WHERE name = ?", (name,))
+        return rows[0][0] if rows else None
+
+    def container_ids_by_prefix(self, prefix: str) -> list[str]:
+        return [r[0] for r in self._query(
+            "SELECT id FROM containers WHERE substr(id, 1, ?) = ?", (len(prefix), prefix))]
+
+    def get_container(self, container_id: str) -> ContainerRecord | None:
+        rows = self._query(f"SELECT {_CONTAINER_COLUMNS} FROM containers WHERE id = ?",
+                           (container_id,))
+        if not rows:
+            return None
+        r = list(rows[0])
+        r[12] = bool(r[12])
+        return ContainerRecord(*r)
+
+    def containers(self) -> list[ContainerRecord]:
+        ids = [r[0] for r in self._query("SELECT id FROM containers ORDER BY created DESC")]
+        return [c for i in ids if (c := self.get_container(i)) is not None]
+
+    def update_container(self, container_id: str, **fields: object) -> None:
+        """Set some state columns of one container atomically."""
+        allowed = {"status", "pid", "pid_start", "exit_code", "started_at", "finished_at",
+                   "oom_killed", "error", "name"}
+        if not fields or not set(fields) <= allowed:
+            raise ValueError(f"cannot update {sorted(set(fields) - allowed)}")
+        assignments = ", ".join(f"{k} = ?" for k in fields)
+        with self.transaction() as db:
+            db.execute(f"UPDATE containers SET {assignments} WHERE id = ?",
+                       (*fields.values(), container_id))
+
+    def remove_container(self, container_id: str) -> bool:
+        with self.transaction() as db:
+            return db.execute("DELETE FROM containers WHERE id = ?",
+                              (container_id,)).rowcount > 0
+
+    def containers_using_image(self, image_id: str) -> list[str]:
+        return [r[0] for r in self._query(
+            "SELECT id FROM containers WHERE image_id = ?", (image_id,))]
+
     # -- snapshots and blobs in use ---------------------------------------------------------
 
-    def add_snapshot(self, chain_id: str, diff_id: str, unpacked_size: int) -> None:
+    def add_snapshot(self, chain_id: str, diff_id: str, unpacked_size: int, *,
+                     durable: bool = True, boot_id: str = "") -> None:
         with self.transaction() as db:
-            db.execute("INSERT OR REPLACE INTO snapshots VALUES (?,?,?,?)",
-                       (chain_id, diff_id, unpacked_size, time.time()))
+            db.execute("INSERT OR REPLACE INTO snapshots VALUES (?,?,?,?,?,?)",
+                       (chain_id, diff_id, unpacked_size, time.time(), int(durable), boot_id))
 
     def snapshot_size(self, chain_id: str) -> int | None:
         rows = self._query("SELECT unpacked_size FROM snapshots WHERE chain_id = ?", (chain_id,))
         return rows[0][0] if rows else None
+
+    def snapshot_durability(self, chain_id: str) -> tuple[bool, str] | None:
+        """(durable, boot_id) of a recorded snapshot, None if there is no record."""
+        rows = self._query("SELECT durable, boot_id FROM snapshots WHERE chain_id = ?",
+                           (chain_id,))
+        return (bool(rows[0][0]), rows[0][1]) if rows else None
 
     def remove_snapshot(self, chain_id: str) -> None:
         with self.transaction() as db:

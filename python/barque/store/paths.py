@@ -6,6 +6,8 @@ Layout under the root (mode 0700, so no other user can traverse it; CVE-2021-410
     ingest/<hex>.partial        a blob being downloaded; kept across a killed pull to resume
     snapshots/<chainid-hex>/    one unpacked layer (an overlayfs lower dir), keyed by ChainID
     snapshots/.tmp-<hex>/       a layer being unpacked; renamed into place when verified
+    containers/<id>/            a container's bundle: config.json, upper/, work/, rootfs/,
+                                hostname, hosts, resolv.conf
     locks/                      advisory lock files (flock) coordinating barque processes
     metadata.db                 SQLite (WAL): images, tags, digests, snapshots
     tmp/                        scratch space on the store's filesystem, for atomic writes
@@ -35,6 +37,15 @@ class StorePaths:
     @property
     def snapshots(self) -> Path:
         return self.root / "snapshots"
+
+    @property
+    def containers(self) -> Path:
+        return self.root / "containers"
+
+    def container(self, container_id: str) -> Path:
+        if len(container_id) != 64 or not all(c in "0123456789abcdef" for c in container_id):
+            raise ValueError(f"invalid container id {container_id!r}")
+        return self.containers / container_id
 
     @property
     def locks(self) -> Path:
@@ -67,5 +78,5 @@ class StorePaths:
         """Create the layout (idempotent). The root is forced to 0700 even if it existed."""
         self.root.mkdir(parents=True, exist_ok=True)
         os.chmod(self.root, 0o700)
-        for d in (self.blobs, self.ingest, self.snapshots, self.locks, self.tmp):
+        for d in (self.blobs, self.ingest, self.snapshots, self.containers, self.locks, self.tmp):
             d.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,7 @@ pub mod kernel;
 pub mod limits;
 pub mod path;
 pub mod resolve;
+pub mod runtime;
 pub mod unpack;
 pub mod whiteout;
 

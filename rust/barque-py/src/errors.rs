@@ -4,8 +4,10 @@ use barque_core::compression::CompressionError;
 use barque_core::digest::DigestError as CoreDigestError;
 use barque_core::error::ErrorClass;
 use barque_core::ingest::IngestError;
+use barque_core::runtime::container::ContainerError as CoreContainerError;
 use pyo3::create_exception;
-use pyo3::exceptions::{PyOSError, PyValueError};
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
 use pyo3::PyErr;
 
 create_exception!(
@@ -21,25 +23,54 @@ create_exception!(
     "Content did not match its expected sha256 digest or size."
 );
 
-/// A core error on its way to Python (newtype: the orphan rule forbids `From<IngestError>`).
-pub struct NativeError(IngestError);
+create_exception!(
+    barque._native,
+    ContainerError,
+    PyRuntimeError,
+    "A container could not be started (or waited for).\n\nAttributes: ``exit_code`` (Docker's: 127 executable not found, 126 cannot execute,\n125 anything else), ``errno`` (int or None) and ``path`` (str or None)."
+);
+
+/// A core error on its way to Python (the orphan rule forbids `From<IngestError> for PyErr`).
+pub enum NativeError {
+    Ingest(IngestError),
+    Container(CoreContainerError),
+}
 
 impl From<IngestError> for NativeError {
     fn from(e: IngestError) -> Self {
-        NativeError(e)
+        NativeError::Ingest(e)
     }
 }
 
 impl From<CoreDigestError> for NativeError {
     fn from(e: CoreDigestError) -> Self {
-        NativeError(e.into())
+        NativeError::Ingest(e.into())
     }
 }
 
 impl From<CompressionError> for NativeError {
     fn from(e: CompressionError) -> Self {
-        NativeError(e.into())
+        NativeError::Ingest(e.into())
     }
+}
+
+impl From<CoreContainerError> for NativeError {
+    fn from(e: CoreContainerError) -> Self {
+        NativeError::Container(e)
+    }
+}
+
+fn container_error(err: &CoreContainerError) -> PyErr {
+    let e = ContainerError::new_err(err.to_string());
+    Python::attach(|py| {
+        let value = e.value(py);
+        // Setting attributes on a fresh exception instance cannot fail short of memory
+        // exhaustion; the exception is still raised without them then.
+        let _ = value.setattr("exit_code", err.exit_code());
+        let _ = value.setattr("errno", err.errno());
+        let _ = value.setattr("path", err.path().map(|p| p.as_os_str().to_owned()));
+    });
+    e
 }
 
 /// `strerror` without Rust's " (os error N)" suffix, as Python's own OSErrors read.
@@ -52,7 +83,11 @@ fn strerror(errno: i32) -> String {
 }
 
 impl From<NativeError> for PyErr {
-    fn from(NativeError(err): NativeError) -> PyErr {
+    fn from(err: NativeError) -> PyErr {
+        let err = match err {
+            NativeError::Container(e) => return container_error(&e),
+            NativeError::Ingest(e) => e,
+        };
         match err.class() {
             // OSError(errno, strerror, filename) picks the matching subclass, e.g.
             // FileNotFoundError.

@@ -11,13 +11,16 @@
 
 mod errors;
 mod ingest;
+mod runtime;
 
 /// Private native core of barque (Rust, via PyO3). Not a public API: use barque.Engine.
 #[pyo3::pymodule]
 #[pyo3(name = "_native")]
 mod native {
     #[pymodule_export]
-    use crate::errors::{DigestError, LayerError};
+    use crate::errors::{ContainerError, DigestError, LayerError};
     #[pymodule_export]
-    use crate::ingest::{sha256_file, unpack_blob, PyBlobIngest};
+    use crate::ingest::{sha256_file, syncfs, unpack_blob, PyBlobIngest};
+    #[pymodule_export]
+    use crate::runtime::{kill, spawn, wait};
 }

@@ -1,0 +1,490 @@
+"""The container service: create, start, wait, stop, remove and list containers.
+
+A container is a directory ``containers/<id>/`` (an OCI bundle: ``config.json``, the overlay's
+``upper/`` and ``work/``, a ``rootfs/`` mount point, and the ``hostname``/``hosts``/
+``resolv.conf`` files bound into it) plus one row in the metadata database. The Rust core
+mounts the overlay inside the container's own mount namespace, so nothing is left mounted on
+the host when the container's last process exits.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import BarqueError, ConflictError, ContainerNotFoundError, ImageNotFoundError
+from .store.metadata import ContainerRecord
+
+if TYPE_CHECKING:
+    from .engine import Engine
+    from .images import Image
+    from .runtime.spec import RunOptions
+
+_HEX = frozenset("0123456789abcdef")
+
+
+@dataclass
+class CreateOptions:
+    """What ``barque create``/``run`` accept beyond the runtime options of the spec."""
+
+    name: str | None = None
+    auto_remove: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+class Container:
+    """A container's record, read from the store when the object was made."""
+
+    def __init__(self, service: ContainerService, record: ContainerRecord) -> None:
+        self._service = service
+        self._record = record
+
+    def __repr__(self) -> str:
+        return f"<Container {self.short_id} {self.name} {self.status}>"
+
+    @property
+    def id(self) -> str:
+        return self._record.id
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+    @property
+    def name(self) -> str:
+        return self._record.name
+
+    @property
+    def status(self) -> str:
+        return self._record.status
+
+    @property
+    def exit_code(self) -> int:
+        return self._record.exit_code
+
+    @property
+    def pid(self) -> int:
+        return self._record.pid
+
+    @property
+    def image_id(self) -> str:
+        return self._record.image_id
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return json.loads(self._record.config)
+
+    def reload(self) -> Container:
+        self._record = self._service._load(self.id)
+        return self
+
+    def start(self) -> Container:
+        return self._service.start(self.id)
+
+    def wait(self) -> int:
+        return self._service.wait(self.id)
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        self._service.kill(self.id, sig)
+
+    def stop(self, timeout: float = 10) -> None:
+        self._service.stop(self.id, timeout)
+
+    def remove(self, force: bool = False) -> None:
+        self._service.remove(self.id, force=force)
+
+    def __enter__(self) -> Container:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self._service.remove(self.id, force=True)
+        except ContainerNotFoundError:
+            pass
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        """Docker-compatible ``inspect`` JSON."""
+        r = self._record
+        cfg = self.config
+        return {
+            "Id": r.id,
+            "Created": _rfc3339(r.created),
+            "Path": (cfg["Config"].get("Cmd") or [""])[0] if cfg["Config"].get("Cmd") else "",
+            "Args": (cfg["Config"].get("Cmd") or [])[1:],
+            "State": {
+                "Status": r.status, "Running": r.status == "running", "Paused": False,
+                "Restarting": False, "OOMKilled": r.oom_killed, "Dead": False,
+                "Pid": r.pid if r.status == "running" else 0, "ExitCode": r.exit_code,
+                "Error": r.error,
+                "StartedAt": _rfc3339(r.started_at) if r.started_at else "0001-01-01T00:00:00Z",
+                "FinishedAt": _rfc3339(r.finished_at) if r.finished_at else "0001-01-01T00:00:00Z",
+            },
+            "Image": r.image_id,
+            "Name": "/" + r.name,
+            "RestartCount": 0,
+            "HostConfig": cfg["HostConfig"],
+            "Config": cfg["Config"],
+            "Mounts": [],
+            "NetworkSettings": {"Networks": {cfg["HostConfig"].get("NetworkMode", "none"): {}}},
+        }
+
+
+def _rfc3339(ts: float) -> str:
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _process_start_time(pid: int) -> int:
+    """The kernel's start time of ``pid`` (clock ticks since boot), 0 if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return 0
+    # comm (field 2) may contain spaces and parentheses: split after the last ')'.
+    fields = data[data.rfind(b")") + 2:].split()
+    return int(fields[19]) if len(fields) > 19 else 0
+
+
+_ADJECTIVES = ("brave", "calm", "eager", "fervent", "gentle", "keen", "lucid", "nimble",
+               "quiet", "stoic", "swift", "tender", "upbeat", "vivid", "wise", "zen")
+_NAMES = ("albattani", "babbage", "curie", "darwin", "euler", "feynman", "galileo", "hopper",
+          "jepsen", "kepler", "lovelace", "mayer", "noether", "pascal", "ritchie", "turing")
+
+
+class ContainerService:
+    """Containers in one store. Obtain it as ``Engine(...).containers``."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    @property
+    def _store(self):  # type: ignore[no-untyped-def]
+        return self._engine.store
+
+    # -- lookup ---------------------------------------------------------------------------
+
+    def resolve_id(self, name_or_id: str) -> str:
+        meta = self._store.metadata
+        text = name_or_id.removeprefix("/")
+        found = meta.container_for_name(text)
+        if found:
+            return found
+        if text and set(text) <= _HEX:
+            matches = meta.container_ids_by_prefix(text)
+            if len(matches) == 1:
+                return matches[0]
+            if len(matches) > 1:
+                raise ContainerNotFoundError(f"multiple containers match prefix {text!r}")
+        raise ContainerNotFoundError(f"No such container: {name_or_id}")
+
+    def _load(self, container_id: str) -> ContainerRecord:
+        record = self._store.metadata.get_container(container_id)
+        if record is None:
+            raise ContainerNotFoundError(f"No such container: {container_id}")
+        return self._repair(record)
+
+    def get(self, name_or_id: str) -> Container:
+        return Container(self, self._load(self.resolve_id(name_or_id)))
+
+    def list(self, all: bool = False) -> list[Container]:
+        records = [self._repair(r) for r in self._store.metadata.containers()]
+        return [Container(self, r) for r in records if all or r.status == "running"]
+
+    def _repair(self, record: ContainerRecord) -> ContainerRecord:
+        """A 'running' container whose process is gone (or whose PID was reused) is recorded
+        as exited: the books never show a ghost."""
+        if record.status != "running":
+            return record
+        if record.pid and _process_start_time(record.pid) == record.pid_start:
+            return record
+        self._store.metadata.update_container(
+            record.id, status="exited", exit_code=record.exit_code or 255,
+            finished_at=time.time(), error="container process disappeared")
+        return self._store.metadata.get_container(record.id) or record
+
+    # -- create ---------------------------------------------------------------------------
+
+    def create(self, image: str, command: list[str] | None = None, *,
+               options: RunOptions | None = None, create: CreateOptions | None = None,
+               pull: bool = False, progress: Any = None) -> Container:
+        """Create (but do not start) a container from ``image``. With ``pull``, a missing
+        image is pulled first, as ``docker run`` does."""
+        from .runtime.spec import RunOptions, build_spec
+
+        options = options or RunOptions()
+        if command is not None:
+            options.command = command
+        create = create or CreateOptions()
+        images = self._engine.images
+        try:
+            img = images.get(image)
+        except ImageNotFoundError:
+            if not pull:
+                raise
+            img = images.pull(image, progress=progress)
+        container_id = secrets.token_hex(32)
+        name = create.name or self._generate_name()
+        self._check_name(name)
+        bundle = self._store.paths.container(container_id)
+        spec = build_spec(img.config.get("config") or {}, options, self._rootfs_reader(img),
+                          container_id)
+        try:
+            self._make_bundle(bundle, img, spec, options)
+            record = ContainerRecord(
+                id=container_id, name=name, image_id=img.id, image=image, created=time.time(),
+                config=json.dumps(self._docker_config(img, image, spec, options, create)).encode(),
+                status="created", pid=0, pid_start=0, exit_code=0, started_at=0.0,
+                finished_at=0.0, oom_killed=False, error="")
+            self._check_name(name)
+            self._store.metadata.add_container(record)
+        except BaseException:
+            _remove_tree(bundle)
+            raise
+        return Container(self, record)
+
+    def _generate_name(self) -> str:
+        for _ in range(100):
+            name = f"{secrets.choice(_ADJECTIVES)}_{secrets.choice(_NAMES)}"
+            if self._store.metadata.container_for_name(name) is None:
+                return name
+        return f"barque_{secrets.token_hex(4)}"
+
+    def _check_name(self, name: str) -> None:
+        import re
+
+        if not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+", name):
+            raise BarqueError(f'Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] '
+                              "are allowed")
+        owner = self._store.metadata.container_for_name(name)
+        if owner:
+            raise ConflictError(
+                f'Conflict. The container name "/{name}" is already in use by container '
+                f'"{owner}". You have to remove (or rename) that container to be able to reuse '
+                "that name.")
+
+    def _rootfs_reader(self, img: Image) -> Callable[[str], bytes | None]:
+        layers = [self._store.snapshots.path(layer.chain_id) for layer in reversed(img.layers)]
+        return lambda path: read_from_layers(layers, path)
+
+    def _make_bundle(self, bundle: Path, img: Image, spec: dict[str, Any],
+                     options: RunOptions) -> None:
+        import shutil
+
+        from .store.content import write_atomic
+
+        for sub in ("upper", "work", "rootfs"):
+            (bundle / sub).mkdir(parents=True, mode=0o700 if sub == "work" else 0o755)
+        os.chmod(bundle, 0o700)
+        hostname = spec.get("hostname") or bundle.name[:12]
+        (bundle / "hostname").write_text(hostname + "\n")
+        (bundle / "hosts").write_text(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+            f"127.0.1.1\t{hostname}\n")
+        try:
+            shutil.copyfile("/etc/resolv.conf", bundle / "resolv.conf")
+        except OSError:
+            (bundle / "resolv.conf").write_text("")
+        for name in ("hostname", "hosts", "resolv.conf"):
+            spec.setdefault("mounts", []).append({
+                "destination": f"/etc/{name}", "type": "bind", "source": str(bundle / name),
+                "options": ["rbind", "rprivate"] + (["ro"] if options.read_only else [])})
+        lowers = [self._store.snapshots.path(layer.chain_id) for layer in reversed(img.layers)]
+        spec["root"] = {"path": "rootfs", "readonly": bool(options.read_only)}
+        spec.setdefault("annotations", {}).update({
+            "org.barque.overlay.lower": ":".join(str(p) for p in lowers),
+            "org.barque.overlay.upper": str(bundle / "upper"),
+            "org.barque.overlay.work": str(bundle / "work"),
+        })
+        write_atomic(bundle / "config.json", json.dumps(spec, indent=1).encode(),
+                     self._store.paths.tmp, mode=0o600)
+
+    def _docker_config(self, img: Image, image: str, spec: dict[str, Any], options: RunOptions,
+                       create: CreateOptions) -> dict[str, Any]:
+        process = spec["process"]
+        image_cfg = img.config.get("config") or {}
+        return {
+            "Config": {
+                "Hostname": spec.get("hostname", ""), "User": options.user or image_cfg.get("User", ""),
+                "Env": process.get("env", []), "Cmd": process.get("args", []),
+                "Entrypoint": None, "Image": image, "WorkingDir": process.get("cwd", "/"),
+                "Labels": {**(image_cfg.get("Labels") or {}), **create.labels},
+                "Tty": bool(options.tty), "OpenStdin": False,
+                "StopSignal": image_cfg.get("StopSignal") or "SIGTERM",
+                "ExposedPorts": image_cfg.get("ExposedPorts") or {},
+            },
+            "HostConfig": {
+                "NetworkMode": options.network, "AutoRemove": create.auto_remove,
+                "Privileged": bool(options.privileged), "ReadonlyRootfs": bool(options.read_only),
+                "CapAdd": list(options.cap_add) or None, "CapDrop": list(options.cap_drop) or None,
+                "SecurityOpt": list(options.security_opt) or None,
+                "LogConfig": {"Type": "none", "Config": {}},
+            },
+        }
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self, name_or_id: str, *, stdin: int = 0, stdout: int = 1,
+              stderr: int = 2) -> Container:
+        """Start a created container with the given fds as its stdio. Errors in the container's
+        set-up (a missing binary, a bad user or workdir) raise ``barque.errors.ContainerError``
+        with Docker's exit code (127, 126, 125)."""
+        from .native import container_errors, load
+
+        container_id = self.resolve_id(name_or_id)
+        record = self._load(container_id)
+        if record.status == "running":
+            return Container(self, record)
+        bundle = self._store.paths.container(container_id)
+        with container_errors():
+            pid = load().spawn(str(bundle), stdin_fd=stdin, stdout_fd=stdout, stderr_fd=stderr)
+        self._store.metadata.update_container(
+            container_id, status="running", pid=pid, pid_start=_process_start_time(pid),
+            started_at=time.time(), finished_at=0.0, exit_code=0, error="")
+        return Container(self, self._load(container_id))
+
+    def wait(self, name_or_id: str) -> int:
+        """Wait for the container to exit and return its exit code (128+N for signal N)."""
+        container_id = self.resolve_id(name_or_id)
+        record = self._load(container_id)
+        if record.status != "running":
+            return record.exit_code
+        code = _wait_pid(record.pid, record.pid_start)
+        self._store.metadata.update_container(
+            container_id, status="exited", exit_code=code, finished_at=time.time(), pid=0)
+        return code
+
+    def kill(self, name_or_id: str, sig: int = signal.SIGKILL) -> None:
+        record = self._load(self.resolve_id(name_or_id))
+        if record.status != "running":
+            raise ConflictError(f"Container {record.id} is not running")
+        os.kill(record.pid, sig)
+
+    def stop(self, name_or_id: str, timeout: float = 10) -> None:
+        """Docker's stop: the stop signal, then SIGKILL after ``timeout`` seconds."""
+        record = self._load(self.resolve_id(name_or_id))
+        if record.status != "running":
+            return
+        stop_signal = json.loads(record.config)["Config"].get("StopSignal") or "SIGTERM"
+        sig = getattr(signal, stop_signal if stop_signal.startswith("SIG") else f"SIG{stop_signal}",
+                      signal.SIGTERM)
+        os.kill(record.pid, sig)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if _process_start_time(record.pid) != record.pid_start or _is_zombie(record.pid):
+                break
+            time.sleep(0.02)
+        else:
+            os.kill(record.pid, signal.SIGKILL)
+        self.wait(record.id)
+
+    def remove(self, name_or_id: str, force: bool = False) -> None:
+        container_id = self.resolve_id(name_or_id)
+        record = self._load(container_id)
+        if record.status == "running":
+            if not force:
+                raise ConflictError(
+                    f"You cannot remove a running container {container_id}. Stop the container "
+                    "before attempting removal or force remove")
+            try:
+                os.kill(record.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.wait(container_id)
+        self._store.metadata.remove_container(container_id)
+        _remove_tree(self._store.paths.container(container_id))
+
+    def run(self, image: str, command: list[str] | None = None, *,
+            options: RunOptions | None = None, create: CreateOptions | None = None,
+            stdin: int = 0, stdout: int = 1, stderr: int = 2, progress: Any = None) -> int:
+        """``docker run`` in the foreground: create, start with the given stdio, wait, and
+        remove when ``create.auto_remove``. Returns the container's exit code."""
+        create = create or CreateOptions()
+        container = self.create(image, command, options=options, create=create, pull=True,
+                                progress=progress)
+        try:
+            self.start(container.id, stdin=stdin, stdout=stdout, stderr=stderr)
+            return self.wait(container.id)
+        except BaseException:
+            if not create.auto_remove:
+                self._store.metadata.update_container(container.id, status="exited",
+                                                      exit_code=125)
+            raise
+        finally:
+            if create.auto_remove:
+                self.remove(container.id, force=True)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return True
+    return data[data.rfind(b")") + 2:][:1] in (b"Z", b"X")
+
+
+def _wait_pid(pid: int, pid_start: int) -> int:
+    """The exit code of ``pid``: reaped if it is our child, else polled until it is gone."""
+    try:
+        _, status = os.waitpid(pid, 0)
+        return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else \
+            128 + os.WTERMSIG(status)
+    except ChildProcessError:
+        while _process_start_time(pid) == pid_start and not _is_zombie(pid):
+            time.sleep(0.05)
+        return 255  # not our child: its exit status is not ours to know
+
+
+def read_from_layers(layers_top_first: list[Path], path: str) -> bytes | None:
+    """A file's content as the overlay would show it, read without following symlinks:
+    the first layer holding the path wins; a whiteout (char 0:0) or an opaque parent hides the
+    layers below."""
+    import stat
+
+    rel = path.lstrip("/")
+    parts = rel.split("/")
+    for layer in layers_top_first:
+        target = layer / rel
+        try:
+            st = os.lstat(target)
+        except OSError:
+            if _opaque_parent(layer, parts):
+                return None
+            continue
+        if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+            return None
+        if not stat.S_ISREG(st.st_mode) or st.st_size > 1 << 20:
+            return None
+        fd = os.open(target, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as f:
+            return f.read()
+    return None
+
+
+def _opaque_parent(layer: Path, parts: list[str]) -> bool:
+    current = layer
+    for part in parts[:-1]:
+        current = current / part
+        try:
+            if os.getxattr(current, "trusted.overlay.opaque", follow_symlinks=False) == b"y":
+                return True
+        except OSError:
+            pass
+    return False
+
+
+def _remove_tree(path: Path) -> None:
+    from .store.snapshots import remove_tree
+
+    if path.exists():
+        remove_tree(path)

@@ -1,0 +1,469 @@
+//! The container lifecycle: plan everything from the bundle, clone the init into its new
+//! namespaces, learn over a close-on-exec pipe whether it reached `execve`, then wait or signal.
+//!
+//! Exit codes follow Docker: 127 when the executable is not found, 126 when it cannot be
+//! executed, 125 for any other failure to start.
+
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+
+use crate::runtime::capabilities::{self, CapSets, CapabilityError};
+use crate::runtime::devices::{self, DeviceError, DevicesPlan};
+use crate::runtime::failure::{Fail, Step, FAIL_LEN};
+use crate::runtime::hostname::{self, HostnameError, HostnamePlan};
+use crate::runtime::init;
+use crate::runtime::inroot::InRootError;
+use crate::runtime::masked::{self, MaskPlan};
+use crate::runtime::mounts::{self, MountError, MountPlan};
+use crate::runtime::namespaces::{self, NamespaceError, NamespacePlan};
+use crate::runtime::process::{self, ProcessError, ProcessPlan};
+use crate::runtime::rootfs::{self, RootfsError, RootfsPlan};
+use crate::runtime::seccomp::{self, SeccompError, SeccompPlan};
+use crate::runtime::spec::{self, SpecError};
+use crate::runtime::sys::Linux;
+use crate::runtime::sysctl::{self, SysctlError, SysctlPlan};
+
+/// Docker's exit codes for a container that could not start.
+pub const EXIT_START_FAILED: i32 = 125;
+pub const EXIT_CANNOT_EXECUTE: i32 = 126;
+pub const EXIT_NOT_FOUND: i32 = 127;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error("{}: {source}", bundle.display())]
+    Rootfs {
+        bundle: PathBuf,
+        #[source]
+        source: RootfsError,
+    },
+    #[error(transparent)]
+    Mount(#[from] MountError),
+    #[error(transparent)]
+    Device(#[from] DeviceError),
+    #[error("maskedPaths/readonlyPaths: {0}")]
+    Mask(#[from] InRootError),
+    #[error(transparent)]
+    Namespace(#[from] NamespaceError),
+    #[error(transparent)]
+    Process(#[from] ProcessError),
+    #[error(transparent)]
+    Capability(#[from] CapabilityError),
+    #[error(transparent)]
+    Seccomp(#[from] SeccompError),
+    #[error(transparent)]
+    Hostname(#[from] HostnameError),
+    #[error(transparent)]
+    Sysctl(#[from] SysctlError),
+    #[error("{what} is not supported yet")]
+    Unsupported { what: &'static str },
+    #[error("cannot {op}{}: {source}", path.as_ref().map(|p| format!(" {}", p.display())).unwrap_or_default())]
+    Io {
+        op: &'static str,
+        path: Option<PathBuf>,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The init failed before exec; `message` names the step and the path.
+    #[error("{message}")]
+    Child {
+        message: String,
+        step: Step,
+        errno: i32,
+        path: Option<PathBuf>,
+    },
+}
+
+impl ContainerError {
+    /// Docker's exit code for this failure.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            ContainerError::Child {
+                step: Step::Exec,
+                errno,
+                ..
+            } => match *errno {
+                libc::ENOENT | libc::ENOTDIR => EXIT_NOT_FOUND,
+                _ => EXIT_CANNOT_EXECUTE,
+            },
+            _ => EXIT_START_FAILED,
+        }
+    }
+
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            ContainerError::Child { errno, .. } => Some(*errno),
+            ContainerError::Io { source, .. } => source.raw_os_error(),
+            _ => None,
+        }
+    }
+
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            ContainerError::Child { path, .. } | ContainerError::Io { path, .. } => path.as_deref(),
+            ContainerError::Spec(e) => Some(e.path()),
+            ContainerError::Rootfs { source, .. } => source.path(),
+            _ => None,
+        }
+    }
+}
+
+fn io(op: &'static str, path: Option<&Path>) -> impl FnOnce(std::io::Error) -> ContainerError {
+    let path = path.map(Path::to_owned);
+    move |source| ContainerError::Io { op, path, source }
+}
+
+/// Everything the init needs, computed before clone.
+pub struct Plan {
+    pub namespaces: NamespacePlan,
+    pub rootfs: RootfsPlan,
+    pub mounts: Vec<MountPlan>,
+    pub devices: DevicesPlan,
+    pub masks: MaskPlan,
+    pub hostname: HostnamePlan,
+    pub sysctl: SysctlPlan,
+    pub process: ProcessPlan,
+    pub caps: CapSets,
+    pub last_cap: u32,
+    pub seccomp: Option<SeccompPlan>,
+    pub empty_sigset: libc::sigset_t,
+}
+
+/// How to start a container.
+#[derive(Debug, Clone)]
+pub struct SpawnOptions {
+    pub bundle: PathBuf,
+    /// Descriptors (in the caller) that become the init's 0, 1 and 2.
+    pub stdio: [RawFd; 3],
+    pub pid_file: Option<PathBuf>,
+}
+
+impl Plan {
+    pub fn build(opts: &SpawnOptions) -> Result<Plan, ContainerError> {
+        let bundle =
+            std::path::absolute(&opts.bundle).map_err(io("resolve", Some(&opts.bundle)))?;
+        let spec = spec::load(&bundle)?;
+        let process = spec.process().as_ref().ok_or(ContainerError::Unsupported {
+            what: "a spec without a process",
+        })?;
+        if process.terminal().unwrap_or(false) {
+            return Err(ContainerError::Unsupported {
+                what: "process.terminal",
+            });
+        }
+        let linux = spec.linux().clone().unwrap_or_default();
+        let rootfs = rootfs::plan(&spec, &bundle).map_err(|source| ContainerError::Rootfs {
+            bundle: bundle.clone(),
+            source,
+        })?;
+        rootfs.prepare().map_err(|source| ContainerError::Rootfs {
+            bundle: bundle.clone(),
+            source,
+        })?;
+        let mounts = mounts::plan(&spec, &bundle)?;
+        let populate_dev = mounts.iter().any(MountPlan::is_dev_tmpfs);
+        let empty: Vec<String> = Vec::new();
+        let mut empty_sigset: libc::sigset_t = unsafe_zeroed_sigset();
+        // SAFETY: a valid sigset_t out-pointer.
+        unsafe { libc::sigemptyset(&mut empty_sigset) };
+        Ok(Plan {
+            namespaces: namespaces::plan(linux.namespaces().as_deref().unwrap_or_default())?,
+            devices: devices::plan(linux.devices().as_deref().unwrap_or_default(), populate_dev)?,
+            masks: masked::plan(
+                linux.masked_paths().as_deref().unwrap_or(&empty),
+                linux.readonly_paths().as_deref().unwrap_or(&empty),
+            )?,
+            hostname: hostname::plan(spec.hostname().as_deref(), spec.domainname().as_deref())?,
+            sysctl: sysctl::plan(linux.sysctl().as_ref())?,
+            process: process::plan(process, opts.stdio)?,
+            caps: CapSets::from_spec(process.capabilities().as_ref())?,
+            last_cap: capabilities::last_cap()?,
+            seccomp: linux.seccomp().as_ref().map(seccomp::compile).transpose()?,
+            rootfs,
+            mounts,
+            empty_sigset,
+        })
+    }
+
+    /// The parent's message for a child failure.
+    fn explain(&self, fail: Fail) -> ContainerError {
+        let i = fail.index as usize;
+        let strerror = std::io::Error::from_raw_os_error(fail.errno);
+        let text = strerror.to_string();
+        let reason = text
+            .rfind(" (os error ")
+            .map_or(text.as_str(), |at| &text[..at])
+            .to_lowercase();
+        let (what, path): (String, Option<PathBuf>) = match fail.step {
+            Step::Exec => {
+                let (name, found) = self.process.describe_exec(i);
+                let message = if !found {
+                    format!("exec: \"{name}\": executable file not found in $PATH")
+                } else {
+                    format!("exec {name}: {reason}")
+                };
+                return ContainerError::Child {
+                    message,
+                    step: fail.step,
+                    errno: fail.errno,
+                    path: Some(PathBuf::from(name)),
+                };
+            }
+            Step::Cwd => {
+                let p = self.process.cwd_display().to_owned();
+                let why = if fail.errno == libc::ELOOP || fail.errno == libc::EXDEV {
+                    " (it does not resolve inside the container's rootfs)"
+                } else {
+                    ""
+                };
+                (format!("working directory {}{why}", p.display()), Some(p))
+            }
+            Step::Mount | Step::MountTarget => match self.mounts.get(i) {
+                Some(m) => (
+                    format!("{} on {}", m.describe, m.destination.display.display()),
+                    Some(m.destination.display.clone()),
+                ),
+                None => (String::new(), None),
+            },
+            Step::Device => {
+                let p = self.devices.describe(i);
+                (p.display().to_string(), Some(p))
+            }
+            Step::MaskPath => {
+                let p = MaskPlan::describe(&self.masks.masked, i);
+                (p.display().to_string(), Some(p))
+            }
+            Step::ReadonlyPath => {
+                let p = MaskPlan::describe(&self.masks.readonly, i);
+                (p.display().to_string(), Some(p))
+            }
+            Step::Rootfs | Step::PivotRoot | Step::ReadonlyRoot => (
+                self.rootfs.path.display().to_string(),
+                Some(self.rootfs.path.clone()),
+            ),
+            Step::JoinNamespace => match self.namespaces.joins.get(i) {
+                Some(j) => (j.path.display().to_string(), Some(j.path.clone())),
+                None => (String::new(), None),
+            },
+            Step::Sysctl => (self.sysctl.describe(i), None),
+            Step::Rlimit => (
+                self.process
+                    .rlimits
+                    .get(i)
+                    .map_or_else(String::new, |l| l.name.clone()),
+                None,
+            ),
+            Step::User => (
+                format!(
+                    "uid {} gid {} groups {:?}",
+                    self.process.uid, self.process.gid, self.process.groups
+                ),
+                None,
+            ),
+            _ => (String::new(), None),
+        };
+        let what = if what.is_empty() {
+            String::new()
+        } else {
+            format!(" {what}")
+        };
+        ContainerError::Child {
+            message: format!("cannot {}{what}: {reason}", fail.step.describe()),
+            step: fail.step,
+            errno: fail.errno,
+            path,
+        }
+    }
+}
+
+fn unsafe_zeroed_sigset() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data; all-zero is a valid (empty) value.
+    unsafe { std::mem::zeroed() }
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+}
+
+/// fork-like clone into new namespaces: `Ok(0)` in the child, the child's pid in the parent.
+fn clone_process(flags: u64) -> std::io::Result<libc::pid_t> {
+    let args = CloneArgs {
+        flags,
+        exit_signal: libc::SIGCHLD as u64,
+        ..Default::default()
+    };
+    // SAFETY: clone3 without CLONE_VM behaves like fork: the child gets a copy of the address
+    // space and returns here with 0. It then only runs the init (raw syscalls) and exits.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if r >= 0 {
+        return Ok(r as libc::pid_t);
+    }
+    let err = std::io::Error::last_os_error();
+    if err.raw_os_error() != Some(libc::ENOSYS) {
+        return Err(err);
+    }
+    // SAFETY: as above, with the legacy clone (no new stack: fork semantics).
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            flags | libc::SIGCHLD as u64,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    if r < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(r as libc::pid_t)
+    }
+}
+
+/// The child's side: never returns.
+fn child(plan: &Plan, error_pipe: RawFd) -> ! {
+    let sys = Linux;
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| init::run(&sys, plan)));
+    let fail = match outcome {
+        Ok(Err(fail)) => fail,
+        Ok(Ok(never)) => match never {},
+        Err(_) => Fail::new(Step::Exec, libc::EIO),
+    };
+    let _ = crate::runtime::sys::Sys::write_all(&sys, error_pipe, &fail.encode());
+    // SAFETY: leave without running atexit handlers or destructors of the parent's state.
+    unsafe { libc::_exit(EXIT_START_FAILED) }
+}
+
+/// Starts the container of `opts.bundle`; returns the init's host pid once it has exec'd.
+pub fn spawn(opts: &SpawnOptions) -> Result<libc::pid_t, ContainerError> {
+    let plan = Plan::build(opts)?;
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: fds is a valid out-array of two ints.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io("create a pipe", None)(std::io::Error::last_os_error()));
+    }
+    // SAFETY: both descriptors were just created and are owned here.
+    let (read_end, write_end) =
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+
+    // Block every signal across clone so no handler of the parent (Python's) runs in the child
+    // before it resets them; the parent restores its mask right after.
+    let mut all = unsafe_zeroed_sigset();
+    let mut old = unsafe_zeroed_sigset();
+    // SAFETY: valid sigset pointers.
+    unsafe {
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+    }
+    let cloned = clone_process(plan.namespaces.clone_flags);
+    if let Ok(0) = cloned {
+        child(&plan, write_end.as_raw_fd());
+    }
+    // SAFETY: restoring the mask saved above.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+    let pid = cloned.map_err(io("clone the container init", None))?;
+    drop(write_end);
+
+    let mut buf = [0u8; FAIL_LEN];
+    let mut got = 0;
+    let mut pipe = File::from(read_end);
+    while got < FAIL_LEN {
+        match pipe.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                kill_and_reap(pid);
+                return Err(io("read the init's status", None)(e));
+            }
+        }
+    }
+    if got == 0 {
+        if let Some(path) = &opts.pid_file {
+            if let Err(e) = std::fs::write(path, format!("{pid}")) {
+                kill_and_reap(pid);
+                return Err(io("write the pid file", Some(path))(e));
+            }
+        }
+        return Ok(pid);
+    }
+    kill_and_reap(pid);
+    match Fail::decode(&buf) {
+        Some(fail) if got == FAIL_LEN => Err(plan.explain(fail)),
+        _ => Err(ContainerError::Child {
+            message: "the container init sent a malformed status".into(),
+            step: Step::Exec,
+            errno: libc::EPROTO,
+            path: None,
+        }),
+    }
+}
+
+fn kill_and_reap(pid: libc::pid_t) {
+    // SAFETY: our own child; SIGKILL in case it is still running, then reap it.
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+        let mut status = 0;
+        while libc::waitpid(pid, &mut status, 0) < 0
+            && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
+        {}
+    }
+}
+
+/// Waits for `pid` to exit: its exit code, or 128 + the signal that killed it (as a shell).
+pub fn wait(pid: libc::pid_t) -> Result<i32, ContainerError> {
+    let mut status = 0;
+    loop {
+        // SAFETY: valid out-pointer.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if r == pid {
+            break;
+        }
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(ContainerError::Io {
+                op: "wait for pid",
+                path: Some(PathBuf::from(pid.to_string())),
+                source: e,
+            });
+        }
+    }
+    if libc::WIFEXITED(status) {
+        Ok(libc::WEXITSTATUS(status))
+    } else if libc::WIFSIGNALED(status) {
+        Ok(128 + libc::WTERMSIG(status))
+    } else {
+        Ok(EXIT_START_FAILED)
+    }
+}
+
+/// Sends `signal` to `pid`.
+pub fn kill(pid: libc::pid_t, signal: i32) -> Result<(), ContainerError> {
+    // SAFETY: plain kill(2).
+    if unsafe { libc::kill(pid, signal) } != 0 {
+        return Err(ContainerError::Io {
+            op: "signal pid",
+            path: Some(PathBuf::from(pid.to_string())),
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    Ok(())
+}

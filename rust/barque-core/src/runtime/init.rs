@@ -1,0 +1,69 @@
+//! The container init: everything between clone and exec, in order.
+//!
+//! Runs in the cloned child of a multi-threaded process, so it only calls [`Sys`] methods on
+//! data the parent prepared: no allocation, no locks, no Python. Any failure is returned as a
+//! [`Fail`] for the caller to write to the error pipe.
+
+use std::convert::Infallible;
+
+use crate::runtime::container::Plan;
+use crate::runtime::failure::{Fail, FailAt, Step};
+use crate::runtime::sys::Sys;
+
+pub fn run<S: Sys>(sys: &S, plan: &Plan) -> Result<Infallible, Fail> {
+    // Signals arrive blocked (the parent blocked them around clone): drop the parent's handlers
+    // and ignores before anything else, so a SIG_IGN (Python ignores SIGPIPE) does not leak
+    // into the container.
+    sys.reset_signal_dispositions();
+    // Nobody may ptrace or read /proc/<pid>/mem of the init while barque code runs in it;
+    // execve resets this.
+    sys.prctl(libc::PR_SET_DUMPABLE, 0, 0).on(Step::Dumpable)?;
+    sys.umask(0);
+    let process = &plan.process;
+    process.setup_stdio(sys)?;
+
+    plan.namespaces.join(sys)?;
+
+    // Filesystem: rootfs, mounts, /dev, sysctls, masks, then pivot_root.
+    let root = plan.rootfs.mount(sys)?;
+    for (i, m) in plan.mounts.iter().enumerate() {
+        m.apply(sys, root.raw(), i)?;
+    }
+    plan.devices.apply(sys, root.raw())?;
+    plan.hostname.apply(sys)?;
+    // Before /proc/sys turns read-only (the writes go to this task's namespaces).
+    plan.sysctl.apply(sys, root.raw())?;
+    plan.masks.apply(sys, root.raw())?;
+    plan.rootfs.pivot(sys, root.raw())?;
+    plan.rootfs.finish(sys, root.raw())?;
+    process.enter_cwd(sys, root.raw())?;
+    drop(root);
+
+    // Privileges: limits, bounding set, user, capabilities, no_new_privs, seccomp.
+    process.set_rlimits(sys)?;
+    crate::runtime::capabilities::drop_bounding(sys, &plan.caps, plan.last_cap)?;
+    // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: do it while we have it
+    // (the profile must then allow the few calls left before exec, as Docker's does).
+    if !process.no_new_privileges {
+        if let Some(s) = &plan.seccomp {
+            s.load(sys)?;
+        }
+    }
+    crate::runtime::capabilities::switch_user_and_set(
+        sys,
+        &plan.caps,
+        process.uid,
+        process.gid,
+        &process.groups,
+    )?;
+    process.set_no_new_privileges(sys)?;
+    sys.umask(process.umask);
+    sys.cloexec_from(3).on(Step::CloseFds)?;
+    if process.no_new_privileges {
+        if let Some(s) = &plan.seccomp {
+            s.load(sys)?;
+        }
+    }
+    sys.set_signal_mask(&plan.empty_sigset).on(Step::Signals)?;
+    Err(process.exec(sys))
+}

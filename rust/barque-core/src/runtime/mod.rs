@@ -1,0 +1,23 @@
+//! Running a container from an OCI runtime bundle: one kernel/OCI concept per module, the
+//! lifecycle in [`container`].
+
+pub mod capabilities;
+pub mod container;
+pub mod devices;
+pub mod failure;
+pub mod hostname;
+mod init;
+pub mod inroot;
+pub mod masked;
+pub mod mount_options;
+pub mod mounts;
+pub mod namespaces;
+pub mod process;
+pub mod rootfs;
+pub mod seccomp;
+pub mod spec;
+pub mod sys;
+pub mod sysctl;
+
+#[cfg(test)]
+mod fake_sys;

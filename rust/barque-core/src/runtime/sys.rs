@@ -1,0 +1,606 @@
+//! The system calls the container init makes between clone and exec, behind a trait.
+//!
+//! Everything here runs in a freshly cloned child of a multi-threaded process (Python), so the
+//! real implementation is raw syscalls only: no allocation, no locks, no libc wrappers that keep
+//! per-process state (glibc's setxid broadcast to "all threads" would wait forever on threads
+//! that only exist in the parent). Arguments arrive as pre-built `CStr`s and pre-computed
+//! numbers; failures are bare errno values.
+
+use std::ffi::{c_char, CStr};
+use std::os::fd::RawFd;
+
+/// A raw errno value.
+pub type Errno = i32;
+pub type SysResult<T> = Result<T, Errno>;
+
+// linux/mount.h (not in the libc crate for every target).
+pub const FSOPEN_CLOEXEC: u32 = 0x1;
+pub const FSCONFIG_SET_FLAG: u32 = 0;
+pub const FSCONFIG_SET_STRING: u32 = 1;
+pub const FSCONFIG_CMD_CREATE: u32 = 6;
+pub const FSMOUNT_CLOEXEC: u32 = 0x1;
+pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
+pub const MOUNT_ATTR_NOSUID: u64 = 0x2;
+pub const MOUNT_ATTR_NODEV: u64 = 0x4;
+pub const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+pub const MOUNT_ATTR_ATIME_MASK: u64 = 0x70;
+pub const MOUNT_ATTR_RELATIME: u64 = 0x0;
+pub const MOUNT_ATTR_NOATIME: u64 = 0x10;
+pub const MOUNT_ATTR_STRICTATIME: u64 = 0x20;
+pub const MOUNT_ATTR_NODIRATIME: u64 = 0x80;
+pub const MOUNT_ATTR_NOSYMFOLLOW: u64 = 0x0020_0000;
+pub const OPEN_TREE_CLONE: u32 = 0x1;
+pub const MOVE_MOUNT_F_EMPTY_PATH: u32 = 0x4;
+pub const MOVE_MOUNT_T_EMPTY_PATH: u32 = 0x40;
+// linux/openat2.h
+pub const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+pub const RESOLVE_IN_ROOT: u64 = 0x10;
+
+/// What an `fstat` says about a file descriptor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FdStat {
+    /// `st_mode & S_IFMT`.
+    pub kind: u32,
+    pub rdev: u64,
+}
+
+/// The kernel as the container init sees it. Every method is one system call (or a short fixed
+/// sequence of them) and must stay async-signal-safe in the real implementation.
+pub trait Sys {
+    fn close(&self, fd: RawFd);
+    fn write_all(&self, fd: RawFd, buf: &[u8]) -> SysResult<()>;
+    /// `fcntl(F_DUPFD_CLOEXEC, min)`.
+    fn dup_above(&self, fd: RawFd, min: RawFd) -> SysResult<RawFd>;
+    fn dup2(&self, from: RawFd, to: RawFd) -> SysResult<()>;
+    fn setns(&self, fd: RawFd, nstype: i32) -> SysResult<()>;
+    /// Classic `mount(2)`, used only for propagation changes on paths we do not resolve.
+    fn mount(&self, target: &CStr, flags: u64) -> SysResult<()>;
+    fn umount_detach(&self, target: &CStr) -> SysResult<()>;
+    fn fsopen(&self, fstype: &CStr) -> SysResult<RawFd>;
+    fn fsconfig_flag(&self, fs: RawFd, key: &CStr) -> SysResult<()>;
+    fn fsconfig_string(&self, fs: RawFd, key: &CStr, value: &CStr) -> SysResult<()>;
+    fn fsconfig_create(&self, fs: RawFd) -> SysResult<()>;
+    /// `fsmount(fs, FSMOUNT_CLOEXEC, attrs)`: a detached mount.
+    fn fsmount(&self, fs: RawFd, attrs: u64) -> SysResult<RawFd>;
+    /// `open_tree(dirfd, path, OPEN_TREE_CLONE|OPEN_TREE_CLOEXEC [|AT_RECURSIVE])`; an empty path
+    /// means `dirfd` itself (`AT_EMPTY_PATH`).
+    fn open_tree(&self, dirfd: RawFd, path: &CStr, recursive: bool) -> SysResult<RawFd>;
+    /// `move_mount` from a detached mount onto the object `to` refers to.
+    fn move_mount(&self, from: RawFd, to: RawFd) -> SysResult<()>;
+    /// `move_mount` from a detached mount onto an absolute path (the rootfs directory only).
+    fn move_mount_to_path(&self, from: RawFd, to: &CStr) -> SysResult<()>;
+    fn mount_setattr(
+        &self,
+        fd: RawFd,
+        recursive: bool,
+        set: u64,
+        clear: u64,
+        propagation: u64,
+    ) -> SysResult<()>;
+    /// `openat2(root, path, flags|O_CLOEXEC, RESOLVE_IN_ROOT|RESOLVE_NO_MAGICLINKS)`: `path` can
+    /// never resolve outside `root`, through `..`, absolute symlinks or `/proc` magic links.
+    fn open_in_root(&self, root: RawFd, path: &CStr, flags: i32) -> SysResult<RawFd>;
+    /// `openat(dirfd, name, flags|O_CLOEXEC|O_NOFOLLOW, mode)`.
+    fn openat(&self, dirfd: RawFd, name: &CStr, flags: i32, mode: u32) -> SysResult<RawFd>;
+    fn mkdirat(&self, dirfd: RawFd, name: &CStr, mode: u32) -> SysResult<()>;
+    fn mknodat(&self, dirfd: RawFd, name: &CStr, mode: u32, dev: u64) -> SysResult<()>;
+    fn symlinkat(&self, target: &CStr, dirfd: RawFd, name: &CStr) -> SysResult<()>;
+    /// `fchownat(dirfd, name, uid, gid, AT_SYMLINK_NOFOLLOW)`.
+    fn chownat(&self, dirfd: RawFd, name: &CStr, uid: u32, gid: u32) -> SysResult<()>;
+    fn fstat(&self, fd: RawFd) -> SysResult<FdStat>;
+    fn fchdir(&self, fd: RawFd) -> SysResult<()>;
+    fn chdir(&self, path: &CStr) -> SysResult<()>;
+    /// `pivot_root(".", ".")`: the old root ends up stacked on the new one.
+    fn pivot_root_here(&self) -> SysResult<()>;
+    fn sethostname(&self, name: &CStr) -> SysResult<()>;
+    fn setdomainname(&self, name: &CStr) -> SysResult<()>;
+    fn prctl(&self, op: i32, arg2: u64, arg3: u64) -> SysResult<i32>;
+    fn capset(&self, effective: u64, permitted: u64, inheritable: u64) -> SysResult<()>;
+    fn setgroups(&self, groups: &[u32]) -> SysResult<()>;
+    fn setresgid(&self, gid: u32) -> SysResult<()>;
+    fn setresuid(&self, uid: u32) -> SysResult<()>;
+    fn setrlimit(&self, resource: u32, soft: u64, hard: u64) -> SysResult<()>;
+    fn seccomp(&self, flags: u32, program: &[libc::sock_filter]) -> SysResult<()>;
+    /// `close_range(first, ~0, CLOSE_RANGE_CLOEXEC)`: everything from `first` up closes at exec.
+    fn cloexec_from(&self, first: u32) -> SysResult<()>;
+    fn umask(&self, mask: u32);
+    /// Resets every signal disposition to the default (a `SIG_IGN` would survive exec).
+    fn reset_signal_dispositions(&self);
+    fn set_signal_mask(&self, mask: &libc::sigset_t) -> SysResult<()>;
+    /// Returns only on failure.
+    fn execve(&self, path: &CStr, argv: &[*const c_char], envp: &[*const c_char]) -> Errno;
+}
+
+/// The real kernel.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Linux;
+
+fn errno() -> Errno {
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
+}
+
+fn check(ret: libc::c_long) -> SysResult<libc::c_long> {
+    if ret < 0 {
+        Err(errno())
+    } else {
+        Ok(ret)
+    }
+}
+
+fn check_fd(ret: libc::c_long) -> SysResult<RawFd> {
+    check(ret).map(|fd| fd as RawFd)
+}
+
+fn unit(ret: libc::c_long) -> SysResult<()> {
+    check(ret).map(|_| ())
+}
+
+const EMPTY: &CStr = c"";
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+impl Sys for Linux {
+    fn close(&self, fd: RawFd) {
+        // SAFETY: closing a descriptor we own; errors (EBADF) are of no interest.
+        unsafe { libc::close(fd) };
+    }
+
+    fn write_all(&self, fd: RawFd, mut buf: &[u8]) -> SysResult<()> {
+        while !buf.is_empty() {
+            // SAFETY: buf is a valid slice.
+            let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
+            if n < 0 {
+                let e = errno();
+                if e == libc::EINTR {
+                    continue;
+                }
+                return Err(e);
+            }
+            buf = buf.get(n as usize..).unwrap_or_default();
+        }
+        Ok(())
+    }
+
+    fn dup_above(&self, fd: RawFd, min: RawFd) -> SysResult<RawFd> {
+        // SAFETY: plain fcntl.
+        check_fd(unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, min) }.into())
+    }
+
+    fn dup2(&self, from: RawFd, to: RawFd) -> SysResult<()> {
+        // SAFETY: plain dup3/dup2.
+        unit(unsafe { libc::dup2(from, to) }.into())
+    }
+
+    fn setns(&self, fd: RawFd, nstype: i32) -> SysResult<()> {
+        // SAFETY: raw syscall with integer arguments.
+        unit(unsafe { libc::syscall(libc::SYS_setns, fd, nstype) })
+    }
+
+    fn mount(&self, target: &CStr, flags: u64) -> SysResult<()> {
+        // SAFETY: NUL-terminated strings, NULL source/type/data as mount(2) allows for
+        // propagation changes.
+        unit(unsafe {
+            libc::syscall(
+                libc::SYS_mount,
+                std::ptr::null::<c_char>(),
+                target.as_ptr(),
+                std::ptr::null::<c_char>(),
+                flags as libc::c_ulong,
+                std::ptr::null::<libc::c_void>(),
+            )
+        })
+    }
+
+    fn umount_detach(&self, target: &CStr) -> SysResult<()> {
+        // SAFETY: NUL-terminated path.
+        unit(unsafe { libc::syscall(libc::SYS_umount2, target.as_ptr(), libc::MNT_DETACH) })
+    }
+
+    fn fsopen(&self, fstype: &CStr) -> SysResult<RawFd> {
+        // SAFETY: NUL-terminated string.
+        check_fd(unsafe { libc::syscall(libc::SYS_fsopen, fstype.as_ptr(), FSOPEN_CLOEXEC) })
+    }
+
+    fn fsconfig_flag(&self, fs: RawFd, key: &CStr) -> SysResult<()> {
+        // SAFETY: NUL-terminated key, NULL value as FSCONFIG_SET_FLAG requires.
+        unit(unsafe {
+            libc::syscall(
+                libc::SYS_fsconfig,
+                fs,
+                FSCONFIG_SET_FLAG,
+                key.as_ptr(),
+                std::ptr::null::<c_char>(),
+                0,
+            )
+        })
+    }
+
+    fn fsconfig_string(&self, fs: RawFd, key: &CStr, value: &CStr) -> SysResult<()> {
+        // SAFETY: NUL-terminated strings.
+        unit(unsafe {
+            libc::syscall(
+                libc::SYS_fsconfig,
+                fs,
+                FSCONFIG_SET_STRING,
+                key.as_ptr(),
+                value.as_ptr(),
+                0,
+            )
+        })
+    }
+
+    fn fsconfig_create(&self, fs: RawFd) -> SysResult<()> {
+        // SAFETY: integer arguments only.
+        unit(unsafe {
+            libc::syscall(
+                libc::SYS_fsconfig,
+                fs,
+                FSCONFIG_CMD_CREATE,
+                std::ptr::null::<c_char>(),
+                std::ptr::null::<c_char>(),
+                0,
+            )
+        })
+    }
+
+    fn fsmount(&self, fs: RawFd, attrs: u64) -> SysResult<RawFd> {
+        // SAFETY: integer arguments only.
+        check_fd(unsafe { libc::syscall(libc::SYS_fsmount, fs, FSMOUNT_CLOEXEC, attrs as u32) })
+    }
+
+    fn open_tree(&self, dirfd: RawFd, path: &CStr, recursive: bool) -> SysResult<RawFd> {
+        let mut flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as u32;
+        if recursive {
+            flags |= libc::AT_RECURSIVE as u32;
+        }
+        if path.is_empty() {
+            flags |= libc::AT_EMPTY_PATH as u32;
+        }
+        // SAFETY: NUL-terminated path.
+        check_fd(unsafe { libc::syscall(libc::SYS_open_tree, dirfd, path.as_ptr(), flags) })
+    }
+
+    fn move_mount(&self, from: RawFd, to: RawFd) -> SysResult<()> {
+        // SAFETY: empty NUL-terminated paths with the EMPTY_PATH flags.
+        unit(unsafe {
+            libc::syscall(
+                libc::SYS_move_mount,
+                from,
+                EMPTY.as_ptr(),
+                to,
+                EMPTY.as_ptr(),
+                MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+            )
+        })
+    }
+
+    fn move_mount_to_path(&self, from: RawFd, to: &CStr) -> SysResult<()> {
+        // SAFETY: NUL-terminated paths.
+        unit(unsafe {
+            libc::syscall(
+                libc::SYS_move_mount,
+                from,
+                EMPTY.as_ptr(),
+                libc::AT_FDCWD,
+                to.as_ptr(),
+                MOVE_MOUNT_F_EMPTY_PATH,
+            )
+        })
+    }
+
+    fn mount_setattr(
+        &self,
+        fd: RawFd,
+        recursive: bool,
+        set: u64,
+        clear: u64,
+        propagation: u64,
+    ) -> SysResult<()> {
+        let attr = MountAttr {
+            attr_set: set,
+            attr_clr: clear,
+            propagation,
+            userns_fd: 0,
+        };
+        let mut flags = libc::AT_EMPTY_PATH as u32;
+        if recursive {
+            flags |= libc::AT_RECURSIVE as u32;
+        }
+        // SAFETY: attr lives across the call; its size is passed.
+        unit(unsafe {
+            libc::syscall(
+                libc::SYS_mount_setattr,
+                fd,
+                EMPTY.as_ptr(),
+                flags,
+                &attr as *const MountAttr,
+                std::mem::size_of::<MountAttr>(),
+            )
+        })
+    }
+
+    fn open_in_root(&self, root: RawFd, path: &CStr, flags: i32) -> SysResult<RawFd> {
+        let how = OpenHow {
+            flags: (flags | libc::O_CLOEXEC) as u64,
+            mode: 0,
+            resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+        };
+        loop {
+            // SAFETY: how lives across the call; its size is passed.
+            let r = check_fd(unsafe {
+                libc::syscall(
+                    libc::SYS_openat2,
+                    root,
+                    path.as_ptr(),
+                    &how as *const OpenHow,
+                    std::mem::size_of::<OpenHow>(),
+                )
+            });
+            // EAGAIN: a concurrent rename raced the lookup; retry as the man page says.
+            if r != Err(libc::EAGAIN) {
+                return r;
+            }
+        }
+    }
+
+    fn openat(&self, dirfd: RawFd, name: &CStr, flags: i32, mode: u32) -> SysResult<RawFd> {
+        // SAFETY: NUL-terminated name.
+        check_fd(unsafe {
+            libc::syscall(
+                libc::SYS_openat,
+                dirfd,
+                name.as_ptr(),
+                flags | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+                mode,
+            )
+        })
+    }
+
+    fn mkdirat(&self, dirfd: RawFd, name: &CStr, mode: u32) -> SysResult<()> {
+        // SAFETY: NUL-terminated name.
+        unit(unsafe { libc::syscall(libc::SYS_mkdirat, dirfd, name.as_ptr(), mode) })
+    }
+
+    fn mknodat(&self, dirfd: RawFd, name: &CStr, mode: u32, dev: u64) -> SysResult<()> {
+        // SAFETY: NUL-terminated name.
+        unit(unsafe { libc::syscall(libc::SYS_mknodat, dirfd, name.as_ptr(), mode, dev) })
+    }
+
+    fn symlinkat(&self, target: &CStr, dirfd: RawFd, name: &CStr) -> SysResult<()> {
+        // SAFETY: NUL-terminated strings.
+        unit(unsafe { libc::syscall(libc::SYS_symlinkat, target.as_ptr(), dirfd, name.as_ptr()) })
+    }
+
+    fn chownat(&self, dirfd: RawFd, name: &CStr, uid: u32, gid: u32) -> SysResult<()> {
+        // SAFETY: NUL-terminated name.
+        unit(unsafe {
+            libc::syscall(
+                libc::SYS_fchownat,
+                dirfd,
+                name.as_ptr(),
+                uid,
+                gid,
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        })
+    }
+
+    fn fstat(&self, fd: RawFd) -> SysResult<FdStat> {
+        // SAFETY: zeroed stat is a valid out-buffer.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: st is a valid out-pointer.
+        unit(unsafe { libc::syscall(libc::SYS_fstat, fd, &mut st as *mut libc::stat) })?;
+        Ok(FdStat {
+            kind: st.st_mode & libc::S_IFMT,
+            rdev: st.st_rdev,
+        })
+    }
+
+    fn fchdir(&self, fd: RawFd) -> SysResult<()> {
+        // SAFETY: integer argument.
+        unit(unsafe { libc::syscall(libc::SYS_fchdir, fd) })
+    }
+
+    fn chdir(&self, path: &CStr) -> SysResult<()> {
+        // SAFETY: NUL-terminated path.
+        unit(unsafe { libc::syscall(libc::SYS_chdir, path.as_ptr()) })
+    }
+
+    fn pivot_root_here(&self) -> SysResult<()> {
+        let dot = c".";
+        // SAFETY: NUL-terminated paths.
+        unit(unsafe { libc::syscall(libc::SYS_pivot_root, dot.as_ptr(), dot.as_ptr()) })
+    }
+
+    fn sethostname(&self, name: &CStr) -> SysResult<()> {
+        let b = name.to_bytes();
+        // SAFETY: pointer and length of a live buffer.
+        unit(unsafe { libc::syscall(libc::SYS_sethostname, b.as_ptr(), b.len()) })
+    }
+
+    fn setdomainname(&self, name: &CStr) -> SysResult<()> {
+        let b = name.to_bytes();
+        // SAFETY: pointer and length of a live buffer.
+        unit(unsafe { libc::syscall(libc::SYS_setdomainname, b.as_ptr(), b.len()) })
+    }
+
+    fn prctl(&self, op: i32, arg2: u64, arg3: u64) -> SysResult<i32> {
+        // SAFETY: integer arguments; the ops used here take no pointers.
+        check(unsafe { libc::syscall(libc::SYS_prctl, op, arg2, arg3, 0u64, 0u64) })
+            .map(|r| r as i32)
+    }
+
+    fn capset(&self, effective: u64, permitted: u64, inheritable: u64) -> SysResult<()> {
+        let header = CapHeader {
+            version: LINUX_CAPABILITY_VERSION_3,
+            pid: 0,
+        };
+        let data = [
+            CapData {
+                effective: effective as u32,
+                permitted: permitted as u32,
+                inheritable: inheritable as u32,
+            },
+            CapData {
+                effective: (effective >> 32) as u32,
+                permitted: (permitted >> 32) as u32,
+                inheritable: (inheritable >> 32) as u32,
+            },
+        ];
+        // SAFETY: header and the two data words of version 3 live across the call.
+        unit(unsafe { libc::syscall(libc::SYS_capset, &header as *const CapHeader, data.as_ptr()) })
+    }
+
+    fn setgroups(&self, groups: &[u32]) -> SysResult<()> {
+        // SAFETY: pointer and length of a live slice (gid_t is u32).
+        unit(unsafe { libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) })
+    }
+
+    fn setresgid(&self, gid: u32) -> SysResult<()> {
+        // SAFETY: integer arguments (raw syscall: this thread only, no glibc broadcast).
+        unit(unsafe { libc::syscall(libc::SYS_setresgid, gid, gid, gid) })
+    }
+
+    fn setresuid(&self, uid: u32) -> SysResult<()> {
+        // SAFETY: integer arguments (raw syscall: this thread only, no glibc broadcast).
+        unit(unsafe { libc::syscall(libc::SYS_setresuid, uid, uid, uid) })
+    }
+
+    fn setrlimit(&self, resource: u32, soft: u64, hard: u64) -> SysResult<()> {
+        let lim = libc::rlimit64 {
+            rlim_cur: soft,
+            rlim_max: hard,
+        };
+        // SAFETY: lim lives across the call; old-limit pointer NULL.
+        unit(unsafe {
+            libc::syscall(
+                libc::SYS_prlimit64,
+                0,
+                resource,
+                &lim as *const libc::rlimit64,
+                std::ptr::null_mut::<libc::rlimit64>(),
+            )
+        })
+    }
+
+    fn seccomp(&self, flags: u32, program: &[libc::sock_filter]) -> SysResult<()> {
+        let prog = libc::sock_fprog {
+            len: program.len() as u16,
+            filter: program.as_ptr() as *mut libc::sock_filter,
+        };
+        // SAFETY: prog points at a live filter program of the given length.
+        unit(unsafe {
+            libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER,
+                flags,
+                &prog as *const libc::sock_fprog,
+            )
+        })
+    }
+
+    fn cloexec_from(&self, first: u32) -> SysResult<()> {
+        // SAFETY: integer arguments.
+        unit(unsafe {
+            libc::syscall(
+                libc::SYS_close_range,
+                first,
+                u32::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            )
+        })
+    }
+
+    fn umask(&self, mask: u32) {
+        // SAFETY: integer argument.
+        unsafe { libc::syscall(libc::SYS_umask, mask) };
+    }
+
+    fn reset_signal_dispositions(&self) {
+        for sig in 1..libc::SIGRTMAX() {
+            if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+                continue;
+            }
+            // SAFETY: setting SIG_DFL never runs code; errors (glibc-reserved signals) ignored.
+            unsafe { libc::signal(sig, libc::SIG_DFL) };
+        }
+    }
+
+    fn set_signal_mask(&self, mask: &libc::sigset_t) -> SysResult<()> {
+        // SAFETY: mask is a valid sigset; the kernel's sigset is 8 bytes.
+        unit(unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigprocmask,
+                libc::SIG_SETMASK,
+                mask as *const libc::sigset_t,
+                std::ptr::null_mut::<libc::sigset_t>(),
+                8usize,
+            )
+        })
+    }
+
+    fn execve(&self, path: &CStr, argv: &[*const c_char], envp: &[*const c_char]) -> Errno {
+        // SAFETY: argv and envp are NULL-terminated arrays of live C strings built before clone.
+        unsafe {
+            libc::syscall(
+                libc::SYS_execve,
+                path.as_ptr(),
+                argv.as_ptr(),
+                envp.as_ptr(),
+            )
+        };
+        errno()
+    }
+}
+
+/// A descriptor the init owns, closed through the same [`Sys`] when dropped.
+pub struct Fd<'a, S: Sys + ?Sized> {
+    sys: &'a S,
+    raw: RawFd,
+}
+
+impl<'a, S: Sys + ?Sized> Fd<'a, S> {
+    pub fn new(sys: &'a S, raw: RawFd) -> Self {
+        Fd { sys, raw }
+    }
+    pub fn raw(&self) -> RawFd {
+        self.raw
+    }
+}
+
+impl<S: Sys + ?Sized> Drop for Fd<'_, S> {
+    fn drop(&mut self) {
+        self.sys.close(self.raw);
+    }
+}

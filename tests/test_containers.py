@@ -1,0 +1,159 @@
+"""Running real containers through the CLI, as a Docker user would, and checking from inside."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from helpers import barque
+
+pytestmark = [
+    pytest.mark.registry,
+    pytest.mark.skipif(os.geteuid() != 0, reason="containers need root (namespaces, mounts)"),
+]
+
+#: Docker's 14 default capabilities as /proc/self/status prints them.
+DOCKER_CAP_EFF = "00000000a80425fb"
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory, fixture_images):  # type: ignore[no-untyped-def]
+    root = tmp_path_factory.mktemp("containers") / "root"
+    barque(root, "pull", "-q", fixture_images["busybox"].ref)
+    barque(root, "pull", "-q", fixture_images["layers"].ref)
+    return root
+
+
+@pytest.fixture
+def busybox(fixture_images) -> str:  # type: ignore[no-untyped-def]
+    return fixture_images["busybox"].ref
+
+
+def _ps_json(root: Path) -> list[dict]:
+    return [json.loads(line) for line in barque(root, "ps", "-a", "--format", "json").stdout.splitlines()]
+
+
+def run(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return barque(root, "run", "--rm", "--network", "none", *args, check=check)
+
+
+def test_image_entrypoint_and_cmd_run_as_its_user(store, fixture_images) -> None:
+    out = barque(store, "run", "--rm", "--network", "none", fixture_images["layers"].ref)
+    assert out.stdout == "hello world from /srv/app as 1000\n"
+    assert out.stderr == ""
+
+
+def test_exit_codes_follow_docker(store, busybox) -> None:
+    assert run(store, busybox, "true").returncode == 0
+    assert run(store, busybox, "sh", "-c", "exit 7", check=False).returncode == 7
+    missing = run(store, busybox, "/no/such/binary", check=False)
+    assert missing.returncode == 127 and "/no/such/binary" in missing.stderr
+    assert missing.stderr.count("\n") == 1
+    not_exec = run(store, busybox, "/etc/passwd", check=False)
+    assert not_exec.returncode == 126 and "/etc/passwd" in not_exec.stderr
+    bad_image = barque(store, "run", "--rm", "--network", "none", "127.0.0.1:1/no/image",
+                       check=False)
+    assert bad_image.returncode == 125
+
+
+def test_isolation_seen_from_inside(store, busybox) -> None:
+    script = ("echo pid=$$; hostname; cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' ';"
+              "grep -E '^(CapInh|CapEff|CapAmb|Seccomp|NoNewPrivs):' /proc/self/status;"
+              "ls /proc/self/fd | tr '\\n' ' '")
+    out = run(store, "-h", "boxy", busybox, "sh", "-c", script).stdout.splitlines()
+    assert out[0] == "pid=1"
+    assert out[1] == "boxy"
+    assert out[2] == "lo" and not out[3].startswith(("eth", "ens"))
+    status = dict(line.split(":\t") for line in out if ":\t" in line)
+    assert status["CapEff"] == DOCKER_CAP_EFF
+    assert status["CapInh"] == status["CapAmb"] == "0000000000000000"
+    assert status["Seccomp"] == "2"
+    assert status["NoNewPrivs"] == "0"
+    # only stdio (plus the fd ls itself opens for /proc/self/fd)
+    assert out[-1].split() == ["0", "1", "2", "3"]
+
+
+def test_no_new_privileges_and_host_network(store, busybox) -> None:
+    nnp = run(store, "--security-opt", "no-new-privileges", busybox,
+              "grep", "NoNewPrivs", "/proc/self/status").stdout
+    assert nnp.split() == ["NoNewPrivs:", "1"]
+    host_ifaces = {line.split(":")[0].strip() for line in Path("/proc/net/dev").read_text().splitlines()[2:]}
+    out = barque(store, "run", "--rm", "--network", "host", busybox, "cat", "/proc/net/dev").stdout
+    inside = {line.split(":")[0].strip() for line in out.splitlines()[2:]}
+    assert inside == host_ifaces
+
+
+def test_masked_and_read_only_proc_paths(store, busybox) -> None:
+    out = run(store, busybox, "sh", "-c",
+              "wc -c < /proc/keys; echo 1 > /proc/sys/kernel/domainname && echo wrote || echo refused")
+    assert out.stdout.split() == ["0", "refused"]
+
+
+def test_writes_never_reach_the_image(store, busybox) -> None:
+    run(store, busybox, "sh", "-c", "rm /etc/passwd && echo gone > /bin/busybox-note")
+    out = run(store, busybox, "sh", "-c", "head -1 /etc/passwd; ls /bin/busybox-note 2>&1; true")
+    assert out.stdout.splitlines()[0].startswith("root:")
+    assert "No such file" in out.stdout
+
+
+def test_without_rm_the_container_is_kept_and_listed(store, busybox) -> None:
+    out = barque(store, "run", "--network", "none", "--name", "kept", busybox, "sh", "-c", "exit 3",
+                 check=False)
+    assert out.returncode == 3
+    listing = barque(store, "ps", "-a").stdout.splitlines()
+    assert listing[0].split()[:2] == ["CONTAINER", "ID"]
+    row = next(line for line in listing if line.endswith("kept"))
+    assert "Exited (3)" in row
+    kept = next(r for r in _ps_json(store) if r["Names"] == "kept")
+    assert kept["State"] == "exited" and kept["Status"].startswith("Exited (3)")
+    clash = barque(store, "run", "--network", "none", "--name", "kept", busybox, "true", check=False)
+    assert clash.returncode == 125 and 'The container name "/kept" is already in use' in clash.stderr
+    assert barque(store, "rm", "kept").stdout == "kept\n"
+    assert "kept" not in barque(store, "ps", "-a").stdout
+
+
+def test_rm_leaves_no_mounts_or_directories(store, busybox) -> None:
+    before = set((store / "containers").iterdir())
+    run(store, busybox, "true")
+    assert set((store / "containers").iterdir()) == before
+    assert str(store) not in Path("/proc/self/mountinfo").read_text()
+
+
+def test_twenty_runs_at_once(store, busybox) -> None:
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        results = list(pool.map(lambda i: run(store, busybox, "sh", "-c", f"echo {i}", check=False),
+                                range(20)))
+    assert [r.returncode for r in results] == [0] * 20
+    assert sorted(int(r.stdout) for r in results) == list(range(20))
+    assert barque(store, "ps", "-a", "-q").stdout == ""  # --rm removed every record
+    assert str(store) not in Path("/proc/self/mountinfo").read_text()
+
+
+def test_container_killed_behind_our_back_shows_exited(store, busybox) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "barque", "--root", str(store), "run",
+                             "--network", "none", "--name", "ghost", busybox, "sleep", "300"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    running = False
+    while time.monotonic() < deadline and not running:
+        running = any(r["Names"] == "ghost" and r["State"] == "running" for r in _ps_json(store))
+        time.sleep(0.1)
+    assert running, "the container never showed as running"
+    assert "Up " in barque(store, "ps").stdout
+    proc.send_signal(signal.SIGKILL)  # the CLI dies first, leaving the container's process
+    proc.wait()
+    subprocess.run(["pkill", "-KILL", "-f", "sleep 300"], check=False)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and "Up " in barque(store, "ps", "-a").stdout:
+        time.sleep(0.1)
+    row = next(line for line in barque(store, "ps", "-a").stdout.splitlines() if "ghost" in line)
+    assert "Exited" in row
+    barque(store, "rm", "ghost")
