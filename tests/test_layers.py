@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from barque._native import BlobIngest, DigestError, LayerError, sha256_file, unpack_blob
+from barque._native import BlobIngest, DigestError, LayerError, sha256_file, syncfs, unpack_blob
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0, reason="needs root to create device nodes, chown and trusted.* xattrs"
@@ -583,6 +583,62 @@ def test_resume_after_abort(env):
     assert (env.root / "srv/small").read_bytes() == b"s"
     with pytest.raises(ValueError):
         second.finish(str(env.tmp / "blob"))
+
+
+def test_finish_without_sync_keeps_the_verified_partial(env):
+    tar = build(directory("srv"), file("srv/big", os.urandom(300_000)), file("srv/small", b"s"))
+    blob = gz(tar)
+    partial = env.tmp / "blob.partial"
+    blob_path = env.tmp / "blob"
+
+    ingest = BlobIngest(str(partial), sha(blob), len(blob), unpack_dir=str(env.root), expected_diff_id=sha(tar))
+    ingest.write(blob)
+    result = ingest.finish(str(blob_path), sync=False)
+    assert (result["digest"], result["size"], result["diff_id"]) == (sha(blob), len(blob), sha(tar))
+    assert not blob_path.exists()
+    assert partial.read_bytes() == blob and stat.S_IMODE(partial.stat().st_mode) == 0o600
+    assert (env.root / "srv/small").read_bytes() == b"s"
+    with pytest.raises(ValueError):
+        ingest.finish(str(blob_path), sync=False)
+
+    # As after a crash before the caller's syncfs + rename: the next ingest re-verifies it all.
+    again = BlobIngest(str(partial), sha(blob), len(blob))
+    assert again.offset == len(blob)
+    assert again.finish(str(blob_path))["digest"] == sha(blob)
+    assert blob_path.read_bytes() == blob and not partial.exists()
+
+    # The caller's side of the protocol.
+    syncfs(str(env.tmp))
+    syncfs(str(blob_path))
+
+
+def test_finish_without_sync_still_verifies(env):
+    tar = build(file("a", b"x"))
+    blob = gz(tar)
+    partial = env.tmp / "blob.partial"
+    ingest = BlobIngest(str(partial), sha(blob), len(blob), unpack_dir=str(env.root), expected_diff_id=sha(b"other"))
+    ingest.write(blob)
+    with pytest.raises(DigestError, match="DiffID"):
+        ingest.finish(str(env.tmp / "blob"), sync=False)
+    assert not partial.exists() and not (env.tmp / "blob").exists()
+
+
+def test_unpack_blob_without_sync(env):
+    tar = build(directory("srv"), file("srv/f", b"data"))
+    path = env.tmp / "blob"
+    path.write_bytes(gz(tar))
+    result = unpack_blob(str(path), str(env.root), expected_diff_id=sha(tar), sync=False)
+    assert result["diff_id"] == sha(tar)
+    assert (env.root / "srv/f").read_bytes() == b"data"
+
+
+def test_syncfs_errors(env):
+    missing = env.tmp / "missing"
+    with pytest.raises(FileNotFoundError) as info:
+        syncfs(str(missing))
+    assert info.value.filename == str(missing)
+    with pytest.raises(TypeError):
+        syncfs()  # type: ignore[call-arg]
 
 
 def test_store_only_and_sha256_file(env):

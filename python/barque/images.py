@@ -7,6 +7,7 @@ prefix), a tag (``busybox`` means ``docker.io/library/busybox:latest``) or a dig
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -309,6 +310,17 @@ class ImageService:
                 raise ConflictError(
                     f"conflict: unable to delete {image_id[7:19]} (must be forced) - image is "
                     "referenced in multiple repositories")
+        users = meta.containers_using_image(image_id)
+        if users:
+            if not force:
+                raise ConflictError(
+                    f"conflict: unable to delete {image_id[7:19]} (must be forced) - image is "
+                    f"being used by container {users[0][:12]}")
+            # Docker's -f keeps an image a container needs, dangling, and drops its names.
+            for ref in record.repo_tags:
+                meta.untag(ref)
+                out.append({"Untagged": familiar(ref)})
+            return out
         out += [{"Untagged": familiar(r)} for r in meta.remove_image(image_id)]
         out.append({"Deleted": image_id})
         out += [{"Deleted": c} for c in self._collect_garbage()]
@@ -336,6 +348,8 @@ class ImageService:
         deleted: list[dict[str, str]] = []
         before = self._disk_usage()
         for record in self._store.metadata.images():
+            if self._store.metadata.containers_using_image(record.id):
+                continue
             if all or not record.repo_tags:
                 deleted += [{"Untagged": familiar(r)}
                             for r in self._store.metadata.remove_image(record.id)]
@@ -379,6 +393,8 @@ class _Pull:
         self.platform = platform
         self.progress = progress
         self.cancelled = threading.Event()
+        #: Blobs downloaded and verified but left in ingest/ until the final syncfs.
+        self.pending_blobs: list[Any] = []
 
     def run(self) -> Image:
         from .native import load
@@ -405,6 +421,7 @@ class _Pull:
         already = self.store.metadata.get_image(image_id)
         with self.store.gc_lock(shared=True):
             sizes = self._fetch_layers(manifest.layers, diff_ids, chains)
+            self._make_durable()
             self.store.content.write(image_id, config_bytes)
             self.store.content.write(manifest.digest, manifest.raw)
             layers = [LayerRecord(d, c, desc.digest, desc.media_type, desc.size)
@@ -422,6 +439,30 @@ class _Pull:
             f"Status: {'Image is up to date' if up_to_date else 'Downloaded newer image'}"
             f" for {ref.familiar}")
         return self.service.get(image_id)
+
+    def _make_durable(self) -> None:
+        """One syncfs for everything this pull wrote, instead of one per layer (each of which
+        would also wait for the other layers' dirty data); then the verified blobs left in
+        ``ingest/`` are renamed into place. Until then a crash leaves them resumable."""
+        from .native import load
+
+        load().syncfs(str(self.store.paths.root))
+        moved = False
+        for desc in self.pending_blobs:
+            with self.store.blob_lock(desc.digest):
+                partial = self.store.paths.partial(desc.digest)
+                if self.store.content.has(desc.digest) or not partial.exists():
+                    continue  # another pull finished it first
+                if partial.stat().st_size != desc.size:
+                    continue  # replaced by a new attempt: not ours to move
+                os.rename(partial, self.store.content.path(desc.digest))
+                moved = True
+        if moved:
+            fd = os.open(self.store.paths.blobs, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     def _fetch_layers(self, layers: list, diff_ids: list[str], chains: list[str]) -> list[int]:
         workers = max(1, self.settings.max_concurrent_downloads)
@@ -461,7 +502,7 @@ class _Pull:
             except BaseException:
                 store.snapshots.discard(chain_id)
                 raise
-            store.snapshots.commit(chain_id, diff_id, result["unpacked_bytes"])
+            store.snapshots.commit(chain_id, diff_id, result["unpacked_bytes"], durable=False)
         self.progress.layer(short, "Pull complete")
         return int(result["unpacked_bytes"])
 
@@ -477,7 +518,7 @@ class _Pull:
         with translated_errors(f"layer {desc.digest}"):
             return load().unpack_blob(str(self.store.content.path(desc.digest)), str(staging),
                                       compression=compression_of(desc.media_type),
-                                      expected_diff_id=diff_id, **self._limits())
+                                      expected_diff_id=diff_id, sync=False, **self._limits())
 
     def _download(self, desc: Any, staging: Any, diff_id: str | None, short: str) -> dict:
         """Stream the blob into the store (and, with ``staging``, unpack it on the way),
@@ -521,6 +562,8 @@ class _Pull:
     def _stream_into(self, holder: list[Any], desc: Any, short: str, partial: Any,
                      new_ingest: Callable[[], Any]) -> dict:
         """One attempt: open the blob at the ingest's offset and feed it through."""
+        if holder[0].offset == desc.size:  # complete already (an earlier pull's ingest file)
+            return self._finish(holder[0], desc, short)
         stream = self.client.open_blob(self.ref, desc, offset=holder[0].offset)
         try:
             if stream.offset != holder[0].offset:  # the server ignored Range: start over
@@ -543,8 +586,12 @@ class _Pull:
                     last_report = now
         finally:
             stream.close()
+        return self._finish(holder[0], desc, short)
+
+    def _finish(self, ingest: Any, desc: Any, short: str) -> dict:
         self.progress.layer(short, "Verifying Checksum")
-        result = holder[0].finish(str(self.store.content.path(desc.digest)))
+        result = ingest.finish(str(self.store.content.path(desc.digest)), sync=False)
+        self.pending_blobs.append(desc)  # list.append is atomic: workers share the list
         self.progress.layer(short, "Download complete")
         return result
 

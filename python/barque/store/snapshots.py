@@ -25,8 +25,13 @@ class SnapshotStore:
         return self._paths.snapshot(chain_id)
 
     def has(self, chain_id: str) -> bool:
-        return (self._metadata.snapshot_size(chain_id) is not None
-                and self._paths.snapshot(chain_id).is_dir())
+        """A complete snapshot we can trust: durable, or unpacked during this boot (so its
+        data survived at least in the page cache, and the next syncfs makes it durable)."""
+        state = self._metadata.snapshot_durability(chain_id)
+        if state is None or not self._paths.snapshot(chain_id).is_dir():
+            return False
+        durable, boot = state
+        return durable or (bool(boot) and boot == current_boot_id())
 
     def size(self, chain_id: str) -> int:
         return self._metadata.snapshot_size(chain_id) or 0
@@ -39,14 +44,18 @@ class SnapshotStore:
         staging.mkdir(mode=0o755)
         return staging
 
-    def commit(self, chain_id: str, diff_id: str, unpacked_size: int) -> Path:
-        """Move the verified staging dir into place and record it. Idempotent."""
+    def commit(self, chain_id: str, diff_id: str, unpacked_size: int, *,
+               durable: bool = True) -> Path:
+        """Move the verified staging dir into place and record it. Idempotent. With
+        ``durable=False`` the caller has not synced yet: the record carries this boot's ID
+        and is trusted only until a reboot, or until an image using it is added."""
         staging = self._paths.snapshot_staging(chain_id)
         target = self._paths.snapshot(chain_id)
         if target.exists():  # an unrecorded leftover from a crash between rename and record
             remove_tree(target)
         os.rename(staging, target)
-        self._metadata.add_snapshot(chain_id, diff_id, unpacked_size)
+        self._metadata.add_snapshot(chain_id, diff_id, unpacked_size, durable=durable,
+                                    boot_id="" if durable else current_boot_id())
         return target
 
     def discard(self, chain_id: str) -> None:
@@ -70,6 +79,15 @@ class SnapshotStore:
         """Directories that no record vouches for (staging, deletions, crashed commits)."""
         known = {self._paths.snapshot(c).name for c in self._metadata.snapshot_ids()}
         return [p for p in self._paths.snapshots.iterdir() if p.name not in known]
+
+
+def current_boot_id() -> str:
+    """The kernel's random ID of this boot: it changes across a reboot or power loss."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
 
 
 def remove_tree(path: Path) -> None:

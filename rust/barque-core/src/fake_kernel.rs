@@ -392,6 +392,10 @@ impl Kernel for FakeKernel {
         self.log("syncfs".into());
         Ok(())
     }
+
+    fn start_writeback(&self, _file: &FakeFile, _offset: u64, _len: u64) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 impl FakeKernel {

@@ -2,7 +2,7 @@
 //! background thread decompresses it, hashes the tar (the DiffID) and unpacks it safely.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -22,8 +22,12 @@ use crate::unpack::{UnpackError, Unpacker};
 /// Chunks in flight to the unpack thread: enough to ride out bursts, small enough to bound
 /// memory and push back on the network reader.
 const CHANNEL_DEPTH: usize = 16;
-/// Decompressed data is hashed and parsed in large reads.
-const TAR_BUFFER: usize = 256 << 10;
+/// Decompressed data goes from the decompression thread to the extraction in chunks of this
+/// size (at most), with this many in flight.
+const DECODED_CHUNK: usize = 1 << 20;
+const DECODED_DEPTH: usize = 8;
+/// The ingest file's writeback is started every this many bytes, as they arrive.
+const WRITEBACK_CHUNK: u64 = 8 << 20;
 /// Read size when replaying an interrupted ingest file.
 const REPLAY_CHUNK: usize = 1 << 20;
 
@@ -133,6 +137,12 @@ fn is_root() -> bool {
 
 /// raw -> decompress -> bomb guard -> DiffID hash -> tar -> safe extraction, then the rest of
 /// the stream is drained so the DiffID covers the whole tar.
+///
+/// Decompression and hashing run on their own thread, handing decoded chunks to the
+/// extraction (this thread) over a bounded channel: on a single large layer the two halves
+/// take comparable CPU time. A decoding error (corrupt stream, bomb guard, failing source)
+/// travels down the channel in stream order, so it is reported exactly as a direct read
+/// would report it, naming the entry being read.
 fn unpack_stream<R: Read + Send>(
     raw: R,
     root: OwnedFd,
@@ -144,18 +154,146 @@ fn unpack_stream<R: Read + Send>(
     };
     let (_, decoded) = compression::decoder(opts.compression, raw).map_err(stream_err)?;
     let tar = HashingReader::new(LimitedReader::new(decoded, opts.limits.max_bytes));
-    let mut archive = Archive::new(BufReader::with_capacity(TAR_BUFFER, tar));
+    let (tx, rx) = mpsc::sync_channel::<io::Result<Vec<u8>>>(DECODED_DEPTH);
+    let (free_tx, free_rx) = mpsc::channel::<Vec<u8>>();
+    thread::scope(|scope| {
+        let decoder = thread::Builder::new()
+            .name("barque-inflate".into())
+            .spawn_scoped(scope, move || decode_chunks(tar, &tx, &free_rx))
+            .map_err(|source| IngestError::Io {
+                op: "start decompression thread for",
+                path: opts.dir.clone(),
+                source,
+            })?;
+        let chunks = DecodedReader {
+            rx,
+            free: free_tx,
+            chunk: Vec::new(),
+            pos: 0,
+        };
+        let extracted = extract(chunks, root, opts);
+        // Dropping the reader (inside `extract`) unblocks the decoder if extraction stopped early.
+        let diff_id = decoder.join().ok().flatten();
+        let summary = extracted?;
+        let diff_id = diff_id.ok_or_else(|| IngestError::WorkerLost {
+            path: opts.dir.clone(),
+        })?;
+        Ok(Unpacked {
+            diff_id,
+            entries: summary.entries,
+            unpacked_bytes: summary.unpacked_bytes,
+        })
+    })
+}
+
+/// The extraction half of [`unpack_stream`]: consumes (and then drops) `chunks`.
+fn extract(
+    chunks: DecodedReader,
+    root: OwnedFd,
+    opts: &UnpackOptions,
+) -> Result<crate::unpack::UnpackSummary, IngestError> {
+    let mut archive = Archive::new(chunks);
     let mut unpacker = Unpacker::new(Linux, root, &opts.dir, opts.limits, is_root());
     unpacker.unpack(&mut archive)?;
     let summary = unpacker.finish()?;
     let mut rest = archive.into_inner();
-    io::copy(&mut rest, &mut io::sink()).map_err(stream_err)?;
-    let (_, diff_id, _) = rest.into_inner().finish();
-    Ok(Unpacked {
-        diff_id,
-        entries: summary.entries,
-        unpacked_bytes: summary.unpacked_bytes,
-    })
+    rest.drain().map_err(|source| IngestError::Stream {
+        path: opts.dir.clone(),
+        source,
+    })?;
+    Ok(summary)
+}
+
+/// The decompression half of [`unpack_stream`]: reads the decoded, hashed tar stream into
+/// chunks until its end or an error (which is sent on as the last item). Returns the DiffID
+/// when the whole stream was read and handed over.
+fn decode_chunks<R: Read>(
+    mut tar: HashingReader<R>,
+    tx: &SyncSender<io::Result<Vec<u8>>>,
+    free: &Receiver<Vec<u8>>,
+) -> Option<Digest> {
+    loop {
+        let mut chunk = free.try_recv().unwrap_or_default();
+        chunk.resize(DECODED_CHUNK, 0);
+        let mut filled = 0;
+        // Fill most of the chunk: fewer, larger hand-overs.
+        let read = loop {
+            match tar.read(&mut chunk[filled..]) {
+                Ok(0) => break Ok(true),
+                Ok(n) => {
+                    filled += n;
+                    if filled >= DECODED_CHUNK / 2 {
+                        break Ok(false);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        chunk.truncate(filled);
+        if filled > 0 && tx.send(Ok(chunk)).is_err() {
+            return None;
+        }
+        match read {
+            Ok(false) => {}
+            Ok(true) => return Some(tar.finish().1),
+            Err(e) => {
+                let _ = tx.send(Err(e));
+                return None;
+            }
+        }
+    }
+}
+
+/// Reads the decoded chunks on the extraction side, returning emptied ones for reuse.
+struct DecodedReader {
+    rx: Receiver<io::Result<Vec<u8>>>,
+    free: mpsc::Sender<Vec<u8>>,
+    chunk: Vec<u8>,
+    pos: usize,
+}
+
+impl DecodedReader {
+    /// Reads to the end of the stream.
+    fn drain(&mut self) -> io::Result<()> {
+        loop {
+            self.pos = self.chunk.len();
+            if !self.next_chunk()? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Moves to the next chunk; `false` at the end of the stream.
+    fn next_chunk(&mut self) -> io::Result<bool> {
+        match self.rx.recv() {
+            Ok(Ok(chunk)) => {
+                let old = std::mem::replace(&mut self.chunk, chunk);
+                if old.capacity() > 0 {
+                    let _ = self.free.send(old);
+                }
+                self.pos = 0;
+                Ok(true)
+            }
+            Ok(Err(e)) => Err(e),
+            // The decoder is done and everything it sent was read.
+            Err(_) => Ok(false),
+        }
+    }
+}
+
+impl Read for DecodedReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos >= self.chunk.len() {
+            if !self.next_chunk()? {
+                return Ok(0);
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.pos);
+        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
 }
 
 fn check_diff_id(opts: &UnpackOptions, unpacked: &Unpacked) -> Result<(), IngestError> {
@@ -183,14 +321,46 @@ fn open_root(dir: &Path) -> Result<(OwnedFd, OwnedFd), IngestError> {
     Ok((root, sync))
 }
 
+/// `syncfs(2)` on the filesystem holding `path` (a file or a directory): makes everything
+/// written there durable in one call.
+pub fn syncfs(path: &Path) -> Result<(), IngestError> {
+    let io_err = |op| {
+        move |source: io::Error| IngestError::Io {
+            op,
+            path: path.to_owned(),
+            source,
+        }
+    };
+    // O_NONBLOCK: opening a fifo must not hang; O_PATH handles are refused by syncfs.
+    let fd = rustix::fs::openat(
+        rustix::fs::CWD,
+        path,
+        rustix::fs::OFlags::RDONLY
+            | rustix::fs::OFlags::NONBLOCK
+            | rustix::fs::OFlags::NOCTTY
+            | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| io_err("open")(e.into()))?;
+    Linux.sync_fs(&fd).map_err(io_err("syncfs"))
+}
+
 /// Unpacks a blob already in the store into `opts.dir`, which must exist and be empty.
-pub fn unpack_blob(blob_path: &Path, opts: &UnpackOptions) -> Result<IngestResult, IngestError> {
-    let (root, sync) = open_root(&opts.dir)?;
-    let listed = Linux.list_dir(&sync).map_err(|source| IngestError::Io {
-        op: "list",
-        path: opts.dir.clone(),
-        source,
-    })?;
+/// With `sync` the unpacked tree is made durable (one syncfs) before returning; without it
+/// the caller must syncfs before relying on the tree.
+pub fn unpack_blob(
+    blob_path: &Path,
+    opts: &UnpackOptions,
+    sync: bool,
+) -> Result<IngestResult, IngestError> {
+    let (root, sync_root) = open_root(&opts.dir)?;
+    let listed = Linux
+        .list_dir(&sync_root)
+        .map_err(|source| IngestError::Io {
+            op: "list",
+            path: opts.dir.clone(),
+            source,
+        })?;
     if !listed.is_empty() {
         return Err(IngestError::Io {
             op: "unpack into non-empty directory",
@@ -212,11 +382,15 @@ pub fn unpack_blob(blob_path: &Path, opts: &UnpackOptions) -> Result<IngestResul
     })?;
     let (_, digest, size) = raw.finish();
     check_diff_id(opts, &unpacked)?;
-    Linux.sync_fs(&sync).map_err(|source| IngestError::Io {
-        op: "syncfs",
-        path: opts.dir.clone(),
-        source,
-    })?;
+    if sync {
+        Linux
+            .sync_fs(&sync_root)
+            .map_err(|source| IngestError::Io {
+                op: "syncfs",
+                path: opts.dir.clone(),
+                source,
+            })?;
+    }
     Ok(IngestResult {
         digest,
         size,
@@ -363,6 +537,8 @@ pub struct BlobIngest {
     options: IngestOptions,
     worker: Option<Worker>,
     sync_root: Option<OwnedFd>,
+    /// Where the ingest file's writeback was last started up to.
+    written_back: u64,
     /// A bad layer found before all bytes arrived: reported by `finish` once the digest says
     /// whether the bytes were damaged in transit (DigestError) or really hostile (LayerError).
     deferred: Option<IngestError>,
@@ -407,6 +583,7 @@ impl BlobIngest {
             options,
             worker,
             sync_root,
+            written_back: 0,
             deferred: None,
             closed: false,
         };
@@ -477,6 +654,18 @@ impl BlobIngest {
         }
     }
 
+    /// Starts writing back each completed [`WRITEBACK_CHUNK`] of the ingest file.
+    fn start_writeback(&mut self) {
+        let end = self.hasher.len() / WRITEBACK_CHUNK * WRITEBACK_CHUNK;
+        if end > self.written_back {
+            if let Some(f) = &self.file {
+                // Only a hint: durability comes from the final fsync or syncfs.
+                let _ = Linux.start_writeback(f, self.written_back, end - self.written_back);
+            }
+            self.written_back = end;
+        }
+    }
+
     /// Appends a chunk.
     pub fn write(&mut self, data: &[u8]) -> Result<(), IngestError> {
         if self.closed {
@@ -517,6 +706,7 @@ impl BlobIngest {
             return Err(self.fail(e));
         }
         self.hasher.update(data);
+        self.start_writeback();
         if let Some(w) = &mut self.worker {
             if let Err(e) = w.send(data.to_vec()) {
                 self.unpack_failed(e)?;
@@ -525,10 +715,14 @@ impl BlobIngest {
         Ok(())
     }
 
-    /// Verifies size and digest, waits for the unpacker and verifies the DiffID, makes the
-    /// unpacked tree (one syncfs) and the blob durable, then renames the ingest file to
-    /// `blob_path`.
-    pub fn finish(&mut self, blob_path: &Path) -> Result<IngestResult, IngestError> {
+    /// Verifies size and digest, waits for the unpacker and verifies the DiffID.
+    ///
+    /// With `sync`, then makes the unpacked tree (one syncfs) and the blob durable and renames
+    /// the ingest file to `blob_path`. Without it nothing is flushed or renamed: the complete,
+    /// verified blob stays at the partial path (`blob_path` is unused) and the caller makes it
+    /// durable (syncfs), renames it and fsyncs the directory. A crash before that leaves a
+    /// complete ingest file that the next ingest re-verifies.
+    pub fn finish(&mut self, blob_path: &Path, sync: bool) -> Result<IngestResult, IngestError> {
         if self.closed {
             return Err(IngestError::Closed {
                 path: self.partial_path.clone(),
@@ -571,8 +765,12 @@ impl BlobIngest {
                 return Err(self.fail(e));
             }
         }
-        if let Err(e) = self.persist(blob_path) {
-            return Err(self.fail(e));
+        if sync {
+            if let Err(e) = self.persist(blob_path) {
+                return Err(self.fail(e));
+            }
+        } else {
+            self.file = None;
         }
         self.closed = true;
         Ok(IngestResult {
@@ -725,7 +923,7 @@ mod tests {
             for chunk in blob.chunks(777) {
                 ingest.write(chunk).unwrap();
             }
-            let result = ingest.finish(&s.blob).unwrap();
+            let result = ingest.finish(&s.blob, true).unwrap();
             assert_eq!(result.digest, sha(&blob));
             assert_eq!(result.size, blob.len() as u64);
             assert_eq!(result.diff_id, Some(sha(&tar)));
@@ -749,14 +947,14 @@ mod tests {
         fs::write(&s.blob, &blob).unwrap();
         let mut opts = UnpackOptions::new(&s.dir);
         opts.expected_diff_id = Some(sha(&tar));
-        let r = unpack_blob(&s.blob, &opts).unwrap();
+        let r = unpack_blob(&s.blob, &opts, true).unwrap();
         assert_eq!(
             (r.digest, r.size, r.diff_id),
             (sha(&blob), blob.len() as u64, Some(sha(&tar)))
         );
         check_tree(&s.dir);
         // The directory must be empty.
-        let err = unpack_blob(&s.blob, &opts).unwrap_err();
+        let err = unpack_blob(&s.blob, &opts, true).unwrap_err();
         assert_eq!(
             err.class(),
             ErrorClass::Os {
@@ -764,6 +962,59 @@ mod tests {
                 path: Some(&s.dir)
             }
         );
+    }
+
+    #[test]
+    fn unsynced_finish_keeps_the_verified_blob_at_the_partial_path() {
+        let tar = sample_tar();
+        let blob = gzip(&tar);
+        let s = setup();
+        let mut ingest = BlobIngest::new(&s.partial, options(&blob, &tar, &s.dir)).unwrap();
+        ingest.write(&blob).unwrap();
+        let r = ingest.finish(&s.blob, false).unwrap();
+        assert_eq!((r.digest, r.diff_id), (sha(&blob), Some(sha(&tar))));
+        check_tree(&s.dir);
+        assert!(!s.blob.exists());
+        assert_eq!(fs::read(&s.partial).unwrap(), blob);
+        assert!(matches!(
+            ingest.finish(&s.blob, false),
+            Err(IngestError::Closed { .. })
+        ));
+        // A later ingest re-verifies the complete file and can persist it.
+        let mut opts = options(&blob, &tar, &s.dir);
+        opts.unpack = None;
+        let mut again = BlobIngest::new(&s.partial, opts).unwrap();
+        assert_eq!(again.offset(), blob.len() as u64);
+        again.finish(&s.blob, true).unwrap();
+        assert_eq!(fs::read(&s.blob).unwrap(), blob);
+        assert!(!s.partial.exists());
+        syncfs(&s.blob).unwrap();
+        syncfs(s.dir.parent().unwrap()).unwrap();
+        let missing = s.dir.join("missing");
+        let err = syncfs(&missing).unwrap_err();
+        assert_eq!(
+            err.class(),
+            ErrorClass::Os {
+                errno: libc::ENOENT,
+                path: Some(&missing)
+            }
+        );
+    }
+
+    #[test]
+    fn unsynced_mismatch_still_fails_and_deletes() {
+        let tar = sample_tar();
+        let blob = gzip(&tar);
+        let s = setup();
+        let mut opts = options(&blob, &tar, &s.dir);
+        if let Some(u) = &mut opts.unpack {
+            u.expected_diff_id = Some(sha(b"other"));
+        }
+        let mut ingest = BlobIngest::new(&s.partial, opts).unwrap();
+        ingest.write(&blob).unwrap();
+        let err = ingest.finish(&s.blob, false).unwrap_err();
+        assert_eq!(err.class(), ErrorClass::Digest);
+        assert!(!s.partial.exists() && !s.blob.exists());
     }
 
     #[test]
@@ -777,7 +1028,7 @@ mod tests {
         };
         let mut ingest = BlobIngest::new(&s.partial, opts).unwrap();
         ingest.write(&blob).unwrap();
-        let r = ingest.finish(&s.blob).unwrap();
+        let r = ingest.finish(&s.blob, true).unwrap();
         assert_eq!((r.diff_id, r.entries, r.unpacked_bytes), (None, 0, 0));
         assert!(matches!(
             ingest.write(b"x"),
@@ -799,7 +1050,7 @@ mod tests {
         let mut second = BlobIngest::new(&s.partial, options(&blob, &tar, &s.dir)).unwrap();
         assert_eq!(second.offset(), half as u64);
         second.write(&blob[half..]).unwrap();
-        second.finish(&s.blob).unwrap();
+        second.finish(&s.blob, true).unwrap();
         check_tree(&s.dir);
     }
 
@@ -812,7 +1063,7 @@ mod tests {
         let mut ingest = BlobIngest::new(&s.partial, options(&blob, &tar, &s.dir)).unwrap();
         assert_eq!(ingest.offset(), 0);
         ingest.write(&blob).unwrap();
-        ingest.finish(&s.blob).unwrap();
+        ingest.finish(&s.blob, true).unwrap();
     }
 
     #[test]
@@ -824,7 +1075,7 @@ mod tests {
         opts.expected_digest = sha(b"something else");
         let mut ingest = BlobIngest::new(&s.partial, opts).unwrap();
         ingest.write(&blob).unwrap();
-        let err = ingest.finish(&s.blob).unwrap_err();
+        let err = ingest.finish(&s.blob, true).unwrap_err();
         assert_eq!(err.class(), ErrorClass::Digest);
         let msg = err.to_string();
         assert!(
@@ -845,7 +1096,7 @@ mod tests {
         // Too few: refused by finish.
         let mut ingest = BlobIngest::new(&s.partial, options(&blob, &tar, &s.dir)).unwrap();
         ingest.write(&blob[..100]).unwrap();
-        let err = ingest.finish(&s.blob).unwrap_err();
+        let err = ingest.finish(&s.blob, true).unwrap_err();
         assert!(
             matches!(err, IngestError::Digest(DigestError::SizeMismatch { .. })),
             "{err}"
@@ -864,7 +1115,7 @@ mod tests {
         }
         let mut ingest = BlobIngest::new(&s.partial, opts).unwrap();
         ingest.write(&blob).unwrap();
-        let err = ingest.finish(&s.blob).unwrap_err();
+        let err = ingest.finish(&s.blob, true).unwrap_err();
         assert_eq!(err.class(), ErrorClass::Digest);
         assert!(err.to_string().contains("DiffID"), "{err}");
         assert!(!s.blob.exists());
@@ -883,7 +1134,7 @@ mod tests {
         let mut ingest = BlobIngest::new(&s.partial, options(&blob, &tar, &s.dir)).unwrap();
         let res = ingest
             .write(&blob)
-            .and_then(|()| ingest.finish(&s.blob).map(|_| ()));
+            .and_then(|()| ingest.finish(&s.blob, true).map(|_| ()));
         let err = res.unwrap_err();
         assert_eq!(err.class(), ErrorClass::Layer);
         assert!(err.to_string().contains("evil/file"), "{err}");
@@ -907,7 +1158,7 @@ mod tests {
             ingest.write(chunk).unwrap();
         }
         assert_eq!(ingest.offset(), blob.len() as u64);
-        let err = ingest.finish(&s.blob).unwrap_err();
+        let err = ingest.finish(&s.blob, true).unwrap_err();
         assert_eq!(err.class(), ErrorClass::Digest, "{err}");
         assert!(!s.partial.exists() && !s.blob.exists());
     }
@@ -922,7 +1173,7 @@ mod tests {
         fs::write(&s.blob, &blob).unwrap();
         let mut opts = UnpackOptions::new(&s.dir);
         opts.limits.max_bytes = 1 << 20;
-        let err = unpack_blob(&s.blob, &opts).unwrap_err();
+        let err = unpack_blob(&s.blob, &opts, true).unwrap_err();
         assert_eq!(err.class(), ErrorClass::Layer);
         assert!(
             err.to_string().contains("zeros") && err.to_string().contains("max_bytes"),
@@ -942,7 +1193,7 @@ mod tests {
             let dir = s.dir.parent().unwrap().join(name);
             fs::create_dir(&dir).unwrap();
             fs::write(&s.blob, &bad).unwrap();
-            let err = unpack_blob(&s.blob, &UnpackOptions::new(&dir)).unwrap_err();
+            let err = unpack_blob(&s.blob, &UnpackOptions::new(&dir), true).unwrap_err();
             assert_eq!(err.class(), ErrorClass::Layer, "{name}: {err}");
         }
     }

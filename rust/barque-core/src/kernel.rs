@@ -92,6 +92,11 @@ pub trait Kernel {
     fn set_mtime(&self, target: Target<'_, Self>, time: Timestamp) -> io::Result<()>;
     /// Flushes the whole filesystem holding `dir` (one call instead of an fsync per file).
     fn sync_fs(&self, dir: &Self::Dir) -> io::Result<()>;
+    /// Starts writing back `len` bytes of `file` from `offset` (`len == 0`: to the end)
+    /// without waiting for them (`sync_file_range(SYNC_FILE_RANGE_WRITE)`), so that a later
+    /// [`Kernel::sync_fs`] finds little left to write. A hint: durability still comes from
+    /// `sync_fs`.
+    fn start_writeback(&self, file: &Self::File, offset: u64, len: u64) -> io::Result<()>;
 }
 
 /// The real thing, on Linux syscalls through rustix.
@@ -327,5 +332,26 @@ impl Kernel for Linux {
 
     fn sync_fs(&self, dir: &OwnedFd) -> io::Result<()> {
         Ok(rfs::syncfs(dir)?)
+    }
+
+    fn start_writeback(&self, file: &File, offset: u64, len: u64) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let to_off = |v: u64| {
+            libc::off64_t::try_from(v).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+        };
+        // SAFETY: a plain syscall on a file descriptor we own; no memory is passed.
+        let rc = unsafe {
+            libc::sync_file_range(
+                file.as_raw_fd(),
+                to_off(offset)?,
+                to_off(len)?,
+                libc::SYNC_FILE_RANGE_WRITE,
+            )
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
     }
 }

@@ -20,6 +20,10 @@ use crate::whiteout::{self, Whiteout, WhiteoutError};
 
 /// Copy buffer for file contents.
 const COPY_BUFFER: usize = 256 << 10;
+/// Files at least this big start their writeback as soon as their data is written, so the
+/// final syncfs finds little left to do; smaller ones are left to the flusher, which batches
+/// them better than one request per file.
+pub const WRITEBACK_MIN: u64 = 64 << 10;
 /// Directories are created private and get their real mode once they exist.
 const NEW_DIR_MODE: u32 = 0o700;
 
@@ -513,6 +517,10 @@ impl<K: Kernel> Context<K> {
         };
         self.buf = buf;
         copied?;
+        if entry.size >= WRITEBACK_MIN {
+            // Only a hint: a failure here shows up, if it matters, in the final syncfs.
+            let _ = self.kernel.start_writeback(&file, 0, 0);
+        }
         self.unpacked_bytes += entry.size;
         self.meta(Target::File(&file), entry, name, path)?;
         self.made.insert(path.to_bytes());

@@ -1,4 +1,4 @@
-//! `BlobIngest`, `unpack_blob` and `sha256_file`: thin wrappers that detach from the
+//! `BlobIngest`, `unpack_blob`, `syncfs` and `sha256_file`: thin wrappers that detach from the
 //! interpreter around every call that does I/O or waits.
 
 use std::path::PathBuf;
@@ -111,11 +111,18 @@ impl PyBlobIngest {
         Ok(())
     }
 
-    /// Verify size and digest, wait for the unpacker, verify the DiffID, fsync, rename.
-    fn finish<'py>(&mut self, py: Python<'py>, blob_path: PathBuf) -> PyResult<Bound<'py, PyDict>> {
+    /// Verify size and digest, wait for the unpacker, verify the DiffID; with ``sync`` also
+    /// syncfs, fsync and rename to ``blob_path``, else leave the verified blob at ``partial_path``.
+    #[pyo3(signature = (blob_path, *, sync = true))]
+    fn finish<'py>(
+        &mut self,
+        py: Python<'py>,
+        blob_path: PathBuf,
+        sync: bool,
+    ) -> PyResult<Bound<'py, PyDict>> {
         let inner = &mut self.inner;
         let result = py
-            .detach(|| inner.finish(&blob_path))
+            .detach(|| inner.finish(&blob_path, sync))
             .map_err(NativeError::from)?;
         result_dict(py, &result)
     }
@@ -137,7 +144,9 @@ impl PyBlobIngest {
     expected_diff_id = None,
     max_bytes = DEFAULT_MAX_BYTES,
     max_entries = DEFAULT_MAX_ENTRIES,
+    sync = true,
 ))]
+#[allow(clippy::too_many_arguments)]
 pub fn unpack_blob<'py>(
     py: Python<'py>,
     blob_path: PathBuf,
@@ -146,6 +155,7 @@ pub fn unpack_blob<'py>(
     expected_diff_id: Option<&str>,
     max_bytes: u64,
     max_entries: u64,
+    sync: bool,
 ) -> PyResult<Bound<'py, PyDict>> {
     let opts = unpack_options(
         unpack_dir,
@@ -155,9 +165,17 @@ pub fn unpack_blob<'py>(
         max_entries,
     )?;
     let result = py
-        .detach(|| ingest::unpack_blob(&blob_path, &opts))
+        .detach(|| ingest::unpack_blob(&blob_path, &opts, sync))
         .map_err(NativeError::from)?;
     result_dict(py, &result)
+}
+
+/// syncfs(2) on the filesystem holding ``path``.
+#[pyfunction]
+pub fn syncfs(py: Python<'_>, path: PathBuf) -> PyResult<()> {
+    py.detach(|| ingest::syncfs(&path))
+        .map_err(NativeError::from)?;
+    Ok(())
 }
 
 /// "sha256:<hex>" of a file's content.
