@@ -157,3 +157,16 @@ def test_container_killed_behind_our_back_shows_exited(store, busybox) -> None:
     row = next(line for line in barque(store, "ps", "-a").stdout.splitlines() if "ghost" in line)
     assert "Exited" in row
     barque(store, "rm", "ghost")
+
+
+def test_create_then_start_attached(store, busybox) -> None:
+    cid = barque(store, "create", "--network", "none", "--name", "later", "-e", "GREETING=hi",
+                 busybox, "sh", "-c", "echo $GREETING from $(hostname); exit 4").stdout.strip()
+    assert len(cid) == 64 and set(cid) <= set("0123456789abcdef")
+    row = next(r for r in _ps_json(store) if r["Names"] == "later")
+    assert row["Status"] == "Created" and row["ID"] == cid[:12]
+    started = barque(store, "start", "-a", "later", check=False)
+    assert started.returncode == 4 and started.stdout == f"hi from {cid[:12]}\n"
+    [doc] = json.loads(barque(store, "inspect", cid[:8]).stdout)
+    assert doc["Id"] == cid and doc["Name"] == "/later" and doc["State"]["ExitCode"] == 4
+    barque(store, "rm", cid[:12])

@@ -8,10 +8,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from .main import app, engine
+from .main import app, engine, inspect
 
 container_app = typer.Typer(help="Manage containers.", no_args_is_help=True)
 app.add_typer(container_app, name="container")
+container_app.command("inspect")(inspect)
 
 #: Docker's exit code for a failure of the engine itself (not of the container's command).
 ENGINE_FAILURE = 125
@@ -79,11 +80,17 @@ def _labels(labels: list[str]) -> dict[str, str]:
     return {k: v for k, _, v in (label.partition("=") for label in labels)}
 
 
-@app.command("run", context_settings={"allow_interspersed_args": False,
-                                      "help_option_names": ["--help"]})
-@container_app.command("run", context_settings={"allow_interspersed_args": False,
-                                                "help_option_names": ["--help"]})
-def run(
+_RUN_SETTINGS = {"allow_interspersed_args": False, "help_option_names": ["--help"]}
+_RUN_HELP = "Create and run a new container from an image (in the foreground)."
+_CREATE_HELP = "Create a new container (start it with 'barque start -a')."
+
+
+@app.command("run", context_settings=_RUN_SETTINGS, help=_RUN_HELP)
+@container_app.command("run", context_settings=_RUN_SETTINGS, help=_RUN_HELP)
+@app.command("create", context_settings=_RUN_SETTINGS, help=_CREATE_HELP)
+@container_app.command("create", context_settings=_RUN_SETTINGS, help=_CREATE_HELP)
+def run_or_create(
+    ctx: typer.Context,
     image: Annotated[str, typer.Argument(metavar="IMAGE")],
     command: Annotated[Optional[list[str]], typer.Argument(metavar="[COMMAND] [ARG...]")] = None,
     rm: RmOpt = False, name: NameOpt = None, env: EnvOpt = [], env_file: EnvFileOpt = [],
@@ -92,46 +99,26 @@ def run(
     privileged: PrivilegedOpt = False, cap_add: CapAddOpt = [], cap_drop: CapDropOpt = [],
     security_opt: SecurityOpt = [], label: LabelOpt = [],
 ) -> None:
-    """Create and run a new container from an image (in the foreground)."""
+    """`run` and `create` take the same options; `run` also starts and waits."""
     from ..containers import CreateOptions
     from .progress import PullRenderer
 
     options = _options(env, env_file, workdir, user, hostname, entrypoint, network, read_only,
                        privileged, cap_add, cap_drop, security_opt, tty=False)
-    images = engine().images
+    create = CreateOptions(name=name, auto_remove=rm, labels=_labels(label))
     progress = None
-    if not images.exists(image):
+    if not engine().images.exists(image):
         sys.stderr.write(f"Unable to find image '{image}' locally\n")
         progress = PullRenderer(sys.stderr)
+    if ctx.info_name == "create":
+        container = engine().containers.create(image, command or None, options=options,
+                                               create=create, pull=True, progress=progress)
+        typer.echo(container.id)
+        return
     sys.stdout.flush()
-    code = engine().containers.run(
-        image, command or None, options=options,
-        create=CreateOptions(name=name, auto_remove=rm, labels=_labels(label)), progress=progress)
+    code = engine().containers.run(image, command or None, options=options, create=create,
+                                   progress=progress)
     raise typer.Exit(code)
-
-
-@app.command("create", context_settings={"allow_interspersed_args": False,
-                                         "help_option_names": ["--help"]})
-@container_app.command("create", context_settings={"allow_interspersed_args": False,
-                                                   "help_option_names": ["--help"]})
-def create(
-    image: Annotated[str, typer.Argument(metavar="IMAGE")],
-    command: Annotated[Optional[list[str]], typer.Argument(metavar="[COMMAND] [ARG...]")] = None,
-    rm: RmOpt = False, name: NameOpt = None, env: EnvOpt = [], env_file: EnvFileOpt = [],
-    workdir: WorkdirOpt = None, user: UserOpt = None, hostname: HostnameOpt = None,
-    entrypoint: EntrypointOpt = None, network: NetworkOpt = None, read_only: ReadOnlyOpt = False,
-    privileged: PrivilegedOpt = False, cap_add: CapAddOpt = [], cap_drop: CapDropOpt = [],
-    security_opt: SecurityOpt = [], label: LabelOpt = [],
-) -> None:
-    """Create a new container (start it with 'barque start -a')."""
-    from ..containers import CreateOptions
-
-    options = _options(env, env_file, workdir, user, hostname, entrypoint, network, read_only,
-                       privileged, cap_add, cap_drop, security_opt, tty=False)
-    container = engine().containers.create(
-        image, command or None, options=options,
-        create=CreateOptions(name=name, auto_remove=rm, labels=_labels(label)), pull=True)
-    typer.echo(container.id)
 
 
 @app.command("start")

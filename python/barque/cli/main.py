@@ -169,17 +169,26 @@ def rmi(
 @app.command("inspect")
 @image_app.command("inspect")
 def inspect(
-    names: Annotated[list[str], typer.Argument(metavar="IMAGE...")],
+    ctx: typer.Context,
+    names: Annotated[list[str], typer.Argument(metavar="NAME|ID...")],
 ) -> None:
-    """Display detailed information on one or more images (Docker-compatible JSON)."""
+    """Display detailed information on containers or images (Docker-compatible JSON)."""
     import json
 
-    from ..errors import BarqueError
+    from ..errors import BarqueError, ContainerNotFoundError
     from .errors import report
 
+    group = ctx.parent.info_name if ctx.parent else None
     found, failed = [], False
     for name in names:
         try:
+            if group != "image":
+                try:
+                    found.append(engine().containers.get(name).attrs)
+                    continue
+                except ContainerNotFoundError:
+                    if group == "container":
+                        raise
             found.append(engine().images.get(name).attrs)
         except BarqueError as e:
             report(e)
