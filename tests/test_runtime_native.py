@@ -356,3 +356,17 @@ def test_user_and_groups(native, busybox, tmp_path):
     # execve as a non-root uid without file capabilities or ambient caps drops them all (as runc).
     assert status_field(out, "CapEff") == "0000000000000000"
     assert status_field(out, "Groups").split() == ["5", "20"]
+
+
+def test_loopback_is_up_in_a_new_network_namespace(native, busybox, tmp_path):
+    # As Docker with --network none: lo is up, so 127.0.0.1 is reachable inside the container.
+    code, out = sh(native, tmp_path, busybox,
+                   "cat /sys/class/net/lo/flags; cat /sys/class/net/lo/operstate; "
+                   "ping -c1 -W1 127.0.0.1 >/dev/null && echo PING-OK; "
+                   "nc -l -p 7777 -e echo hi & sleep 0.3; nc -w1 127.0.0.1 7777 </dev/null; kill $! 2>/dev/null; true")
+    assert code == 0, out
+    lines = out.splitlines()
+    assert int(lines[0], 16) & 0x1, out  # IFF_UP
+    assert lines[1] != "down", out
+    assert "PING-OK" in lines, out
+    assert lines[-1] == "hi", out

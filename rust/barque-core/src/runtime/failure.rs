@@ -35,9 +35,10 @@ pub enum Step {
     Signals,
     Exec,
     Terminal,
+    Loopback,
 }
 
-const STEPS: [Step; 26] = [
+const STEPS: [Step; 27] = [
     Step::Stdio,
     Step::Dumpable,
     Step::JoinNamespace,
@@ -64,6 +65,7 @@ const STEPS: [Step; 26] = [
     Step::Signals,
     Step::Exec,
     Step::Terminal,
+    Step::Loopback,
 ];
 
 impl Step {
@@ -99,6 +101,7 @@ impl Step {
             Step::Signals => "reset signals",
             Step::Exec => "exec",
             Step::Terminal => "set up the terminal",
+            Step::Loopback => "bring up the loopback interface",
         }
     }
 }

@@ -253,6 +253,9 @@ impl Sys for FakeSys {
     fn setdomainname(&self, name: &CStr) -> SysResult<()> {
         self.record("setdomainname", format!("setdomainname({})", s(name)))
     }
+    fn loopback_up(&self) -> SysResult<()> {
+        self.record("loopback_up", "loopback_up".to_owned())
+    }
     fn prctl(&self, op: i32, arg2: u64, arg3: u64) -> SysResult<i32> {
         self.record("prctl", format!("prctl({op}, {arg2}, {arg3})"))?;
         Ok(0)

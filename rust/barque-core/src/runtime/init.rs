@@ -23,6 +23,9 @@ pub fn run<S: Sys>(sys: &S, plan: &Plan) -> Result<Infallible, Fail> {
     process.setup_stdio(sys)?;
 
     plan.namespaces.join(sys)?;
+    // A new network namespace starts with `lo` down (Docker brings it up); needs
+    // CAP_NET_ADMIN, which the init holds until the capabilities are set.
+    plan.namespaces.bring_up_loopback(sys)?;
 
     // Filesystem: rootfs, mounts, /dev, sysctls, masks, then pivot_root.
     let root = plan.rootfs.mount(sys)?;

@@ -52,6 +52,8 @@ pub struct NamespacePlan {
     /// `CLONE_NEW*` flags for the clone.
     pub clone_flags: u64,
     pub joins: Vec<Join>,
+    /// The network namespace is a new one (not joined by path): its `lo` must be brought up.
+    pub loopback_up: bool,
 }
 
 /// Opens the namespaces to join (close-on-exec) and collects the flags of the new ones.
@@ -77,6 +79,7 @@ pub fn plan(namespaces: &[LinuxNamespace]) -> Result<NamespacePlan, NamespaceErr
             }
         }
     }
+    plan.loopback_up = plan.has_new(libc::CLONE_NEWNET);
     Ok(plan)
 }
 
@@ -89,6 +92,14 @@ impl NamespacePlan {
         Ok(())
     }
 
+    /// Brings `lo` up when the network namespace is new (a joined one is left as it is).
+    pub fn bring_up_loopback<S: Sys>(&self, sys: &S) -> Result<(), Fail> {
+        if self.loopback_up {
+            sys.loopback_up().on(Step::Loopback)?;
+        }
+        Ok(())
+    }
+
     pub fn has_new(&self, flag: i32) -> bool {
         self.clone_flags & flag as u64 != 0
     }
@@ -97,6 +108,7 @@ impl NamespacePlan {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::fake_sys::FakeSys;
 
     #[test]
     fn flags_and_joins() {
@@ -119,5 +131,37 @@ mod tests {
             super::plan(&bad),
             Err(NamespaceError::Open { .. })
         ));
+    }
+
+    #[test]
+    fn loopback_only_in_a_new_network_namespace() {
+        let plan_of = |v: serde_json::Value| {
+            let ns: Vec<LinuxNamespace> = serde_json::from_value(v).unwrap();
+            plan(&ns).unwrap()
+        };
+        let sys = FakeSys::default();
+        let new = plan_of(serde_json::json!([{"type": "network"}, {"type": "mount"}]));
+        assert!(new.loopback_up);
+        new.join(&sys).unwrap();
+        new.bring_up_loopback(&sys).unwrap();
+        assert_eq!(sys.calls(), ["loopback_up"]);
+
+        for v in [
+            serde_json::json!([{"type": "network", "path": "/proc/self/ns/net"}]),
+            serde_json::json!([{"type": "mount"}, {"type": "uts"}]),
+        ] {
+            let sys = FakeSys::default();
+            let p = plan_of(v);
+            assert!(!p.loopback_up);
+            p.bring_up_loopback(&sys).unwrap();
+            assert!(!sys.calls().contains(&"loopback_up".to_owned()));
+        }
+
+        let sys = FakeSys::default();
+        sys.fail("loopback_up", libc::EPERM);
+        assert_eq!(
+            new.bring_up_loopback(&sys),
+            Err(Fail::new(Step::Loopback, libc::EPERM))
+        );
     }
 }

@@ -94,6 +94,9 @@ pub trait Sys {
     fn pivot_root_here(&self) -> SysResult<()>;
     fn sethostname(&self, name: &CStr) -> SysResult<()>;
     fn setdomainname(&self, name: &CStr) -> SysResult<()>;
+    /// Brings the network namespace's `lo` up: `socket(AF_INET, SOCK_DGRAM|SOCK_CLOEXEC)`,
+    /// `SIOCGIFFLAGS`, `|= IFF_UP|IFF_RUNNING`, `SIOCSIFFLAGS`, close (needs CAP_NET_ADMIN).
+    fn loopback_up(&self) -> SysResult<()>;
     fn prctl(&self, op: i32, arg2: u64, arg3: u64) -> SysResult<i32>;
     fn capset(&self, effective: u64, permitted: u64, inheritable: u64) -> SysResult<()>;
     fn setgroups(&self, groups: &[u32]) -> SysResult<()>;
@@ -169,6 +172,17 @@ struct CapData {
 }
 
 const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+/// `struct ifreq` as `SIOCGIFFLAGS`/`SIOCSIFFLAGS` use it: the name, then `ifr_flags` at the
+/// start of the union (padded to the kernel's 40 bytes).
+#[repr(C)]
+struct IfreqFlags {
+    name: [u8; libc::IFNAMSIZ],
+    flags: libc::c_short,
+    _pad: [u8; 22],
+}
+
+const _: () = assert!(std::mem::size_of::<IfreqFlags>() == 40);
 
 impl Sys for Linux {
     fn close(&self, fd: RawFd) {
@@ -453,6 +467,34 @@ impl Sys for Linux {
         let b = name.to_bytes();
         // SAFETY: pointer and length of a live buffer.
         unit(unsafe { libc::syscall(libc::SYS_setdomainname, b.as_ptr(), b.len()) })
+    }
+
+    fn loopback_up(&self) -> SysResult<()> {
+        // SAFETY: integer arguments.
+        let sock = check_fd(unsafe {
+            libc::syscall(
+                libc::SYS_socket,
+                libc::AF_INET,
+                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+                0,
+            )
+        })?;
+        let mut req = IfreqFlags {
+            name: [0; libc::IFNAMSIZ],
+            flags: 0,
+            _pad: [0; 22],
+        };
+        req.name[..2].copy_from_slice(b"lo");
+        let ioctl = |op: libc::c_ulong, req: &mut IfreqFlags| {
+            // SAFETY: req is a live, ifreq-sized buffer for the whole call.
+            unit(unsafe { libc::syscall(libc::SYS_ioctl, sock, op, req as *mut IfreqFlags) })
+        };
+        let result = ioctl(libc::SIOCGIFFLAGS, &mut req).and_then(|()| {
+            req.flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+            ioctl(libc::SIOCSIFFLAGS, &mut req)
+        });
+        self.close(sock);
+        result
     }
 
     fn prctl(&self, op: i32, arg2: u64, arg3: u64) -> SysResult<i32> {
