@@ -9,6 +9,7 @@ the host when the container's last process exits.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import secrets
@@ -19,7 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import BarqueError, ConflictError, ContainerNotFoundError, ImageNotFoundError
+from .errors import (
+    ConflictError,
+    ContainerNotFoundError,
+    ImageNotFoundError,
+    InvalidArgumentError,
+)
 from .store.metadata import ContainerRecord
 
 if TYPE_CHECKING:
@@ -155,10 +161,14 @@ def _process_start_time(pid: int) -> int:
     return int(fields[19]) if len(fields) > 19 else 0
 
 
-_ADJECTIVES = ("brave", "calm", "eager", "fervent", "gentle", "keen", "lucid", "nimble",
-               "quiet", "stoic", "swift", "tender", "upbeat", "vivid", "wise", "zen")
-_NAMES = ("albattani", "babbage", "curie", "darwin", "euler", "feynman", "galileo", "hopper",
-          "jepsen", "kepler", "lovelace", "mayer", "noether", "pascal", "ritchie", "turing")
+_ADJECTIVES = ("admiring", "bold", "brave", "calm", "clever", "dazzling", "eager", "elastic",
+               "fervent", "festive", "gentle", "happy", "jolly", "keen", "kind", "lucid",
+               "modest", "nimble", "optimistic", "peaceful", "quiet", "relaxed", "serene",
+               "sharp", "stoic", "swift", "tender", "upbeat", "vibrant", "vivid", "wise", "zen")
+_NAMES = ("albattani", "babbage", "bohr", "curie", "darwin", "dijkstra", "einstein", "euler",
+          "fermat", "feynman", "galileo", "goldberg", "hamilton", "hopper", "jepsen", "kepler",
+          "knuth", "lamport", "liskov", "lovelace", "mayer", "meitner", "noether", "pascal",
+          "ritchie", "shannon", "shockley", "tesla", "thompson", "turing", "wozniak", "yalow")
 
 
 class ContainerService:
@@ -234,7 +244,8 @@ class ContainerService:
             img = images.pull(image, progress=progress)
         container_id = secrets.token_hex(32)
         name = create.name or self._generate_name()
-        self._check_name(name)
+        _validate_name(name)
+        self._check_name_free(name)
         bundle = self._store.paths.container(container_id)
         spec = build_spec(img.config.get("config") or {}, options, self._rootfs_reader(img),
                           container_id)
@@ -245,8 +256,16 @@ class ContainerService:
                 config=json.dumps(self._docker_config(img, image, spec, options, create)).encode(),
                 status="created", pid=0, pid_start=0, exit_code=0, started_at=0.0,
                 finished_at=0.0, oom_killed=False, error="")
-            self._check_name(name)
-            self._store.metadata.add_container(record)
+            for _ in range(20):
+                owner = self._store.metadata.add_container(record)
+                if owner is None:
+                    break
+                if create.name:  # the user's choice: Docker's conflict error
+                    raise ConflictError(_name_conflict(name, owner))
+                # A generated name another process took meanwhile: draw another.
+                record = dataclasses.replace(record, name=self._generate_name())
+            else:
+                raise ConflictError("could not find a free container name")
         except BaseException:
             _remove_tree(bundle)
             raise
@@ -259,18 +278,10 @@ class ContainerService:
                 return name
         return f"barque_{secrets.token_hex(4)}"
 
-    def _check_name(self, name: str) -> None:
-        import re
-
-        if not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+", name):
-            raise BarqueError(f'Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] '
-                              "are allowed")
+    def _check_name_free(self, name: str) -> None:
         owner = self._store.metadata.container_for_name(name)
         if owner:
-            raise ConflictError(
-                f'Conflict. The container name "/{name}" is already in use by container '
-                f'"{owner}". You have to remove (or rename) that container to be able to reuse '
-                "that name.")
+            raise ConflictError(_name_conflict(name, owner))
 
     def _rootfs_reader(self, img: Image) -> Callable[[str], bytes | None]:
         layers = [self._store.snapshots.path(layer.chain_id) for layer in reversed(img.layers)]
@@ -422,6 +433,19 @@ class ContainerService:
         finally:
             if create.auto_remove:
                 self.remove(container.id, force=True)
+
+
+def _validate_name(name: str) -> None:
+    import re
+
+    if not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+", name):
+        raise InvalidArgumentError(
+            f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+
+
+def _name_conflict(name: str, owner: str) -> str:
+    return (f'Conflict. The container name "/{name}" is already in use by container "{owner}". '
+            "You have to remove (or rename) that container to be able to reuse that name.")
 
 
 def _is_zombie(pid: int) -> bool:

@@ -27,7 +27,11 @@ CREATE TABLE IF NOT EXISTS images (
     created TEXT NOT NULL,          -- the config's "created" (RFC 3339), may be ''
     size INTEGER NOT NULL,          -- bytes of unpacked file content, all layers
     added_at REAL NOT NULL,
-    last_tag_time REAL
+    last_tag_time REAL,
+    -- 0 until a syncfs after the pull made its files durable. Until then the image is trusted
+    -- only during the boot that pulled it (its data is at least in the page cache).
+    durable INTEGER NOT NULL DEFAULT 1,
+    boot_id TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS image_layers (
     image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
@@ -70,8 +74,7 @@ CREATE TABLE IF NOT EXISTS snapshots (
     diff_id TEXT NOT NULL,
     unpacked_size INTEGER NOT NULL,
     created REAL NOT NULL,
-    -- 0 until the pull that unpacked it has synced the filesystem. Such a snapshot is only
-    -- trusted during the same boot (its data is at least in the page cache).
+    -- As for images: 0 until synced, and then trusted only during the same boot.
     durable INTEGER NOT NULL DEFAULT 1,
     boot_id TEXT NOT NULL DEFAULT ''
 );
@@ -185,19 +188,19 @@ class Metadata:
 
     # -- images ---------------------------------------------------------------------------
 
-    def add_image(self, image: NewImage, tags: list[str], digests: list[str]) -> None:
-        """Record an image with its layers, and point ``tags``/``digests`` at it; its layers'
-        snapshots are marked durable (callers sync first). Atomic and idempotent: re-adding an
-        existing image only moves the tags and adds the digests."""
+    def add_image(self, image: NewImage, tags: list[str], digests: list[str], *,
+                  boot_id: str = "") -> None:
+        """Record an image with its layers, and point ``tags``/``digests`` at it. With a
+        ``boot_id`` the image is not durable yet (see :meth:`settle`). Atomic and idempotent:
+        re-adding an existing image only moves the tags and adds the digests."""
         now = time.time()
         with self.transaction() as db:
-            db.executemany("UPDATE snapshots SET durable = 1 WHERE chain_id = ?",
-                           [(layer.chain_id,) for layer in image.layers])
             db.execute(
                 "INSERT OR IGNORE INTO images (id, config, manifest_digest, manifest_media_type,"
-                " manifest, created, size, added_at) VALUES (?,?,?,?,?,?,?,?)",
+                " manifest, created, size, added_at, durable, boot_id)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (image.id, image.config, image.manifest_digest, image.manifest_media_type,
-                 image.manifest, image.created, image.size, now))
+                 image.manifest, image.created, image.size, now, int(not boot_id), boot_id))
             db.execute("DELETE FROM image_layers WHERE image_id = ?", (image.id,))
             db.executemany(
                 "INSERT INTO image_layers VALUES (?,?,?,?,?,?,?)",
@@ -209,6 +212,40 @@ class Metadata:
                 db.execute("INSERT OR REPLACE INTO repo_digests VALUES (?, ?)", (ref, image.id))
             if tags:
                 db.execute("UPDATE images SET last_tag_time = ? WHERE id = ?", (now, image.id))
+
+    # -- durability -------------------------------------------------------------------------
+
+    def pending_durability(self, boot_id: str) -> tuple[bool, float | None]:
+        """(whether records of another boot were never made durable, the oldest time a record
+        of this boot was added without being durable yet, or None)."""
+        lost = self._query(
+            "SELECT (SELECT count(*) FROM images WHERE durable = 0 AND boot_id != ?)"
+            " + (SELECT count(*) FROM snapshots WHERE durable = 0 AND boot_id != ?)",
+            (boot_id, boot_id))[0][0]
+        oldest = self._query(
+            "SELECT min(t) FROM (SELECT added_at AS t FROM images WHERE durable = 0 AND boot_id = ?"
+            " UNION ALL SELECT created FROM snapshots WHERE durable = 0 AND boot_id = ?)",
+            (boot_id, boot_id))[0][0]
+        return bool(lost), oldest
+
+    def forget_lost(self, boot_id: str) -> list[str]:
+        """Drop images and snapshot records that were not durable when the machine went down
+        (another boot's): their files may be incomplete. Returns the dropped image IDs."""
+        with self.transaction() as db:
+            ids = [r[0] for r in db.execute(
+                "SELECT id FROM images WHERE durable = 0 AND boot_id != ?", (boot_id,))]
+            db.executemany("DELETE FROM images WHERE id = ?", [(i,) for i in ids])
+            db.execute("DELETE FROM snapshots WHERE durable = 0 AND boot_id != ?", (boot_id,))
+            return ids
+
+    def mark_durable(self, boot_id: str, added_before: float) -> None:
+        """After a syncfs: this boot's images added before ``added_before`` and every snapshot
+        of this boot created before it are durable."""
+        with self.transaction() as db:
+            db.execute("UPDATE images SET durable = 1, boot_id = '' WHERE durable = 0"
+                       " AND boot_id = ? AND added_at < ?", (boot_id, added_before))
+            db.execute("UPDATE snapshots SET durable = 1, boot_id = '' WHERE durable = 0"
+                       " AND boot_id = ? AND created < ?", (boot_id, added_before))
 
     def image_ids(self) -> list[str]:
         return [r[0] for r in self._query("SELECT id FROM images ORDER BY added_at DESC")]
@@ -277,16 +314,22 @@ class Metadata:
 
     # -- containers -----------------------------------------------------------------------
 
-    def add_container(self, record: ContainerRecord) -> None:
-        """Insert a new container; raises sqlite3.IntegrityError (as StoreError) on a name
-        clash, which callers check first under the same transaction via ``name_in_use``."""
+    def add_container(self, record: ContainerRecord) -> str | None:
+        """Insert a new container unless its name is taken: returns None when inserted, else
+        the ID of the container holding the name. Check and insert are one transaction, so two
+        processes can never both take a name."""
         with self.transaction() as db:
+            owner = db.execute("SELECT id FROM containers WHERE name = ?",
+                               (record.name,)).fetchone()
+            if owner:
+                return str(owner[0])
             db.execute(f"INSERT INTO containers ({_CONTAINER_COLUMNS}) VALUES"
                        " (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                        (record.id, record.name, record.image_id, record.image, record.created,
                         record.config, record.status, record.pid, record.pid_start,
                         record.exit_code, record.started_at, record.finished_at,
                         int(record.oom_killed), record.error))
+            return None
 
     def container_for_name(self, name: str) -> str | None:
         rows = self._query("SELECT id FROM containers WHERE name = ?", (name,))
