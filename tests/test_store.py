@@ -105,3 +105,53 @@ def test_human_duration_matches_docker(seconds: float, text: str) -> None:
 ])
 def test_human_size_matches_docker(size: int, text: str) -> None:
     assert human_size(size) == text
+
+
+def _pending_image(store: Store, boot_id: str) -> tuple[str, Path, str]:
+    """An image with one snapshot and one blob, recorded as a pull leaves them: not durable."""
+    chain = _digest(b"diff")
+    snapshot = store.snapshots.prepare(chain)
+    (snapshot / "file").write_text("data")
+    store.metadata.add_snapshot(chain, chain, 4, durable=False, boot_id=boot_id)
+    snapshot.rename(store.paths.snapshot(chain))
+    blob = b"layer-bytes"
+    store.content.write(_digest(blob), blob)
+    image_id = _digest(b"config-" + boot_id.encode())
+    layer = LayerRecord(chain, chain, _digest(blob), "application/vnd.oci.image.layer.v1.tar", 11)
+    store.metadata.add_image(NewImage(image_id, b"{}", _digest(b"m"), "m", b"m", "", 4, [layer]),
+                             tags=["docker.io/library/x:latest"], digests=[], boot_id=boot_id)
+    return image_id, store.paths.snapshot(chain), _digest(blob)
+
+
+def test_pulls_left_undurable_by_a_power_loss_are_forgotten(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    image_id, snapshot, blob = _pending_image(store, boot_id="a-boot-before-the-crash")
+    assert not store.snapshots.has("sha256:" + snapshot.name)  # another boot's: untrusted
+    store.close()
+    reopened = Store(tmp_path)  # as the first command after the reboot would
+    assert reopened.metadata.get_image(image_id) is None
+    assert not snapshot.exists() and not reopened.content.has(blob)
+    assert reopened.metadata.snapshot_ids() == []
+
+
+def test_this_boots_pulls_are_trusted_then_made_durable(tmp_path: Path) -> None:
+    import sqlite3
+    import time
+
+    from barque.store.snapshots import current_boot_id
+
+    store = Store(tmp_path)
+    image_id, snapshot, blob = _pending_image(store, boot_id=current_boot_id())
+    chain = "sha256:" + snapshot.name
+    assert store.snapshots.has(chain)
+    store.close()
+    store = Store(tmp_path)  # too recent to settle: still pending, still visible
+    assert store.metadata.get_image(image_id) is not None
+    durable = sqlite3.connect(store.paths.database).execute(
+        "SELECT durable FROM images WHERE id = ?", (image_id,)).fetchone()[0]
+    assert durable == 0
+    store.settle(now=time.time() + Store.SETTLE_AFTER + 1)
+    db = sqlite3.connect(store.paths.database)
+    assert db.execute("SELECT durable FROM images WHERE id = ?", (image_id,)).fetchone()[0] == 1
+    assert db.execute("SELECT durable FROM snapshots WHERE chain_id = ?", (chain,)).fetchone()[0] == 1
+    assert store.snapshots.has(chain) and store.content.has(blob)

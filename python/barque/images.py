@@ -29,6 +29,7 @@ from .errors import (
 from .progress import NullProgress, Progress
 from .reference import Reference
 from .store.metadata import ImageRecord, LayerRecord, NewImage
+from .store.snapshots import current_boot_id
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -327,20 +328,8 @@ class ImageService:
         return out
 
     def _collect_garbage(self) -> list[str]:
-        """Delete snapshots and blobs no image uses. Returns the removed ChainIDs."""
-        store = self._store
-        removed: list[str] = []
-        with store.gc_lock(shared=False):
-            used_chains = store.metadata.chain_ids_in_use()
-            for chain_id in store.metadata.snapshot_ids():
-                if chain_id not in used_chains:
-                    store.snapshots.remove(chain_id)
-                    removed.append(chain_id)
-            used_blobs = store.metadata.blobs_in_use()
-            for digest in store.content.digests():
-                if digest not in used_blobs:
-                    store.content.delete(digest)
-        return removed
+        with self._store.gc_lock(shared=False):
+            return self._store.collect_garbage()
 
     def prune(self, all: bool = False) -> PruneReport:
         """Remove dangling images (no tag), or with ``all`` every image no container uses; then
@@ -355,11 +344,6 @@ class ImageService:
                             for r in self._store.metadata.remove_image(record.id)]
                 deleted.append({"Deleted": record.id})
         deleted += [{"Deleted": c} for c in self._collect_garbage()]
-        with self._store.gc_lock(shared=False):
-            from .store.snapshots import remove_tree
-
-            for leftover in self._store.snapshots.leftovers():
-                remove_tree(leftover)
         return PruneReport(deleted, max(0, before - self._disk_usage()))
 
     def _disk_usage(self) -> int:
@@ -393,8 +377,6 @@ class _Pull:
         self.platform = platform
         self.progress = progress
         self.cancelled = threading.Event()
-        #: Blobs downloaded and verified but left in ingest/ until the final syncfs.
-        self.pending_blobs: list[Any] = []
 
     def run(self) -> Image:
         from .native import load
@@ -421,9 +403,12 @@ class _Pull:
         already = self.store.metadata.get_image(image_id)
         with self.store.gc_lock(shared=True):
             sizes = self._fetch_layers(manifest.layers, diff_ids, chains)
-            self._make_durable()
-            self.store.content.write(image_id, config_bytes)
-            self.store.content.write(manifest.digest, manifest.raw)
+            boot = current_boot_id()
+            if not boot:  # without a boot ID nothing can be trusted "for this boot only"
+                self.store.sync()
+            durable = not boot
+            self.store.content.write(image_id, config_bytes, sync=durable)
+            self.store.content.write(manifest.digest, manifest.raw, sync=durable)
             layers = [LayerRecord(d, c, desc.digest, desc.media_type, desc.size)
                       for d, c, desc in zip(diff_ids, chains, manifest.layers)]
             shown_digest = index_digest or manifest.digest
@@ -432,37 +417,13 @@ class _Pull:
                 NewImage(id=image_id, config=config_bytes, manifest_digest=manifest.digest,
                          manifest_media_type=manifest.media_type, manifest=manifest.raw,
                          created=str(config.get("created") or ""), size=sum(sizes), layers=layers),
-                tags=tags, digests=[f"{ref.name}@{shown_digest}"])
+                tags=tags, digests=[f"{ref.name}@{shown_digest}"], boot_id=boot)
         self.progress.message(f"Digest: {shown_digest}")
         up_to_date = already is not None and (not tags or str(ref) in already.repo_tags)
         self.progress.message(
             f"Status: {'Image is up to date' if up_to_date else 'Downloaded newer image'}"
             f" for {ref.familiar}")
         return self.service.get(image_id)
-
-    def _make_durable(self) -> None:
-        """One syncfs for everything this pull wrote, instead of one per layer (each of which
-        would also wait for the other layers' dirty data); then the verified blobs left in
-        ``ingest/`` are renamed into place. Until then a crash leaves them resumable."""
-        from .native import load
-
-        load().syncfs(str(self.store.paths.root))
-        moved = False
-        for desc in self.pending_blobs:
-            with self.store.blob_lock(desc.digest):
-                partial = self.store.paths.partial(desc.digest)
-                if self.store.content.has(desc.digest) or not partial.exists():
-                    continue  # another pull finished it first
-                if partial.stat().st_size != desc.size:
-                    continue  # replaced by a new attempt: not ours to move
-                os.rename(partial, self.store.content.path(desc.digest))
-                moved = True
-        if moved:
-            fd = os.open(self.store.paths.blobs, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
 
     def _fetch_layers(self, layers: list, diff_ids: list[str], chains: list[str]) -> list[int]:
         workers = max(1, self.settings.max_concurrent_downloads)
@@ -590,8 +551,11 @@ class _Pull:
 
     def _finish(self, ingest: Any, desc: Any, short: str) -> dict:
         self.progress.layer(short, "Verifying Checksum")
-        result = ingest.finish(str(self.store.content.path(desc.digest)), sync=False)
-        self.pending_blobs.append(desc)  # list.append is atomic: workers share the list
+        blob = self.store.content.path(desc.digest)
+        result = ingest.finish(str(blob), sync=False)
+        # Verified, not yet durable: if power is lost before the store settles, the image
+        # that needs this blob is forgotten and the blob collected with it (Store.settle).
+        os.rename(self.store.paths.partial(desc.digest), blob)
         self.progress.layer(short, "Download complete")
         return result
 

@@ -35,8 +35,10 @@ class ContentStore:
             raise DigestMismatchError(f"blob {digest} in the store is corrupt (hashes to {actual})")
         return data
 
-    def write(self, digest: str, data: bytes) -> Path:
-        """Store ``data`` under ``digest`` after checking it hashes to it. Atomic, idempotent."""
+    def write(self, digest: str, data: bytes, *, sync: bool = True) -> Path:
+        """Store ``data`` under ``digest`` after checking it hashes to it. Atomic, idempotent.
+        ``sync=False`` skips the fsyncs, for a pull whose durability ``Store.settle`` handles
+        (an fsync on ext4 commits the journal, flushing every file the pull wrote)."""
         validate_digest(digest)
         actual = "sha256:" + hashlib.sha256(data).hexdigest()
         if actual != digest:
@@ -44,7 +46,7 @@ class ContentStore:
         target = self._paths.blob(digest)
         if target.is_file():
             return target
-        write_atomic(target, data, self._paths.tmp)
+        write_atomic(target, data, self._paths.tmp, sync=sync)
         return target
 
     def delete(self, digest: str) -> int:
@@ -61,16 +63,19 @@ class ContentStore:
         return ["sha256:" + p.name for p in self._paths.blobs.iterdir() if len(p.name) == 64]
 
 
-def write_atomic(target: Path, data: bytes, scratch: Path, mode: int = 0o644) -> None:
+def write_atomic(target: Path, data: bytes, scratch: Path, mode: int = 0o644, *,
+                 sync: bool = True) -> None:
     """Write a file so that readers see the old content or the new, never a mix: a temp file in
-    ``scratch`` (same filesystem), fsync, rename over ``target``, fsync of the directory."""
+    ``scratch`` (same filesystem), fsync, rename over ``target``, fsync of the directory.
+    Without ``sync`` the rename is still atomic for readers, but not durable yet."""
     fd, tmp = tempfile.mkstemp(dir=scratch, prefix=".write-")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fchmod(f.fileno(), mode)
-            os.fsync(f.fileno())
+            if sync:
+                os.fsync(f.fileno())
         os.rename(tmp, target)
     except BaseException:
         try:
@@ -78,6 +83,8 @@ def write_atomic(target: Path, data: bytes, scratch: Path, mode: int = 0o644) ->
         except FileNotFoundError:
             pass
         raise
+    if not sync:
+        return
     dir_fd = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(dir_fd)
