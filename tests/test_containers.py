@@ -171,3 +171,70 @@ def test_create_then_start_attached(store, busybox) -> None:
     [doc] = json.loads(barque(store, "inspect", cid[:8]).stdout)
     assert doc["Id"] == cid and doc["Name"] == "/later" and doc["State"]["ExitCode"] == 4
     barque(store, "rm", cid[:12])
+
+
+def _cgroup_dirs(cid: str) -> list[Path]:
+    roots = [Path("/sys/fs/cgroup")] if Path("/sys/fs/cgroup/cgroup.controllers").exists() \
+        else [p for p in Path("/sys/fs/cgroup").iterdir() if p.is_dir()]
+    return [r / "barque" / cid for r in roots if (r / "barque" / cid).exists()]
+
+
+def test_memory_limit_oom_kills_and_is_recorded(store, busybox) -> None:
+    out = barque(store, "run", "--network", "none", "--name", "hog", "--memory", "16m", busybox,
+                 "sh", "-c", "x=a; while true; do x=$x$x; done", check=False)
+    assert out.returncode == 137
+    [doc] = json.loads(barque(store, "inspect", "hog").stdout)
+    assert doc["State"]["OOMKilled"] is True and doc["State"]["ExitCode"] == 137
+    assert doc["HostConfig"]["Memory"] == 16 * 1024 * 1024
+    assert _cgroup_dirs(doc["Id"]) == []  # released when it exited
+    barque(store, "rm", "hog")
+    fine = barque(store, "run", "--network", "none", "--name", "fine", "-m", "64m", busybox, "true")
+    assert fine.returncode == 0
+    [doc] = json.loads(barque(store, "inspect", "fine").stdout)
+    assert doc["State"]["OOMKilled"] is False
+    barque(store, "rm", "fine")
+
+
+def test_pids_limit_stops_a_fork_bomb(store, busybox) -> None:
+    start = time.monotonic()
+    out = run(store, "--pids-limit", "20", busybox, "sh", "-c",
+              "for i in $(seq 50); do sleep 1 & done; wait", check=False)
+    assert time.monotonic() - start < 30
+    assert "can't fork" in out.stderr or "Resource temporarily unavailable" in out.stderr
+
+
+def test_cpus_sets_the_cfs_quota_and_rm_leaves_no_cgroup(store, busybox) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "barque", "--root", str(store), "run", "--rm",
+                             "--network", "none", "--name", "slow", "--cpus", "0.5", "--memory",
+                             "32m", "--pids-limit", "30", busybox, "sleep", "3"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    cid = ""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not cid:
+        cid = next((r["ID"] for r in _ps_json(store) if r["Names"] == "slow"
+                    and r["State"] == "running"), "")
+        time.sleep(0.1)
+    assert cid, "the container never showed as running"
+    [doc] = json.loads(barque(store, "inspect", cid).stdout)
+    cid = doc["Id"]
+    assert doc["HostConfig"]["NanoCpus"] == 500_000_000 and doc["HostConfig"]["PidsLimit"] == 30
+    dirs = {d.parent.parent.name: d for d in _cgroup_dirs(cid)}
+    if Path("/sys/fs/cgroup/cgroup.controllers").exists():
+        assert (dirs["cgroup"] / "cpu.max").read_text().split() == ["50000", "100000"]
+        assert (dirs["cgroup"] / "pids.max").read_text().strip() == "30"
+    else:
+        cpu = next(d for name, d in dirs.items() if (d / "cpu.cfs_quota_us").exists())
+        assert (cpu / "cpu.cfs_quota_us").read_text().strip() == "50000"
+        assert (dirs["memory"] / "memory.limit_in_bytes").read_text().strip() == str(32 << 20)
+        assert (dirs["pids"] / "pids.max").read_text().strip() == "30"
+        procs = (dirs["memory"] / "cgroup.procs").read_text().split()
+        assert len(procs) == 1  # the container's init joined it
+    assert proc.wait(timeout=30) == 0
+    assert _cgroup_dirs(cid) == []
+    assert not any(r["Names"] == "slow" for r in _ps_json(store))
+
+
+def test_bad_resource_options_are_refused(store, busybox) -> None:
+    assert run(store, "--memory", "lots", busybox, "true", check=False).returncode == 125
+    assert run(store, "--memory", "1m", busybox, "true", check=False).returncode == 125
+    assert run(store, "--cpus", "99", busybox, "true", check=False).returncode == 125

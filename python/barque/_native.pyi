@@ -123,6 +123,7 @@ def spawn(
     stdout_fd: int = 1,
     stderr_fd: int = 2,
     pid_file: str | None = None,
+    cgroup_procs: list[str] = [],
 ) -> int:
     """Start the container of the OCI bundle ``bundle_dir`` and return its init's host pid once
     ``process.args`` has been exec'd (the caller then owns the child: ``wait`` for it).
@@ -149,6 +150,10 @@ def spawn(
 
     ``stdin_fd``/``stdout_fd``/``stderr_fd`` are descriptors of the caller that become the
     container's 0, 1 and 2 (they are not closed in the caller). ``pid_file`` receives the pid.
+    ``cgroup_procs`` are ``cgroup.procs`` files (of cgroups the caller created and configured)
+    that the init joins as its first step, before a new cgroup namespace is entered (so its
+    root is the container's cgroup); they are opened before clone, and a failure to open one
+    or to join is a ContainerError (125). ``linux.resources`` of the spec is not applied here.
     Raises ContainerError for any failure, including those inside the container before exec,
     which the init reports over a close-on-exec pipe. Releases the GIL.
     """

@@ -339,6 +339,7 @@ class ContainerService:
                 "CapAdd": list(options.cap_add) or None, "CapDrop": list(options.cap_drop) or None,
                 "SecurityOpt": list(options.security_opt) or None,
                 "LogConfig": {"Type": "none", "Config": {}},
+                **_resources(options),
             },
         }
 
@@ -350,14 +351,26 @@ class ContainerService:
         set-up (a missing binary, a bad user or workdir) raise ``barque.errors.ContainerError``
         with Docker's exit code (127, 126, 125)."""
         from .native import container_errors, load
+        from .runtime import cgroups
 
         container_id = self.resolve_id(name_or_id)
         record = self._load(container_id)
         if record.status == "running":
             return Container(self, record)
         bundle = self._store.paths.container(container_id)
-        with container_errors():
-            pid = load().spawn(str(bundle), stdin_fd=stdin, stdout_fd=stdout, stderr_fd=stderr)
+        host = json.loads(record.config).get("HostConfig", {})
+        nano = host.get("NanoCpus") or 0
+        limits = cgroups.CgroupLimits(memory=host.get("Memory") or None,
+                                      pids=host.get("PidsLimit") or None,
+                                      cpus=nano / 1e9 if nano else None)
+        cgroup = cgroups.create(container_id, limits)
+        try:
+            with container_errors():
+                pid = load().spawn(str(bundle), stdin_fd=stdin, stdout_fd=stdout,
+                                   stderr_fd=stderr, cgroup_procs=cgroup.procs)
+        except BaseException:
+            cgroup.remove()
+            raise
         self._store.metadata.update_container(
             container_id, status="running", pid=pid, pid_start=_process_start_time(pid),
             started_at=time.time(), finished_at=0.0, exit_code=0, error="")
@@ -370,9 +383,24 @@ class ContainerService:
         if record.status != "running":
             return record.exit_code
         code = _wait_pid(record.pid, record.pid_start)
+        oom_killed = self._release_cgroup(container_id)
         self._store.metadata.update_container(
-            container_id, status="exited", exit_code=code, finished_at=time.time(), pid=0)
+            container_id, status="exited", exit_code=code, finished_at=time.time(), pid=0,
+            oom_killed=oom_killed)
         return code
+
+    def _release_cgroup(self, container_id: str) -> bool:
+        """Whether the container was OOM-killed; removes its cgroup (best effort: a cgroup
+        still busy is left for ``remove``)."""
+        from .runtime import cgroups
+
+        cgroup = cgroups.open_existing(container_id)
+        oom_killed = cgroup.oom_killed()
+        try:
+            cgroup.remove()
+        except OSError:
+            pass
+        return oom_killed
 
     def kill(self, name_or_id: str, sig: int = signal.SIGKILL) -> None:
         record = self._load(self.resolve_id(name_or_id))
@@ -411,6 +439,7 @@ class ContainerService:
             except ProcessLookupError:
                 pass
             self.wait(container_id)
+        self._release_cgroup(container_id)
         self._store.metadata.remove_container(container_id)
         _remove_tree(self._store.paths.container(container_id))
 
@@ -433,6 +462,14 @@ class ContainerService:
         finally:
             if create.auto_remove:
                 self.remove(container.id, force=True)
+
+
+def _resources(options: RunOptions) -> dict[str, Any]:
+    """Docker's HostConfig resource fields (0 when unset)."""
+    limits = options.cgroup_limits()
+    return {"Memory": limits.memory or 0,
+            "NanoCpus": round(limits.cpus * 1e9) if limits.cpus else 0,
+            "PidsLimit": limits.pids if limits.pids is not None else None}
 
 
 def _validate_name(name: str) -> None:

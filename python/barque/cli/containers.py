@@ -25,7 +25,8 @@ def _options(
     env: list[str], env_file: list[str], workdir: Optional[str], user: Optional[str],
     hostname: Optional[str], entrypoint: Optional[str], network: Optional[str], read_only: bool,
     privileged: bool, cap_add: list[str], cap_drop: list[str], security_opt: list[str],
-    tty: bool,
+    tty: bool, memory: Optional[str] = None, pids_limit: Optional[int] = None,
+    cpus: Optional[float] = None,
 ):  # type: ignore[no-untyped-def]
     from ..runtime.spec import RunOptions
 
@@ -40,7 +41,8 @@ def _options(
         entrypoint=None if entrypoint is None else ([entrypoint] if entrypoint else []),
         env=_environment(env, env_file), workdir=workdir, user=user, hostname=hostname,
         tty=tty, read_only=read_only, privileged=privileged, cap_add=list(cap_add),
-        cap_drop=list(cap_drop), security_opt=list(security_opt), network=network)
+        cap_drop=list(cap_drop), security_opt=list(security_opt), network=network,
+        memory=memory, pids_limit=pids_limit, cpus=cpus)
 
 
 def _environment(env: list[str], env_files: list[str]) -> list[str]:
@@ -74,6 +76,9 @@ SecurityOpt = Annotated[list[str], typer.Option("--security-opt", help="Security
 NameOpt = Annotated[Optional[str], typer.Option("--name", help="Assign a name to the container.")]
 RmOpt = Annotated[bool, typer.Option("--rm", help="Automatically remove the container when it exits.")]
 LabelOpt = Annotated[list[str], typer.Option("--label", "-l", help="Set meta data on a container.")]
+MemoryOpt = Annotated[Optional[str], typer.Option("--memory", "-m", help="Memory limit (e.g. 16m, 1g).")]
+PidsLimitOpt = Annotated[Optional[int], typer.Option("--pids-limit", help="Tune container pids limit (-1 for unlimited).")]
+CpusOpt = Annotated[Optional[float], typer.Option("--cpus", help="Number of CPUs.")]
 
 
 def _labels(labels: list[str]) -> dict[str, str]:
@@ -97,14 +102,16 @@ def run_or_create(
     workdir: WorkdirOpt = None, user: UserOpt = None, hostname: HostnameOpt = None,
     entrypoint: EntrypointOpt = None, network: NetworkOpt = None, read_only: ReadOnlyOpt = False,
     privileged: PrivilegedOpt = False, cap_add: CapAddOpt = [], cap_drop: CapDropOpt = [],
-    security_opt: SecurityOpt = [], label: LabelOpt = [],
+    security_opt: SecurityOpt = [], label: LabelOpt = [], memory: MemoryOpt = None,
+    pids_limit: PidsLimitOpt = None, cpus: CpusOpt = None,
 ) -> None:
     """`run` and `create` take the same options; `run` also starts and waits."""
     from ..containers import CreateOptions
     from .progress import PullRenderer
 
     options = _options(env, env_file, workdir, user, hostname, entrypoint, network, read_only,
-                       privileged, cap_add, cap_drop, security_opt, tty=False)
+                       privileged, cap_add, cap_drop, security_opt, tty=False,
+                       memory=memory, pids_limit=pids_limit, cpus=cpus)
     create = CreateOptions(name=name, auto_remove=rm, labels=_labels(label))
     progress = None
     if not engine().images.exists(image):

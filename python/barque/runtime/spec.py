@@ -96,6 +96,9 @@ class RunOptions:
     without SELinux/AppArmor) ``label=...``, ``apparmor=...``, ``disable``. ``network`` is
     ``"none"`` or ``"host"``. ``mounts`` are OCI mount objects, appended after the defaults.
     ``init`` is handled by the caller (it changes ``args``); this module ignores it.
+    ``memory`` (bytes, or a Docker size such as ``"16m"``), ``pids_limit`` (<= 0: unlimited)
+    and ``cpus`` become ``linux.resources``; the service applies them to the container's
+    cgroup (:mod:`barque.runtime.cgroups`).
     """
 
     command: list[str] | None = None
@@ -113,6 +116,16 @@ class RunOptions:
     network: str = "none"
     init: bool = False
     mounts: list[dict[str, Any]] = field(default_factory=list)
+    memory: int | str | None = None
+    pids_limit: int | None = None
+    cpus: float | None = None
+
+    def cgroup_limits(self) -> Any:
+        """The validated :class:`~barque.runtime.cgroups.CgroupLimits` of these options."""
+        from .cgroups import CgroupLimits, parse_memory
+
+        memory = None if self.memory is None else parse_memory(self.memory)
+        return CgroupLimits(memory=memory, pids=self.pids_limit, cpus=self.cpus).validate()
 
 
 @dataclass(frozen=True, slots=True)
@@ -532,6 +545,13 @@ def build_spec(image_config: Mapping[str, Any] | None, options: RunOptions,
             profile = _seccomp.convert_docker_profile(_load_profile(security.seccomp), caps)
         if profile is not None:
             linux["seccomp"] = profile
+    limits = options.cgroup_limits()
+    if limits.memory is not None:
+        linux["resources"]["memory"] = {"limit": limits.memory}
+    if limits.pids is not None:
+        linux["resources"]["pids"] = {"limit": limits.pids}
+    if limits.cpu_quota is not None:
+        linux["resources"]["cpu"] = {"quota": limits.cpu_quota, "period": 100_000}
 
     return {
         "ociVersion": OCI_VERSION,

@@ -10,6 +10,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
 use crate::runtime::capabilities::{self, CapSets, CapabilityError};
+use crate::runtime::cgroup::{self, CgroupError, CgroupPlan};
 use crate::runtime::devices::{self, DeviceError, DevicesPlan};
 use crate::runtime::failure::{Fail, Step, FAIL_LEN};
 use crate::runtime::hostname::{self, HostnameError, HostnamePlan};
@@ -58,6 +59,8 @@ pub enum ContainerError {
     Hostname(#[from] HostnameError),
     #[error(transparent)]
     Sysctl(#[from] SysctlError),
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
     #[error("{what} is not supported yet")]
     Unsupported { what: &'static str },
     #[error("cannot {op}{}: {source}", path.as_ref().map(|p| format!(" {}", p.display())).unwrap_or_default())]
@@ -97,6 +100,7 @@ impl ContainerError {
         match self {
             ContainerError::Child { errno, .. } => Some(*errno),
             ContainerError::Io { source, .. } => source.raw_os_error(),
+            ContainerError::Cgroup(e) => e.source.raw_os_error(),
             _ => None,
         }
     }
@@ -106,6 +110,7 @@ impl ContainerError {
             ContainerError::Child { path, .. } | ContainerError::Io { path, .. } => path.as_deref(),
             ContainerError::Spec(e) => Some(e.path()),
             ContainerError::Rootfs { source, .. } => source.path(),
+            ContainerError::Cgroup(e) => Some(&e.path),
             _ => None,
         }
     }
@@ -119,6 +124,7 @@ fn io(op: &'static str, path: Option<&Path>) -> impl FnOnce(std::io::Error) -> C
 /// Everything the init needs, computed before clone.
 pub struct Plan {
     pub namespaces: NamespacePlan,
+    pub cgroups: CgroupPlan,
     pub rootfs: RootfsPlan,
     pub mounts: Vec<MountPlan>,
     pub devices: DevicesPlan,
@@ -139,6 +145,8 @@ pub struct SpawnOptions {
     /// Descriptors (in the caller) that become the init's 0, 1 and 2.
     pub stdio: [RawFd; 3],
     pub pid_file: Option<PathBuf>,
+    /// `cgroup.procs` files the init joins (writes itself to) before anything else.
+    pub cgroup_procs: Vec<PathBuf>,
 }
 
 impl Plan {
@@ -169,8 +177,11 @@ impl Plan {
         let mut empty_sigset: libc::sigset_t = unsafe_zeroed_sigset();
         // SAFETY: a valid sigset_t out-pointer.
         unsafe { libc::sigemptyset(&mut empty_sigset) };
+        let mut namespaces = namespaces::plan(linux.namespaces().as_deref().unwrap_or_default())?;
+        let cgroups = cgroup::plan(&opts.cgroup_procs, &mut namespaces.clone_flags)?;
         Ok(Plan {
-            namespaces: namespaces::plan(linux.namespaces().as_deref().unwrap_or_default())?,
+            namespaces,
+            cgroups,
             devices: devices::plan(linux.devices().as_deref().unwrap_or_default(), populate_dev)?,
             masks: masked::plan(
                 linux.masked_paths().as_deref().unwrap_or(&empty),
@@ -249,6 +260,15 @@ impl Plan {
                 None => (String::new(), None),
             },
             Step::Sysctl => (self.sysctl.describe(i), None),
+            Step::Cgroup => {
+                let what = self.cgroups.describe(i);
+                return ContainerError::Child {
+                    message: format!("cannot {what}: {reason}"),
+                    step: fail.step,
+                    errno: fail.errno,
+                    path: self.cgroups.procs.get(i).map(|(p, _)| p.clone()),
+                };
+            }
             Step::Rlimit => (
                 self.process
                     .rlimits

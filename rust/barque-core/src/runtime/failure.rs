@@ -36,9 +36,10 @@ pub enum Step {
     Exec,
     Terminal,
     Loopback,
+    Cgroup,
 }
 
-const STEPS: [Step; 27] = [
+const STEPS: [Step; 28] = [
     Step::Stdio,
     Step::Dumpable,
     Step::JoinNamespace,
@@ -66,6 +67,7 @@ const STEPS: [Step; 27] = [
     Step::Exec,
     Step::Terminal,
     Step::Loopback,
+    Step::Cgroup,
 ];
 
 impl Step {
@@ -102,6 +104,7 @@ impl Step {
             Step::Exec => "exec",
             Step::Terminal => "set up the terminal",
             Step::Loopback => "bring up the loopback interface",
+            Step::Cgroup => "enter the cgroup",
         }
     }
 }

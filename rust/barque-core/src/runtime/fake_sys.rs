@@ -118,6 +118,9 @@ impl Sys for FakeSys {
     fn setns(&self, fd: RawFd, nstype: i32) -> SysResult<()> {
         self.record("setns", format!("setns({fd}, {nstype:#x})"))
     }
+    fn unshare(&self, flags: i32) -> SysResult<()> {
+        self.record("unshare", format!("unshare({flags:#x})"))
+    }
     fn mount(&self, target: &CStr, flags: u64) -> SysResult<()> {
         self.record("mount", format!("mount({}, {flags:#x})", s(target)))
     }

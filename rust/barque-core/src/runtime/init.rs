@@ -15,6 +15,9 @@ pub fn run<S: Sys>(sys: &S, plan: &Plan) -> Result<Infallible, Fail> {
     // and ignores before anything else, so a SIG_IGN (Python ignores SIGPIPE) does not leak
     // into the container.
     sys.reset_signal_dispositions();
+    // Into the container's cgroups before anything else runs (and before a new cgroup
+    // namespace, which is rooted where the task is when it is created).
+    plan.cgroups.join(sys)?;
     // Nobody may ptrace or read /proc/<pid>/mem of the init while barque code runs in it;
     // execve resets this.
     sys.prctl(libc::PR_SET_DUMPABLE, 0, 0).on(Step::Dumpable)?;

@@ -2,6 +2,7 @@
 //! lifecycle in [`container`].
 
 pub mod capabilities;
+pub mod cgroup;
 pub mod container;
 pub mod devices;
 pub mod failure;

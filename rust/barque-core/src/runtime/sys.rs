@@ -53,6 +53,7 @@ pub trait Sys {
     fn dup_above(&self, fd: RawFd, min: RawFd) -> SysResult<RawFd>;
     fn dup2(&self, from: RawFd, to: RawFd) -> SysResult<()>;
     fn setns(&self, fd: RawFd, nstype: i32) -> SysResult<()>;
+    fn unshare(&self, flags: i32) -> SysResult<()>;
     /// Classic `mount(2)`, used only for propagation changes on paths we do not resolve.
     fn mount(&self, target: &CStr, flags: u64) -> SysResult<()>;
     fn umount_detach(&self, target: &CStr) -> SysResult<()>;
@@ -219,6 +220,11 @@ impl Sys for Linux {
     fn setns(&self, fd: RawFd, nstype: i32) -> SysResult<()> {
         // SAFETY: raw syscall with integer arguments.
         unit(unsafe { libc::syscall(libc::SYS_setns, fd, nstype) })
+    }
+
+    fn unshare(&self, flags: i32) -> SysResult<()> {
+        // SAFETY: raw syscall with an integer argument.
+        unit(unsafe { libc::syscall(libc::SYS_unshare, flags) })
     }
 
     fn mount(&self, target: &CStr, flags: u64) -> SysResult<()> {
