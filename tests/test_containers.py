@@ -238,3 +238,33 @@ def test_bad_resource_options_are_refused(store, busybox) -> None:
     assert run(store, "--memory", "lots", busybox, "true", check=False).returncode == 125
     assert run(store, "--memory", "1m", busybox, "true", check=False).returncode == 125
     assert run(store, "--cpus", "99", busybox, "true", check=False).returncode == 125
+
+
+def test_ps_filters_rename_and_prune(store, busybox, fixture_images) -> None:
+    barque(store, "run", "--network", "none", "--name", "f-one", "-l", "tier=a", busybox, "true")
+    barque(store, "run", "--network", "none", "--name", "f-two", "-l", "tier=b",
+           fixture_images["layers"].ref, check=False)
+
+    def names(*filters: str) -> set[str]:
+        args = [a for f in filters for a in ("--filter", f)]
+        return {r["Names"] for r in
+                (json.loads(line) for line in
+                 barque(store, "ps", "--format", "json", *args).stdout.splitlines())}
+
+    assert {"f-one", "f-two"} <= names("status=exited")
+    assert names("status=exited", "name=f-") == {"f-one", "f-two"}
+    assert names("status=exited", "label=tier=a") == {"f-one"}
+    assert names("status=exited", "label=tier", "name=two") == {"f-two"}
+    assert names("status=exited", f"ancestor={busybox}", "name=f-") == {"f-one"}
+    assert names("name=f-") == set()  # without a status filter only running ones show
+    bad = barque(store, "ps", "--filter", "color=red", check=False)
+    assert bad.returncode == 1 and "invalid filter 'color'" in bad.stderr
+
+    barque(store, "rename", "f-one", "f-uno")
+    assert names("status=exited", "name=f-") == {"f-uno", "f-two"}
+    clash = barque(store, "rename", "f-uno", "f-two", check=False)
+    assert clash.returncode == 1 and 'name "/f-two" is already in use' in clash.stderr
+
+    out = barque(store, "container", "prune", "-f").stdout
+    assert out.startswith("Deleted Containers:") and "Total reclaimed space:" in out
+    assert barque(store, "ps", "-a", "-q").stdout == ""

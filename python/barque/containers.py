@@ -206,9 +206,47 @@ class ContainerService:
     def get(self, name_or_id: str) -> Container:
         return Container(self, self._load(self.resolve_id(name_or_id)))
 
-    def list(self, all: bool = False) -> list[Container]:
-        records = [self._repair(r) for r in self._store.metadata.containers()]
-        return [Container(self, r) for r in records if all or r.status == "running"]
+    def list(self, all: bool = False,
+             filters: dict[str, list[str]] | None = None) -> list[Container]:
+        """Containers, newest first: running ones, or ``all``. ``filters`` as ``docker ps
+        --filter``: ``status``, ``name`` (substring), ``id`` (prefix), ``label`` (``k`` or
+        ``k=v``), ``ancestor`` (an image name or ID); values of one key are OR-ed, keys AND-ed.
+        A status filter implies ``all``, as in Docker."""
+        filters = filters or {}
+        unknown = set(filters) - {"status", "name", "id", "label", "ancestor"}
+        if unknown:
+            raise InvalidArgumentError(f"invalid filter '{sorted(unknown)[0]}'")
+        ancestors = {self._engine.images.resolve_id(v) for v in filters.get("ancestor", [])
+                     if self._engine.images.exists(v)}
+        out = []
+        for record in self._store.metadata.containers():
+            record = self._repair(record)
+            if not (all or "status" in filters or record.status == "running"):
+                continue
+            container = Container(self, record)
+            if _matches(container, filters, ancestors):
+                out.append(container)
+        return out
+
+    def rename(self, name_or_id: str, new_name: str) -> None:
+        """Give a container a new name; Docker's conflict error if the name is taken."""
+        container_id = self.resolve_id(name_or_id)
+        _validate_name(new_name)
+        owner = self._store.metadata.rename_container(container_id, new_name)
+        if owner is not None:
+            raise ConflictError(_name_conflict(new_name, owner))
+
+    def prune(self) -> tuple[list[str], int]:
+        """Remove every container that is not running; returns their IDs and the bytes their
+        writable layers held."""
+        removed, reclaimed = [], 0
+        for container in self.list(all=True):
+            if container.status == "running":
+                continue
+            reclaimed += _tree_size(self._store.paths.container(container.id) / "upper")
+            self.remove(container.id)
+            removed.append(container.id)
+        return removed, reclaimed
 
     def _repair(self, record: ContainerRecord) -> ContainerRecord:
         """A 'running' container whose process is gone (or whose PID was reused) is recorded
@@ -470,6 +508,36 @@ def _resources(options: RunOptions) -> dict[str, Any]:
     return {"Memory": limits.memory or 0,
             "NanoCpus": round(limits.cpus * 1e9) if limits.cpus else 0,
             "PidsLimit": limits.pids if limits.pids is not None else None}
+
+
+def _matches(c: Container, filters: dict[str, list[str]], ancestors: set[str]) -> bool:
+    labels = c.config["Config"].get("Labels") or {}
+    for key, values in filters.items():
+        if key == "status":
+            ok = c.status in values
+        elif key == "name":
+            ok = any(v.lstrip("/") in c.name for v in values)
+        elif key == "id":
+            ok = any(c.id.startswith(v) for v in values)
+        elif key == "label":
+            ok = any(labels.get(k) == v if sep else k in labels
+                     for k, sep, v in (item.partition("=") for item in values))
+        else:  # ancestor
+            ok = c.image_id in ancestors
+        if not ok:
+            return False
+    return True
+
+
+def _tree_size(path: Path) -> int:
+    total = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+            except OSError:
+                pass
+    return total
 
 
 def _validate_name(name: str) -> None:

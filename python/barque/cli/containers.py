@@ -209,11 +209,20 @@ def ps(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only display container IDs.")] = False,
     no_trunc: Annotated[bool, typer.Option("--no-trunc", help="Don't truncate output.")] = False,
     format: Annotated[Optional[str], typer.Option("--format", help="'table' or 'json'.")] = None,
+    filter: Annotated[list[str], typer.Option(
+        "--filter", "-f", help="Filter: status=, name=, id=, label=, ancestor=.")] = [],
 ) -> None:
     """List containers."""
+    from ..errors import InvalidArgumentError
     from .render import container_rows, print_container_table
 
-    rows = container_rows(engine().containers.list(all=all), no_trunc)
+    filters: dict[str, list[str]] = {}
+    for item in filter:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise InvalidArgumentError(f"bad format of filter (expected name=value): {item}")
+        filters.setdefault(key, []).append(value)
+    rows = container_rows(engine().containers.list(all=all, filters=filters), no_trunc)
     if quiet:
         for row in rows:
             typer.echo(row["ID"])
@@ -224,3 +233,34 @@ def ps(
             typer.echo(json.dumps(row, separators=(",", ":")))
     else:
         print_container_table(rows)
+
+
+@app.command("rename")
+@container_app.command("rename")
+def rename(
+    container: Annotated[str, typer.Argument(metavar="CONTAINER")],
+    new_name: Annotated[str, typer.Argument(metavar="NEW_NAME")],
+) -> None:
+    """Rename a container."""
+    engine().containers.rename(container, new_name)
+
+
+@container_app.command("prune")
+def prune(
+    force: Annotated[bool, typer.Option("--force", "-f", help="Do not prompt for confirmation.")
+    ] = False,
+) -> None:
+    """Remove all stopped containers."""
+    from ..humanize import human_size
+
+    if not force:
+        typer.echo("WARNING! This will remove all stopped containers.")
+        if not typer.confirm("Are you sure you want to continue?", default=False):
+            return
+    removed, reclaimed = engine().containers.prune()
+    if removed:
+        typer.echo("Deleted Containers:")
+        for container_id in removed:
+            typer.echo(container_id)
+        typer.echo("")
+    typer.echo(f"Total reclaimed space: {human_size(reclaimed)}")

@@ -363,6 +363,17 @@ class Metadata:
             db.execute(f"UPDATE containers SET {assignments} WHERE id = ?",
                        (*fields.values(), container_id))
 
+    def rename_container(self, container_id: str, name: str) -> str | None:
+        """Rename unless ``name`` is taken by another container: returns None when renamed,
+        else the ID holding the name. One transaction, like :meth:`add_container`."""
+        with self.transaction() as db:
+            owner = db.execute("SELECT id FROM containers WHERE name = ? AND id != ?",
+                               (name, container_id)).fetchone()
+            if owner:
+                return str(owner[0])
+            db.execute("UPDATE containers SET name = ? WHERE id = ?", (name, container_id))
+            return None
+
     def remove_container(self, container_id: str) -> bool:
         with self.transaction() as db:
             return db.execute("DELETE FROM containers WHERE id = ?",
