@@ -268,3 +268,19 @@ def test_ps_filters_rename_and_prune(store, busybox, fixture_images) -> None:
     out = barque(store, "container", "prune", "-f").stdout
     assert out.startswith("Deleted Containers:") and "Total reclaimed space:" in out
     assert barque(store, "ps", "-a", "-q").stdout == ""
+
+
+def test_create_then_export_equals_dockers_rootfs(store, fixture_images, tmp_path) -> None:
+    from helpers import ROOTFS_MANIFEST, SHARED
+
+    cid = barque(store, "create", "--network", "none", fixture_images["layers"].ref).stdout.strip()
+    out = tmp_path / "rootfs.tar"
+    barque(store, "export", "-o", str(out), cid)
+    listing = subprocess.run([sys.executable, str(ROOTFS_MANIFEST), "--tar", str(out)],
+                             check=True, capture_output=True, text=True).stdout.splitlines()
+    expected = (SHARED / "fixtures" / "images" / "layers-1.rootfs.txt").read_text().splitlines()
+    assert listing == expected  # exactly, Docker's init-layer entries included
+    piped = subprocess.run([sys.executable, "-m", "barque", "--root", str(store), "export", cid],
+                           check=True, capture_output=True).stdout
+    assert piped[:512] == out.read_bytes()[:512] and len(piped) == out.stat().st_size
+    barque(store, "rm", cid)

@@ -334,6 +334,7 @@ class ContainerService:
         for sub in ("upper", "work", "rootfs"):
             (bundle / sub).mkdir(parents=True, mode=0o700 if sub == "work" else 0o755)
         os.chmod(bundle, 0o700)
+        self._init_layer(bundle / "upper", img)
         hostname = spec.get("hostname") or bundle.name[:12]
         (bundle / "hostname").write_text(hostname + "\n")
         (bundle / "hosts").write_text(
@@ -356,6 +357,60 @@ class ContainerService:
         })
         write_atomic(bundle / "config.json", json.dumps(spec, indent=1).encode(),
                      self._store.paths.tmp, mode=0o600)
+
+    def _init_layer(self, upper: Path, img: Image) -> None:
+        """What Docker's init layer adds to every container, so that tools relying on it
+        work: ``/etc/mtab -> /proc/mounts`` and an empty ``/.dockerenv``. Written into the
+        container's upper dir; ``/etc`` there copies the image's owner and mode so the merged
+        view of ``/etc`` is unchanged."""
+        import stat
+
+        layers = [self._store.snapshots.path(x.chain_id) for x in reversed(img.layers)]
+        etc_meta = None
+        for layer in layers:
+            try:
+                st = os.lstat(layer / "etc")
+            except OSError:
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                etc_meta = st
+            break
+        (upper / ".dockerenv").touch(mode=0o755)
+        os.chmod(upper / ".dockerenv", 0o755)
+        if etc_meta is None:
+            return  # no /etc directory in the image: nothing to link into
+        (upper / "etc").mkdir(mode=0o755)
+        os.chmod(upper / "etc", stat.S_IMODE(etc_meta.st_mode))
+        os.chown(upper / "etc", etc_meta.st_uid, etc_meta.st_gid)
+        if not read_from_layers_exists(layers, "etc/mtab"):  # else the image has its own
+            os.symlink("/proc/mounts", upper / "etc" / "mtab")
+
+    def export(self, name_or_id: str, out: Any) -> None:
+        """Write the container's root filesystem (image layers plus its changes) to the binary
+        file ``out`` as a tar, as ``docker export`` does. Mounts a read-only overlay on the host
+        for the duration (root only)."""
+        import subprocess
+        import tarfile
+        import tempfile
+
+        record = self._load(self.resolve_id(name_or_id))
+        img = self._engine.images.get(record.image_id)
+        bundle = self._store.paths.container(record.id)
+        lowers = [bundle / "upper"] + [self._store.snapshots.path(x.chain_id)
+                                       for x in reversed(img.layers)]
+        with tempfile.TemporaryDirectory(dir=self._store.paths.tmp) as tmp:
+            merged = Path(tmp)
+            # Relative lower dirs keep the option string short (it is limited to a page).
+            rel = [os.path.relpath(p, self._store.paths.root) for p in lowers]
+            subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
+                            "ro,lowerdir=" + ":".join(rel), str(merged)],
+                           check=True, cwd=self._store.paths.root, capture_output=True)
+            try:
+                with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+                    for entry in sorted(os.listdir(merged)):
+                        tar.add(merged / entry, arcname=entry, recursive=True)
+            finally:
+                subprocess.run(["umount", str(merged)], check=False, capture_output=True)
 
     def _docker_config(self, img: Image, image: str, spec: dict[str, Any], options: RunOptions,
                        create: CreateOptions) -> dict[str, Any]:
@@ -598,6 +653,21 @@ def read_from_layers(layers_top_first: list[Path], path: str) -> bytes | None:
         with os.fdopen(fd, "rb") as f:
             return f.read()
     return None
+
+
+def read_from_layers_exists(layers_top_first: list[Path], path: str) -> bool:
+    """Whether ``path`` exists (as anything but a whiteout) in the merged layers."""
+    import stat
+
+    for layer in layers_top_first:
+        try:
+            st = os.lstat(layer / path)
+        except OSError:
+            if _opaque_parent(layer, path.split("/")):
+                return False
+            continue
+        return not (stat.S_ISCHR(st.st_mode) and st.st_rdev == 0)
+    return False
 
 
 def _opaque_parent(layer: Path, parts: list[str]) -> bool:

@@ -264,3 +264,25 @@ def prune(
             typer.echo(container_id)
         typer.echo("")
     typer.echo(f"Total reclaimed space: {human_size(reclaimed)}")
+
+
+@app.command("export")
+@container_app.command("export")
+def export(
+    container: Annotated[str, typer.Argument(metavar="CONTAINER")],
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write to a file, instead of STDOUT.")] = None,
+) -> None:
+    """Export a container's filesystem as a tar archive."""
+    from ..errors import InvalidArgumentError
+
+    if output is None:
+        if sys.stdout.isatty():
+            raise InvalidArgumentError(
+                "cowardly refusing to save to a terminal. Use the -o flag or redirect")
+        sys.stdout.flush()
+        engine().containers.export(container, sys.stdout.buffer)
+        return
+    tmp = output + ".tmp"
+    with open(tmp, "wb") as f:
+        engine().containers.export(container, f)
+    os.replace(tmp, output)
