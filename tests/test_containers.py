@@ -284,3 +284,16 @@ def test_create_then_export_equals_dockers_rootfs(store, fixture_images, tmp_pat
                            check=True, capture_output=True).stdout
     assert piped[:512] == out.read_bytes()[:512] and len(piped) == out.stat().st_size
     barque(store, "rm", cid)
+
+
+def test_signals_to_barque_run_reach_the_container(store, busybox) -> None:
+    script = 'trap "echo got TERM; exit 5" TERM; echo ready; while true; do sleep 0.1; done'
+    proc = subprocess.Popen([sys.executable, "-m", "barque", "--root", str(store), "run", "--rm",
+                             "--network", "none", busybox, "sh", "-c", script],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == "ready\n"
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert out == "got TERM\n", err
+    assert proc.returncode == 5

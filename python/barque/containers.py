@@ -9,13 +9,14 @@ the host when the container's last process exits.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import secrets
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -538,15 +539,23 @@ class ContainerService:
 
     def run(self, image: str, command: list[str] | None = None, *,
             options: RunOptions | None = None, create: CreateOptions | None = None,
-            stdin: int = 0, stdout: int = 1, stderr: int = 2, progress: Any = None) -> int:
+            stdin: int = 0, stdout: int = 1, stderr: int = 2, progress: Any = None,
+            sig_proxy: bool = False) -> int:
         """``docker run`` in the foreground: create, start with the given stdio, wait, and
-        remove when ``create.auto_remove``. Returns the container's exit code."""
+        remove when ``create.auto_remove``. Returns the container's exit code. With
+        ``sig_proxy`` (the CLI's default, as Docker's), signals this process receives while
+        waiting are forwarded to the container's init (main thread only)."""
         create = create or CreateOptions()
         container = self.create(image, command, options=options, create=create, pull=True,
                                 progress=progress)
         try:
-            self.start(container.id, stdin=stdin, stdout=stdout, stderr=stderr)
-            return self.wait(container.id)
+            proxy = _SignalProxy()
+            # Installed before the start, so a signal that arrives while the container is being
+            # set up is held and forwarded once its pid is known, not lost.
+            with proxy.installed() if sig_proxy else contextlib.nullcontext():
+                started = self.start(container.id, stdin=stdin, stdout=stdout, stderr=stderr)
+                proxy.attach(started.pid)
+                return self.wait(container.id)
         except BaseException:
             if not create.auto_remove:
                 self._store.metadata.update_container(container.id, status="exited",
@@ -555,6 +564,48 @@ class ContainerService:
         finally:
             if create.auto_remove:
                 self.remove(container.id, force=True)
+
+
+#: What `docker run --sig-proxy` forwards (SIGKILL/SIGSTOP cannot be caught; SIGCHLD, SIGPIPE
+#: and SIGWINCH concern this process, not the container).
+_PROXIED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
+                    signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM, signal.SIGCONT)
+
+
+class _SignalProxy:
+    """Forwards the signals this process receives to the container's init."""
+
+    def __init__(self) -> None:
+        self.pid = 0
+        self.held: list[int] = []
+
+    def _forward(self, signum: int, _frame: object) -> None:
+        if not self.pid:
+            self.held.append(signum)
+            return
+        try:
+            os.kill(self.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    def attach(self, pid: int) -> None:
+        self.pid = pid
+        while self.held:
+            self._forward(self.held.pop(0), None)
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            yield  # Python handles signals in the main thread only
+            return
+        previous = {sig: signal.signal(sig, self._forward) for sig in _PROXIED_SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 def _resources(options: RunOptions) -> dict[str, Any]:

@@ -104,6 +104,9 @@ def run_or_create(
     privileged: PrivilegedOpt = False, cap_add: CapAddOpt = [], cap_drop: CapDropOpt = [],
     security_opt: SecurityOpt = [], label: LabelOpt = [], memory: MemoryOpt = None,
     pids_limit: PidsLimitOpt = None, cpus: CpusOpt = None,
+    sig_proxy: Annotated[bool, typer.Option(
+        "--sig-proxy/--no-sig-proxy", help="Proxy received signals to the process (run only).")
+    ] = True,
 ) -> None:
     """`run` and `create` take the same options; `run` also starts and waits."""
     from ..containers import CreateOptions
@@ -124,7 +127,7 @@ def run_or_create(
         return
     sys.stdout.flush()
     code = engine().containers.run(image, command or None, options=options, create=create,
-                                   progress=progress)
+                                   progress=progress, sig_proxy=sig_proxy)
     raise typer.Exit(code)
 
 
