@@ -20,7 +20,10 @@ class Store:
     def __init__(self, root: Path) -> None:
         self.paths = StorePaths(root)
         self.paths.ensure()
-        self.metadata = Metadata(self.paths.database)
+        # Two processes creating a store at once: SQLite does not wait (busy timeout) for the
+        # switch to WAL mode, so the first open of the database is serialised by hand.
+        with file_lock(self.paths.lock("open")):
+            self.metadata = Metadata(self.paths.database)
         self.content = ContentStore(self.paths)
         self.snapshots = SnapshotStore(self.paths, self.metadata)
         self.settle()
