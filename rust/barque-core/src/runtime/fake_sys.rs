@@ -302,6 +302,12 @@ impl Sys for FakeSys {
     fn set_signal_mask(&self, _mask: &libc::sigset_t) -> SysResult<()> {
         self.record("signals", "set_signal_mask".to_owned())
     }
+    fn setsid(&self) -> SysResult<()> {
+        self.record("setsid", "setsid".to_owned())
+    }
+    fn set_controlling_tty(&self, fd: RawFd) -> SysResult<()> {
+        self.record("tty", format!("set_controlling_tty({fd})"))
+    }
     fn execve(&self, path: &CStr, _argv: &[*const c_char], _envp: &[*const c_char]) -> Errno {
         match self.record("execve", format!("execve({})", s(path))) {
             Err(e) => e,

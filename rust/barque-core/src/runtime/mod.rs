@@ -5,6 +5,7 @@ pub mod capabilities;
 pub mod cgroup;
 pub mod container;
 pub mod devices;
+pub mod exec;
 pub mod failure;
 pub mod hostname;
 mod init;

@@ -111,6 +111,10 @@ pub trait Sys {
     /// Resets every signal disposition to the default (a `SIG_IGN` would survive exec).
     fn reset_signal_dispositions(&self);
     fn set_signal_mask(&self, mask: &libc::sigset_t) -> SysResult<()>;
+    /// A new session, so the process can take a controlling terminal.
+    fn setsid(&self) -> SysResult<()>;
+    /// `ioctl(fd, TIOCSCTTY, 0)`: `fd`'s terminal becomes the session's controlling terminal.
+    fn set_controlling_tty(&self, fd: RawFd) -> SysResult<()>;
     /// Returns only on failure.
     fn execve(&self, path: &CStr, argv: &[*const c_char], envp: &[*const c_char]) -> Errno;
 }
@@ -616,6 +620,16 @@ impl Sys for Linux {
                 8usize,
             )
         })
+    }
+
+    fn setsid(&self) -> SysResult<()> {
+        // SAFETY: no arguments.
+        unit(unsafe { libc::syscall(libc::SYS_setsid) })
+    }
+
+    fn set_controlling_tty(&self, fd: RawFd) -> SysResult<()> {
+        // SAFETY: integer arguments; 0 means "do not steal it from another session".
+        unit(unsafe { libc::syscall(libc::SYS_ioctl, fd, libc::TIOCSCTTY, 0) })
     }
 
     fn execve(&self, path: &CStr, argv: &[*const c_char], envp: &[*const c_char]) -> Errno {
