@@ -1,3 +1,3 @@
-from barque.cli.main import main
+from barque.cli.launcher import main
 
 main()

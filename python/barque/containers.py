@@ -15,6 +15,7 @@ import json
 import os
 import secrets
 import signal
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -39,11 +40,19 @@ _HEX = frozenset("0123456789abcdef")
 
 @dataclass
 class CreateOptions:
-    """What ``barque create``/``run`` accept beyond the runtime options of the spec."""
+    """What ``barque create``/``run`` accept beyond the runtime options of the spec.
+
+    ``open_stdin`` (``-i``) gives a supervised container a stdin fed by attach clients.
+    ``log_driver`` is ``json-file`` (Docker's default) or ``none``; ``log_opts`` takes
+    ``max-size`` (a size such as ``10m``) and ``max-file`` (a count, with ``max-size``)."""
 
     name: str | None = None
     auto_remove: bool = False
     labels: dict[str, str] = field(default_factory=dict)
+    stop_signal: str | None = None
+    open_stdin: bool = False
+    log_driver: str = "json-file"
+    log_opts: dict[str, str] = field(default_factory=dict)
 
 
 class Container:
@@ -93,7 +102,28 @@ class Container:
         return self
 
     def start(self) -> Container:
+        """Start it detached, under its supervisor (see :meth:`ContainerService.start`)."""
         return self._service.start(self.id)
+
+    def restart(self, timeout: float = 10) -> Container:
+        return self._service.restart(self.id, timeout)
+
+    def pause(self) -> None:
+        self._service.pause(self.id)
+
+    def unpause(self) -> None:
+        self._service.unpause(self.id)
+
+    def top(self, ps_args: list[str] | None = None) -> tuple[list[str], list[list[str]]]:
+        return self._service.top(self.id, ps_args)
+
+    def logs(self, *, stdout: bool = True, stderr: bool = True, timestamps: bool = False,
+             tail: int | None = None, since: float | str | None = None) -> bytes:
+        """The container's log so far, as ``docker logs`` prints it (streams merged)."""
+        return b"".join(
+            (e.time.encode() + b" " if timestamps else b"") + e.data
+            for e in self._service.logs(self.id, tail=tail, since=since)
+            if (stdout and e.stream == "stdout") or (stderr and e.stream == "stderr"))
 
     def wait(self) -> int:
         return self._service.wait(self.id)
@@ -127,9 +157,10 @@ class Container:
             "Path": (cfg["Config"].get("Cmd") or [""])[0] if cfg["Config"].get("Cmd") else "",
             "Args": (cfg["Config"].get("Cmd") or [])[1:],
             "State": {
-                "Status": r.status, "Running": r.status == "running", "Paused": False,
+                "Status": r.status, "Running": r.status in ("running", "paused"),
+                "Paused": r.status == "paused",
                 "Restarting": False, "OOMKilled": r.oom_killed, "Dead": False,
-                "Pid": r.pid if r.status == "running" else 0, "ExitCode": r.exit_code,
+                "Pid": r.pid if r.status in ("running", "paused") else 0, "ExitCode": r.exit_code,
                 "Error": r.error,
                 "StartedAt": _rfc3339(r.started_at) if r.started_at else "0001-01-01T00:00:00Z",
                 "FinishedAt": _rfc3339(r.finished_at) if r.finished_at else "0001-01-01T00:00:00Z",
@@ -140,6 +171,8 @@ class Container:
             "HostConfig": cfg["HostConfig"],
             "Config": cfg["Config"],
             "Mounts": [],
+            "LogPath": str(self._service._store.paths.container_log(r.id))
+            if cfg["HostConfig"].get("LogConfig", {}).get("Type") == "json-file" else "",
             "NetworkSettings": {"Networks": {cfg["HostConfig"].get("NetworkMode", "none"): {}}},
         }
 
@@ -202,7 +235,10 @@ class ContainerService:
         record = self._store.metadata.get_container(container_id)
         if record is None:
             raise ContainerNotFoundError(f"No such container: {container_id}")
-        return self._repair(record)
+        repaired = self._repair(record)
+        if repaired is None:
+            raise ContainerNotFoundError(f"No such container: {container_id}")
+        return repaired
 
     def get(self, name_or_id: str) -> Container:
         return Container(self, self._load(self.resolve_id(name_or_id)))
@@ -222,12 +258,23 @@ class ContainerService:
         out = []
         for record in self._store.metadata.containers():
             record = self._repair(record)
-            if not (all or "status" in filters or record.status == "running"):
+            if record is None:  # an --rm container whose supervisor died: removed now
+                continue
+            if not (all or "status" in filters or record.status in ("running", "paused")):
                 continue
             container = Container(self, record)
             if _matches(container, filters, ancestors):
                 out.append(container)
         return out
+
+    def sizes(self, container: Container) -> tuple[int, int]:
+        """(bytes in the container's writable layer, those plus its image's): ``ps -s``."""
+        rw = _tree_size(self._store.paths.container(container.id) / "upper")
+        try:
+            image_size = self._engine.images.get(container.image_id).size
+        except ImageNotFoundError:
+            image_size = 0
+        return rw, rw + image_size
 
     def rename(self, name_or_id: str, new_name: str) -> None:
         """Give a container a new name; Docker's conflict error if the name is taken."""
@@ -242,24 +289,56 @@ class ContainerService:
         writable layers held."""
         removed, reclaimed = [], 0
         for container in self.list(all=True):
-            if container.status == "running":
+            if container.status in ("running", "paused"):
                 continue
             reclaimed += _tree_size(self._store.paths.container(container.id) / "upper")
             self.remove(container.id)
             removed.append(container.id)
         return removed, reclaimed
 
-    def _repair(self, record: ContainerRecord) -> ContainerRecord:
+    def _repair(self, record: ContainerRecord) -> ContainerRecord | None:
         """A 'running' container whose process is gone (or whose PID was reused) is recorded
-        as exited: the books never show a ghost."""
-        if record.status != "running":
+        as exited -- with the code its supervisor recorded, else 255 -- and its cgroup
+        released: the books never show a ghost. An ``--rm`` container whose supervisor
+        died before removing it is removed (None)."""
+        from .runtime import supervisor
+
+        if record.status not in ("running", "paused"):
             return record
+        # A zombie still counts as running: its parent (a foreground `run`, or the
+        # supervisor) is about to reap it and record the real exit code.
         if record.pid and _process_start_time(record.pid) == record.pid_start:
             return record
-        self._store.metadata.update_container(
-            record.id, status="exited", exit_code=record.exit_code or 255,
-            finished_at=time.time(), error="container process disappeared")
-        return self._store.metadata.get_container(record.id) or record
+        state = self._store.paths.run_state(record.id)
+        exit_record = supervisor.read_exit(state)
+        if exit_record is None and supervisor.shim_alive(state):
+            # Exited a moment ago: the supervisor is draining its output, then records it.
+            deadline = time.monotonic() + 2
+            while exit_record is None and time.monotonic() < deadline \
+                    and supervisor.shim_alive(state):
+                time.sleep(0.01)
+                exit_record = supervisor.read_exit(state)
+        if exit_record is not None:
+            self._finish(record.id, exit_record.exit_code, exit_record.finished_at)
+        else:
+            self._finish(record.id, record.exit_code or 255, time.time(),
+                         error="container process disappeared")
+        updated = self._store.metadata.get_container(record.id)
+        if updated is not None and not supervisor.shim_alive(state) \
+                and json.loads(updated.config)["HostConfig"].get("AutoRemove"):
+            self._remove_stopped(record.id)
+            return None
+        return updated
+
+    def _finish(self, container_id: str, exit_code: int, finished_at: float,
+                error: str = "") -> None:
+        """Record the container as exited and release its cgroup (idempotent)."""
+        oom_killed = self._release_cgroup(container_id)
+        fields: dict[str, Any] = dict(status="exited", exit_code=exit_code, pid=0,
+                                      finished_at=finished_at, oom_killed=oom_killed)
+        if error:
+            fields["error"] = error
+        self._store.metadata.update_container(container_id, **fields)
 
     # -- create ---------------------------------------------------------------------------
 
@@ -286,13 +365,20 @@ class ContainerService:
         _validate_name(name)
         self._check_name_free(name)
         bundle = self._store.paths.container(container_id)
+        _validate_log_config(create)
+        if create.stop_signal:
+            parse_signal(create.stop_signal)
         spec = build_spec(img.config.get("config") or {}, options, self._rootfs_reader(img),
                           container_id)
+        cmd = list(spec["process"]["args"])
+        if options.init:
+            _add_init(spec)
         try:
             self._make_bundle(bundle, img, spec, options)
             record = ContainerRecord(
                 id=container_id, name=name, image_id=img.id, image=image, created=time.time(),
-                config=json.dumps(self._docker_config(img, image, spec, options, create)).encode(),
+                config=json.dumps(self._docker_config(img, image, spec, cmd, options,
+                                                      create)).encode(),
                 status="created", pid=0, pid_start=0, exit_code=0, started_at=0.0,
                 finished_at=0.0, oom_killed=False, error="")
             for _ in range(20):
@@ -413,18 +499,18 @@ class ContainerService:
             finally:
                 subprocess.run(["umount", str(merged)], check=False, capture_output=True)
 
-    def _docker_config(self, img: Image, image: str, spec: dict[str, Any], options: RunOptions,
-                       create: CreateOptions) -> dict[str, Any]:
+    def _docker_config(self, img: Image, image: str, spec: dict[str, Any], cmd: list[str],
+                       options: RunOptions, create: CreateOptions) -> dict[str, Any]:
         process = spec["process"]
         image_cfg = img.config.get("config") or {}
         return {
             "Config": {
                 "Hostname": spec.get("hostname", ""), "User": options.user or image_cfg.get("User", ""),
-                "Env": process.get("env", []), "Cmd": process.get("args", []),
+                "Env": process.get("env", []), "Cmd": cmd,
                 "Entrypoint": None, "Image": image, "WorkingDir": process.get("cwd", "/"),
                 "Labels": {**(image_cfg.get("Labels") or {}), **create.labels},
-                "Tty": bool(options.tty), "OpenStdin": False,
-                "StopSignal": image_cfg.get("StopSignal") or "SIGTERM",
+                "Tty": bool(options.tty), "OpenStdin": bool(create.open_stdin),
+                "StopSignal": create.stop_signal or image_cfg.get("StopSignal") or "SIGTERM",
                 "ExposedPorts": image_cfg.get("ExposedPorts") or {},
             },
             "HostConfig": {
@@ -432,55 +518,110 @@ class ContainerService:
                 "Privileged": bool(options.privileged), "ReadonlyRootfs": bool(options.read_only),
                 "CapAdd": list(options.cap_add) or None, "CapDrop": list(options.cap_drop) or None,
                 "SecurityOpt": list(options.security_opt) or None,
-                "LogConfig": {"Type": "none", "Config": {}},
+                "LogConfig": {"Type": create.log_driver, "Config": dict(create.log_opts)},
+                "Init": bool(options.init) or None,
                 **_resources(options),
             },
         }
 
     # -- lifecycle ------------------------------------------------------------------------
 
-    def start(self, name_or_id: str, *, stdin: int = 0, stdout: int = 1,
-              stderr: int = 2) -> Container:
-        """Start a created container with the given fds as its stdio. Errors in the container's
-        set-up (a missing binary, a bad user or workdir) raise ``barque.errors.ContainerError``
-        with Docker's exit code (127, 126, 125)."""
-        from .native import container_errors, load
+    def _lock(self, container_id: str):  # type: ignore[no-untyped-def]
+        """Serialises a start against its supervisor's exit command (``cleanup``), which may
+        run before the start has recorded the container as running."""
+        from .store import file_lock
+
+        return file_lock(self._store.paths.lock("container-" + container_id))
+
+    def _cgroup_for(self, record: ContainerRecord):  # type: ignore[no-untyped-def]
         from .runtime import cgroups
 
-        container_id = self.resolve_id(name_or_id)
-        record = self._load(container_id)
-        if record.status == "running":
-            return Container(self, record)
-        bundle = self._store.paths.container(container_id)
         host = json.loads(record.config).get("HostConfig", {})
         nano = host.get("NanoCpus") or 0
         limits = cgroups.CgroupLimits(memory=host.get("Memory") or None,
                                       pids=host.get("PidsLimit") or None,
                                       cpus=nano / 1e9 if nano else None)
-        cgroup = cgroups.create(container_id, limits)
+        return cgroups.create(record.id, limits)
+
+    def start(self, name_or_id: str, *, hold_output: bool = False,
+              tty_size: tuple[int, int] | None = None) -> Container:
+        """Start a created (or exited) container detached, under its own supervisor
+        (``barque-shim``), which logs its output, records its exit and survives this process.
+        ``hold_output`` keeps the output for the first attach client (``start -a``,
+        ``run -it``). Errors in the container's set-up raise ``ContainerStartError`` with
+        Docker's exit code (127, 126, 125)."""
+        from .runtime import supervisor
+
+        container_id = self.resolve_id(name_or_id)
+        with self._lock(container_id):
+            record = self._load(container_id)
+            if record.status in ("running", "paused"):
+                return Container(self, record)
+            cfg = json.loads(record.config)
+            log_config = cfg["HostConfig"].get("LogConfig") or {}
+            log_opts = log_config.get("Config") or {}
+            json_file = log_config.get("Type") == "json-file"
+            cgroup = self._cgroup_for(record)
+            state = self._store.paths.run_state(container_id)
+            options = supervisor.ShimOptions(
+                bundle=self._store.paths.container(container_id), state_dir=state,
+                log_path=self._store.paths.container_log(container_id) if json_file else None,
+                log_max_size=_log_max_size(log_opts), log_max_file=_log_max_file(log_opts),
+                stdin=bool(cfg["Config"].get("OpenStdin")), hold_output=hold_output,
+                tty_size=tty_size, cgroup_procs=cgroup.procs,
+                exit_command=[sys.executable, "-m", "barque", "--root",
+                              str(self._store.paths.root), "container", "cleanup",
+                              container_id])
+            try:
+                started = supervisor.start(options)
+            except BaseException:
+                cgroup.remove()
+                raise
+            self._store.metadata.update_container(
+                container_id, status="running", pid=started.pid,
+                pid_start=_process_start_time(started.pid), started_at=time.time(),
+                finished_at=0.0, exit_code=0, error="", oom_killed=False)
+            return Container(self, self._load(container_id))
+
+    def _start_foreground(self, container_id: str, *, stdin: int, stdout: int,
+                          stderr: int) -> Container:
+        """Start with the given fds as the container's stdio, as a child of this process
+        (no supervisor, no log): ``run`` in the foreground without a tty."""
+        from .native import container_errors, load
+
+        record = self._load(container_id)
+        if record.status in ("running", "paused"):
+            return Container(self, record)
+        _remove_tree(self._store.paths.run_state(container_id))
+        cgroup = self._cgroup_for(record)
         try:
             with container_errors():
-                pid = load().spawn(str(bundle), stdin_fd=stdin, stdout_fd=stdout,
-                                   stderr_fd=stderr, cgroup_procs=cgroup.procs)
+                pid = load().spawn(str(self._store.paths.container(container_id)),
+                                   stdin_fd=stdin, stdout_fd=stdout, stderr_fd=stderr,
+                                   cgroup_procs=cgroup.procs)
         except BaseException:
             cgroup.remove()
             raise
         self._store.metadata.update_container(
             container_id, status="running", pid=pid, pid_start=_process_start_time(pid),
-            started_at=time.time(), finished_at=0.0, exit_code=0, error="")
+            started_at=time.time(), finished_at=0.0, exit_code=0, error="", oom_killed=False)
         return Container(self, self._load(container_id))
 
     def wait(self, name_or_id: str) -> int:
         """Wait for the container to exit and return its exit code (128+N for signal N)."""
+        from .runtime import supervisor
+
         container_id = self.resolve_id(name_or_id)
         record = self._load(container_id)
-        if record.status != "running":
+        if record.status not in ("running", "paused"):
+            return record.exit_code
+        state = self._store.paths.run_state(container_id)
+        if (state / "shim.pid").exists():
+            _wait_gone(record.pid, record.pid_start)
+            record = self._load(container_id)  # repairs from the supervisor's exit record
             return record.exit_code
         code = _wait_pid(record.pid, record.pid_start)
-        oom_killed = self._release_cgroup(container_id)
-        self._store.metadata.update_container(
-            container_id, status="exited", exit_code=code, finished_at=time.time(), pid=0,
-            oom_killed=oom_killed)
+        self._finish(container_id, code, time.time())
         return code
 
     def _release_cgroup(self, container_id: str) -> bool:
@@ -498,62 +639,185 @@ class ContainerService:
 
     def kill(self, name_or_id: str, sig: int = signal.SIGKILL) -> None:
         record = self._load(self.resolve_id(name_or_id))
-        if record.status != "running":
+        if record.status not in ("running", "paused"):
             raise ConflictError(f"Container {record.id} is not running")
-        os.kill(record.pid, sig)
+        self._signal(record, sig)
+
+    def _signal(self, record: ContainerRecord, sig: int) -> None:
+        try:
+            os.kill(record.pid, sig)
+        except ProcessLookupError:
+            return
+        if record.status == "paused" and sig == signal.SIGKILL:
+            # A frozen task acts on SIGKILL only once thawed.
+            self._thaw_quietly(record.id)
+
+    def _thaw_quietly(self, container_id: str) -> None:
+        from .runtime import cgroups
+
+        with contextlib.suppress(OSError, InvalidArgumentError):
+            cgroups.open_existing(container_id).freeze(False)
+        self._store.metadata.update_container(container_id, status="running")
 
     def stop(self, name_or_id: str, timeout: float = 10) -> None:
         """Docker's stop: the stop signal, then SIGKILL after ``timeout`` seconds."""
         record = self._load(self.resolve_id(name_or_id))
-        if record.status != "running":
+        if record.status not in ("running", "paused"):
             return
         stop_signal = json.loads(record.config)["Config"].get("StopSignal") or "SIGTERM"
-        sig = getattr(signal, stop_signal if stop_signal.startswith("SIG") else f"SIG{stop_signal}",
-                      signal.SIGTERM)
+        sig = parse_signal(stop_signal)
         os.kill(record.pid, sig)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if _process_start_time(record.pid) != record.pid_start or _is_zombie(record.pid):
-                break
-            time.sleep(0.02)
-        else:
-            os.kill(record.pid, signal.SIGKILL)
+        if record.status == "paused":
+            self._thaw_quietly(record.id)  # so the stop signal can be acted on
+        if not _wait_gone(record.pid, record.pid_start, timeout):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(record.pid, signal.SIGKILL)
         self.wait(record.id)
+
+    def restart(self, name_or_id: str, timeout: float = 10) -> Container:
+        """``docker restart``: stop (if running), then start detached."""
+        container_id = self.resolve_id(name_or_id)
+        self.stop(container_id, timeout)
+        return self.start(container_id)
+
+    def pause(self, name_or_id: str) -> None:
+        """Freeze every process of the container (the cgroup freezer)."""
+        from .runtime import cgroups
+
+        record = self._load(self.resolve_id(name_or_id))
+        if record.status == "paused":
+            raise ConflictError(f"Container {record.id} is already paused")
+        if record.status != "running":
+            raise ConflictError(f"Container {record.id} is not running")
+        cgroups.open_existing(record.id).freeze(True)
+        self._store.metadata.update_container(record.id, status="paused")
+
+    def unpause(self, name_or_id: str) -> None:
+        from .runtime import cgroups
+
+        record = self._load(self.resolve_id(name_or_id))
+        if record.status != "paused":
+            raise ConflictError(f"Container {record.id} is not paused")
+        cgroups.open_existing(record.id).freeze(False)
+        self._store.metadata.update_container(record.id, status="running")
+
+    def top(self, name_or_id: str, ps_args: list[str] | None = None
+            ) -> tuple[list[str], list[list[str]]]:
+        """``docker top``: the host's ``ps`` (default ``-ef``) limited to the container's
+        processes; returns the titles and the rows."""
+        import subprocess
+
+        from .runtime import cgroups
+
+        record = self._load(self.resolve_id(name_or_id))
+        if record.status not in ("running", "paused"):
+            raise ConflictError(f"Container {record.id} is not running")
+        pids = set(cgroups.open_existing(record.id).pids()) or {record.pid}
+        out = subprocess.run(["ps", *(ps_args or ["-ef"])], capture_output=True, text=True,
+                             check=False)
+        if out.returncode != 0:
+            raise InvalidArgumentError(f"ps: {out.stderr.strip() or 'failed'}")
+        lines = out.stdout.splitlines()
+        if not lines:
+            return [], []
+        titles = lines[0].split()
+        if "PID" not in titles:
+            raise InvalidArgumentError("Couldn't find PID field in ps output")
+        at = titles.index("PID")
+        rows = []
+        for line in lines[1:]:
+            fields = line.split(None, len(titles) - 1)
+            if len(fields) > at and fields[at].isdigit() and int(fields[at]) in pids:
+                rows.append(fields)
+        return titles, rows
+
+    def logs(self, name_or_id: str, *, tail: int | None = None,
+             since: float | str | None = None, until: float | str | None = None,
+             follow: bool = False) -> Iterator[Any]:
+        """The container's log entries (:class:`barque.logs.LogEntry`), oldest first; with
+        ``follow``, then those written until the container stops."""
+        from . import logs
+
+        record = self._load(self.resolve_id(name_or_id))
+        log_type = (json.loads(record.config)["HostConfig"].get("LogConfig") or {}).get("Type")
+        if log_type != "json-file":
+            raise InvalidArgumentError(
+                f'configured logging driver does not support reading: "{log_type or "none"}"')
+        since_t = logs.parse_since(since) if isinstance(since, str) else since
+        until_t = logs.parse_since(until) if isinstance(until, str) else until
+
+        def running() -> bool:
+            current = self._store.metadata.get_container(record.id)
+            return current is not None and self._repair(current) is not None and \
+                self._store.metadata.get_container(record.id).status in ("running", "paused")
+
+        return logs.entries(self._store.paths.container_log(record.id), tail=tail,
+                            since=since_t, until=until_t, follow=follow, running=running)
+
+    def cleanup(self, name_or_id: str) -> None:
+        """The supervisor's exit command: settle the books of an exited container and remove
+        it if it was started with ``--rm``. Idempotent; a container already gone is fine."""
+        try:
+            container_id = self.resolve_id(name_or_id)
+        except ContainerNotFoundError:
+            return
+        with self._lock(container_id):
+            record = self._store.metadata.get_container(container_id)
+            if record is None:
+                return
+            record = self._repair(record)
+            if record is None or record.status in ("running", "paused"):
+                return
+            if json.loads(record.config)["HostConfig"].get("AutoRemove"):
+                self._remove_stopped(container_id)
 
     def remove(self, name_or_id: str, force: bool = False) -> None:
         container_id = self.resolve_id(name_or_id)
         record = self._load(container_id)
-        if record.status == "running":
+        if record.status in ("running", "paused"):
             if not force:
                 raise ConflictError(
                     f"You cannot remove a running container {container_id}. Stop the container "
                     "before attempting removal or force remove")
-            try:
-                os.kill(record.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            self._signal(record, signal.SIGKILL)
             self.wait(container_id)
+        self._remove_stopped(container_id)
+
+    def _remove_stopped(self, container_id: str) -> None:
         self._release_cgroup(container_id)
         self._store.metadata.remove_container(container_id)
+        _remove_tree(self._store.paths.run_state(container_id))
         _remove_tree(self._store.paths.container(container_id))
 
     def run(self, image: str, command: list[str] | None = None, *,
             options: RunOptions | None = None, create: CreateOptions | None = None,
-            stdin: int = 0, stdout: int = 1, stderr: int = 2, progress: Any = None,
-            sig_proxy: bool = False) -> int:
-        """``docker run`` in the foreground: create, start with the given stdio, wait, and
-        remove when ``create.auto_remove``. Returns the container's exit code. With
-        ``sig_proxy`` (the CLI's default, as Docker's), signals this process receives while
-        waiting are forwarded to the container's init (main thread only)."""
+            stdin: int | None = None, stdout: int = 1, stderr: int = 2, progress: Any = None,
+            sig_proxy: bool = False, detach: bool = False) -> Any:
+        """``docker run``. With ``detach``, create and start it under its supervisor and
+        return the :class:`Container`. Else in the foreground: create, start with the given
+        stdio (``stdin`` None: /dev/null), wait, and remove when ``create.auto_remove``;
+        returns the exit code. With ``sig_proxy`` (the CLI's default, as Docker's), signals
+        this process receives while waiting are forwarded to the container's init (main
+        thread only)."""
         create = create or CreateOptions()
         container = self.create(image, command, options=options, create=create, pull=True,
                                 progress=progress)
+        if detach:
+            try:
+                return self.start(container.id)
+            except BaseException:
+                self._abandon(container.id, create.auto_remove)
+                raise
+        devnull = None
+        if stdin is None:
+            devnull = stdin = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         try:
             proxy = _SignalProxy()
             # Installed before the start, so a signal that arrives while the container is being
             # set up is held and forwarded once its pid is known, not lost.
             with proxy.installed() if sig_proxy else contextlib.nullcontext():
-                started = self.start(container.id, stdin=stdin, stdout=stdout, stderr=stderr)
+                started = self._start_foreground(container.id, stdin=stdin, stdout=stdout,
+                                                 stderr=stderr)
                 proxy.attach(started.pid)
                 return self.wait(container.id)
         except BaseException:
@@ -562,8 +826,98 @@ class ContainerService:
                                                       exit_code=125)
             raise
         finally:
+            if devnull is not None:
+                os.close(devnull)
             if create.auto_remove:
                 self.remove(container.id, force=True)
+
+    def _abandon(self, container_id: str, auto_remove: bool) -> None:
+        """After a failed start: removed with ``--rm``, else recorded as exited (125)."""
+        if auto_remove:
+            with contextlib.suppress(ContainerNotFoundError):
+                self.remove(container_id, force=True)
+        else:
+            self._store.metadata.update_container(container_id, status="exited", exit_code=125)
+
+
+def parse_signal(name: str | int) -> int:
+    """A signal number from ``SIGTERM``, ``TERM``, ``term`` or ``15``."""
+    from .errors import InvalidArgumentError as _Invalid
+
+    if isinstance(name, int):
+        return name
+    text = name.strip().upper()
+    if text.isdigit():
+        return int(text)
+    value = getattr(signal, text if text.startswith("SIG") else f"SIG{text}", None)
+    if not isinstance(value, signal.Signals):
+        raise _Invalid(f"Invalid signal: {name}")
+    return int(value)
+
+
+#: Where ``--init`` mounts barque-init (on the container's /dev tmpfs: nothing is added to
+#: its root filesystem).
+INIT_PATH = "/dev/init"
+
+
+def _add_init(spec: dict[str, Any]) -> None:
+    """``--init``: a minimal init (``barque-init``, static) as PID 1 that reaps zombies and
+    forwards signals to the command."""
+    from .runtime.supervisor import helper_binary
+
+    spec.setdefault("mounts", []).append({
+        "destination": INIT_PATH, "type": "bind", "source": str(helper_binary("barque-init")),
+        "options": ["bind", "ro", "nosuid", "nodev"]})
+    spec["process"]["args"] = [INIT_PATH, "--", *spec["process"]["args"]]
+
+
+def _validate_log_config(create: CreateOptions) -> None:
+    if create.log_driver not in ("json-file", "none"):
+        raise InvalidArgumentError(
+            f"logging driver {create.log_driver!r} is not supported: json-file or none")
+    for key, value in create.log_opts.items():
+        if create.log_driver == "none":
+            raise InvalidArgumentError(f"unknown log opt '{key}' for none log driver")
+        if key not in ("max-size", "max-file"):
+            raise InvalidArgumentError(f"unknown log opt '{key}' for json-file log driver")
+    if create.log_opts.get("max-size") and _log_max_size(create.log_opts) < 1:
+        raise InvalidArgumentError("max-size must be a positive size")
+    max_file = create.log_opts.get("max-file")
+    if max_file is not None:
+        if not max_file.isdigit() or int(max_file) < 1:
+            raise InvalidArgumentError("max-file cannot be less than 1")
+        if int(max_file) > 1 and not create.log_opts.get("max-size"):
+            raise InvalidArgumentError("max-file cannot be set without max-size")
+
+
+def _log_max_size(opts: dict[str, str]) -> int | None:
+    from .runtime.cgroups import parse_memory
+
+    return parse_memory(opts["max-size"]) if opts.get("max-size") else None
+
+
+def _log_max_file(opts: dict[str, str]) -> int | None:
+    return int(opts["max-file"]) if opts.get("max-file") else None
+
+
+def _wait_gone(pid: int, pid_start: int, timeout: float | None = None) -> bool:
+    """Wait (up to ``timeout`` seconds) until ``pid`` -- any process, not only a child --
+    has exited; True if it has."""
+    import select
+
+    if _process_start_time(pid) != pid_start or _is_zombie(pid):
+        return True
+    try:
+        fd = os.pidfd_open(pid)
+    except (ProcessLookupError, OSError):
+        return True
+    try:
+        if _process_start_time(pid) != pid_start:  # reused between the check and the open
+            return True
+        ready, _, _ = select.select([fd], [], [], timeout)
+        return bool(ready)
+    finally:
+        os.close(fd)
 
 
 #: What `docker run --sig-proxy` forwards (SIGKILL/SIGSTOP cannot be caught; SIGCHLD, SIGPIPE

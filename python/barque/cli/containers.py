@@ -14,52 +14,6 @@ container_app = typer.Typer(help="Manage containers.", no_args_is_help=True)
 app.add_typer(container_app, name="container")
 container_app.command("inspect")(inspect)
 
-#: Docker's exit code for a failure of the engine itself (not of the container's command).
-ENGINE_FAILURE = 125
-
-NETWORK_NOTICE = ("barque: no bridge network yet; the container gets --network none "
-                  "(pass --network host or none to silence this)")
-
-
-def _options(
-    env: list[str], env_file: list[str], workdir: Optional[str], user: Optional[str],
-    hostname: Optional[str], entrypoint: Optional[str], network: Optional[str], read_only: bool,
-    privileged: bool, cap_add: list[str], cap_drop: list[str], security_opt: list[str],
-    tty: bool, memory: Optional[str] = None, pids_limit: Optional[int] = None,
-    cpus: Optional[float] = None,
-):  # type: ignore[no-untyped-def]
-    from ..runtime.spec import RunOptions
-
-    if network is None:
-        sys.stderr.write(NETWORK_NOTICE + "\n")
-        network = "none"
-    if network not in ("none", "host"):
-        from ..errors import BarqueError
-
-        raise BarqueError(f"network {network} not found: barque supports 'none' and 'host'")
-    return RunOptions(
-        entrypoint=None if entrypoint is None else ([entrypoint] if entrypoint else []),
-        env=_environment(env, env_file), workdir=workdir, user=user, hostname=hostname,
-        tty=tty, read_only=read_only, privileged=privileged, cap_add=list(cap_add),
-        cap_drop=list(cap_drop), security_opt=list(security_opt), network=network,
-        memory=memory, pids_limit=pids_limit, cpus=cpus)
-
-
-def _environment(env: list[str], env_files: list[str]) -> list[str]:
-    """Docker's -e rules: K=V as given, a bare K takes the caller's value (or is dropped)."""
-    entries: list[str] = []
-    for path in env_files:
-        with open(path) as f:
-            entries += [line.strip() for line in f if line.strip() and not line.startswith("#")]
-    entries += env
-    out = []
-    for entry in entries:
-        if "=" in entry:
-            out.append(entry)
-        elif entry in os.environ:
-            out.append(f"{entry}={os.environ[entry]}")
-    return out
-
 
 EnvOpt = Annotated[list[str], typer.Option("--env", "-e", help="Set environment variables.")]
 EnvFileOpt = Annotated[list[str], typer.Option("--env-file", help="Read in a file of environment variables.")]
@@ -79,14 +33,17 @@ LabelOpt = Annotated[list[str], typer.Option("--label", "-l", help="Set meta dat
 MemoryOpt = Annotated[Optional[str], typer.Option("--memory", "-m", help="Memory limit (e.g. 16m, 1g).")]
 PidsLimitOpt = Annotated[Optional[int], typer.Option("--pids-limit", help="Tune container pids limit (-1 for unlimited).")]
 CpusOpt = Annotated[Optional[float], typer.Option("--cpus", help="Number of CPUs.")]
-
-
-def _labels(labels: list[str]) -> dict[str, str]:
-    return {k: v for k, _, v in (label.partition("=") for label in labels)}
+DetachOpt = Annotated[bool, typer.Option("--detach", "-d", help="Run container in background and print container ID.")]
+InteractiveOpt = Annotated[bool, typer.Option("--interactive", "-i", help="Keep STDIN open even if not attached.")]
+TtyOpt = Annotated[bool, typer.Option("--tty", "-t", help="Allocate a pseudo-TTY.")]
+InitOpt = Annotated[bool, typer.Option("--init", help="Run an init inside the container that forwards signals and reaps processes.")]
+StopSignalOpt = Annotated[Optional[str], typer.Option("--stop-signal", help="Signal to stop the container.")]
+LogDriverOpt = Annotated[str, typer.Option("--log-driver", help="Logging driver: json-file or none.")]
+LogOptOpt = Annotated[list[str], typer.Option("--log-opt", help="Log driver options (max-size=, max-file=).")]
 
 
 _RUN_SETTINGS = {"allow_interspersed_args": False, "help_option_names": ["--help"]}
-_RUN_HELP = "Create and run a new container from an image (in the foreground)."
+_RUN_HELP = "Create and run a new container from an image."
 _CREATE_HELP = "Create a new container (start it with 'barque start -a')."
 
 
@@ -103,48 +60,136 @@ def run_or_create(
     entrypoint: EntrypointOpt = None, network: NetworkOpt = None, read_only: ReadOnlyOpt = False,
     privileged: PrivilegedOpt = False, cap_add: CapAddOpt = [], cap_drop: CapDropOpt = [],
     security_opt: SecurityOpt = [], label: LabelOpt = [], memory: MemoryOpt = None,
-    pids_limit: PidsLimitOpt = None, cpus: CpusOpt = None,
+    pids_limit: PidsLimitOpt = None, cpus: CpusOpt = None, detach: DetachOpt = False,
+    interactive: InteractiveOpt = False, tty: TtyOpt = False, init: InitOpt = False,
+    stop_signal: StopSignalOpt = None, log_driver: LogDriverOpt = "json-file",
+    log_opt: LogOptOpt = [],
     sig_proxy: Annotated[bool, typer.Option(
         "--sig-proxy/--no-sig-proxy", help="Proxy received signals to the process (run only).")
     ] = True,
 ) -> None:
     """`run` and `create` take the same options; `run` also starts and waits."""
-    from ..containers import CreateOptions
-    from .progress import PullRenderer
+    from .run import RunArgs, run_or_create as run_command
 
-    options = _options(env, env_file, workdir, user, hostname, entrypoint, network, read_only,
-                       privileged, cap_add, cap_drop, security_opt, tty=False,
-                       memory=memory, pids_limit=pids_limit, cpus=cpus)
-    create = CreateOptions(name=name, auto_remove=rm, labels=_labels(label))
-    progress = None
-    if not engine().images.exists(image):
-        sys.stderr.write(f"Unable to find image '{image}' locally\n")
-        progress = PullRenderer(sys.stderr)
-    if ctx.info_name == "create":
-        container = engine().containers.create(image, command or None, options=options,
-                                               create=create, pull=True, progress=progress)
-        typer.echo(container.id)
-        return
-    sys.stdout.flush()
-    code = engine().containers.run(image, command or None, options=options, create=create,
-                                   progress=progress, sig_proxy=sig_proxy)
-    raise typer.Exit(code)
+    raise typer.Exit(run_command(ctx.info_name or "run", RunArgs(
+        image=image, command=command or [], rm=rm, name=name, env=env, env_file=env_file,
+        workdir=workdir, user=user, hostname=hostname, entrypoint=entrypoint, network=network,
+        read_only=read_only, privileged=privileged, cap_add=cap_add, cap_drop=cap_drop,
+        security_opt=security_opt, label=label, memory=memory, pids_limit=pids_limit,
+        cpus=cpus, detach=detach, interactive=interactive, tty=tty, init=init,
+        stop_signal=stop_signal, log_driver=log_driver, log_opt=log_opt,
+        sig_proxy=sig_proxy)))
+
 
 
 @app.command("start")
 @container_app.command("start")
 def start(
-    container: Annotated[str, typer.Argument(metavar="CONTAINER")],
-    attach: Annotated[bool, typer.Option("--attach", "-a", help="Attach stdout/stderr and wait.")] = False,
+    containers: Annotated[list[str], typer.Argument(metavar="CONTAINER...")],
+    attach: Annotated[bool, typer.Option("--attach", "-a", help="Attach STDOUT/STDERR and forward signals.")] = False,
+    interactive: Annotated[bool, typer.Option("--interactive", "-i", help="Attach container's STDIN.")] = False,
 ) -> None:
-    """Start a created container. Without a supervisor yet, barque always attaches: the
-    container runs in the foreground of this command."""
+    """Start one or more stopped containers (detached, under their supervisor)."""
+    from ..errors import InvalidArgumentError
+
     service = engine().containers
-    c = service.start(container)
-    code = service.wait(c.id)
-    if attach:
-        raise typer.Exit(code)
-    typer.echo(container)
+    if attach or interactive:
+        if len(containers) > 1:
+            raise InvalidArgumentError("you cannot start and attach multiple containers at once")
+        c = service.get(containers[0])
+        config = c.config["Config"]
+        from .run import start_attached
+
+        raise typer.Exit(start_attached(
+            c.id, interactive=interactive and bool(config.get("OpenStdin")),
+            tty=bool(config.get("Tty")),
+            auto_remove=bool(c.config["HostConfig"].get("AutoRemove"))))
+    for name in containers:
+        service.start(name)
+        typer.echo(name)
+
+
+@app.command("restart")
+@container_app.command("restart")
+def restart(
+    containers: Annotated[list[str], typer.Argument(metavar="CONTAINER...")],
+    time: Annotated[int, typer.Option("--time", "-t", help="Seconds to wait before killing the container.")] = 10,
+) -> None:
+    """Restart one or more containers."""
+    for name in containers:
+        engine().containers.restart(name, timeout=time)
+        typer.echo(name)
+
+
+@app.command("pause")
+@container_app.command("pause")
+def pause(containers: Annotated[list[str], typer.Argument(metavar="CONTAINER...")]) -> None:
+    """Pause all processes within one or more containers."""
+    for name in containers:
+        engine().containers.pause(name)
+        typer.echo(name)
+
+
+@app.command("unpause")
+@container_app.command("unpause")
+def unpause(containers: Annotated[list[str], typer.Argument(metavar="CONTAINER...")]) -> None:
+    """Unpause all processes within one or more containers."""
+    for name in containers:
+        engine().containers.unpause(name)
+        typer.echo(name)
+
+
+@app.command("top", context_settings={"allow_interspersed_args": False})
+@container_app.command("top", context_settings={"allow_interspersed_args": False})
+def top(
+    container: Annotated[str, typer.Argument(metavar="CONTAINER")],
+    ps_args: Annotated[Optional[list[str]], typer.Argument(metavar="[ps OPTIONS]")] = None,
+) -> None:
+    """Display the running processes of a container."""
+    titles, rows = engine().containers.top(container, ps_args or None)
+    widths = [len(t) for t in titles]
+    for row in rows:
+        for i, cell in enumerate(row[:-1]):
+            widths[i] = max(widths[i], len(cell))
+    for row in [titles, *rows]:
+        cells = [c.ljust(widths[i]) for i, c in enumerate(row[:-1])] + row[-1:]
+        typer.echo("   ".join(cells).rstrip())
+
+
+@app.command("logs")
+@container_app.command("logs")
+def logs(
+    container: Annotated[str, typer.Argument(metavar="CONTAINER")],
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Follow log output.")] = False,
+    tail: Annotated[str, typer.Option("--tail", "-n", help="Number of lines to show from the end of the logs.")] = "all",
+    timestamps: Annotated[bool, typer.Option("--timestamps", "-t", help="Show timestamps.")] = False,
+    since: Annotated[Optional[str], typer.Option("--since", help="Show logs since timestamp or relative (e.g. 42m).")] = None,
+    until: Annotated[Optional[str], typer.Option("--until", help="Show logs before a timestamp or relative.")] = None,
+) -> None:
+    """Fetch the logs of a container."""
+    from ..errors import InvalidArgumentError
+
+    if tail == "all":
+        count = None
+    elif tail.lstrip("-").isdigit():
+        count = int(tail)
+    else:
+        raise InvalidArgumentError(f"invalid value for --tail: {tail!r}")
+    out, err = sys.stdout.buffer, sys.stderr.buffer
+    for entry in engine().containers.logs(container, tail=count, since=since, until=until,
+                                           follow=follow):
+        stream = err if entry.stream == "stderr" else out
+        if timestamps:
+            stream.write(entry.time.encode() + b" ")
+        stream.write(entry.data)
+        if follow:
+            stream.flush()
+
+
+@container_app.command("cleanup", hidden=True)
+def cleanup(container: Annotated[str, typer.Argument(metavar="CONTAINER")]) -> None:
+    """The supervisor's exit command: settle an exited container's books (and --rm)."""
+    engine().containers.cleanup(container)
 
 
 @app.command("wait")
@@ -174,10 +219,9 @@ def kill(
     signal_name: Annotated[str, typer.Option("--signal", "-s", help="Signal to send.")] = "KILL",
 ) -> None:
     """Kill running containers."""
-    import signal
+    from ..containers import parse_signal
 
-    name = signal_name.upper()
-    sig = int(name) if name.isdigit() else getattr(signal, name if name.startswith("SIG") else f"SIG{name}")
+    sig = parse_signal(signal_name)
     for c in containers:
         engine().containers.kill(c, sig)
         typer.echo(c)
@@ -214,6 +258,7 @@ def ps(
     format: Annotated[Optional[str], typer.Option("--format", help="'table' or 'json'.")] = None,
     filter: Annotated[list[str], typer.Option(
         "--filter", "-f", help="Filter: status=, name=, id=, label=, ancestor=.")] = [],
+    size: Annotated[bool, typer.Option("--size", "-s", help="Display total file sizes.")] = False,
 ) -> None:
     """List containers."""
     from ..errors import InvalidArgumentError
@@ -225,7 +270,9 @@ def ps(
         if not sep:
             raise InvalidArgumentError(f"bad format of filter (expected name=value): {item}")
         filters.setdefault(key, []).append(value)
-    rows = container_rows(engine().containers.list(all=all, filters=filters), no_trunc)
+    service = engine().containers
+    rows = container_rows(service.list(all=all, filters=filters), no_trunc,
+                          sizes=service.sizes if size else None)
     if quiet:
         for row in rows:
             typer.echo(row["ID"])

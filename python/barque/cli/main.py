@@ -27,18 +27,8 @@ image_app = typer.Typer(help="Manage images.", no_args_is_help=True)
 app.add_typer(image_app, name="image")
 
 
-class _Options:
-    root: Optional[Path] = None
-    config: Optional[Path] = None
-    engine: Optional["Engine"] = None
-
-
-def engine() -> "Engine":
-    if _Options.engine is None:
-        from ..engine import Engine
-
-        _Options.engine = Engine(root=_Options.root, config_file=_Options.config)
-    return _Options.engine
+from .context import Options as _Options  # noqa: E402
+from .context import engine  # noqa: E402,F401
 
 
 def _version(value: bool) -> None:

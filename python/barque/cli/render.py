@@ -117,14 +117,21 @@ def _status(c) -> str:  # type: ignore[no-untyped-def]
     now = time.time()
     if r.status == "running":
         return "Up " + human_duration(now - r.started_at)
+    if r.status == "paused":
+        return "Up " + human_duration(now - r.started_at) + " (Paused)"
     if r.status == "exited":
         return f"Exited ({r.exit_code}) {human_duration(now - r.finished_at)} ago"
     return "Created"
 
 
-def container_rows(containers, no_trunc: bool) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
+def container_rows(containers, no_trunc: bool, sizes=None) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
+    """``sizes``: with ``ps -s``, a function giving (writable, virtual) bytes of a container."""
     rows = []
     for c in containers:
+        size = ""
+        if sizes is not None:
+            rw, virtual = sizes(c)
+            size = f"{human_size(rw)} (virtual {human_size(virtual)})"
         cmd = " ".join(c.config["Config"].get("Cmd") or [])
         rows.append({
             "ID": c.id if no_trunc else c.short_id,
@@ -138,6 +145,7 @@ def container_rows(containers, no_trunc: bool) -> list[dict[str, Any]]:  # type:
             "Ports": "",
             "Names": c.name,
             "Labels": ",".join(f"{k}={v}" for k, v in (c.config["Config"].get("Labels") or {}).items()),
+            **({"Size": size} if sizes is not None else {}),
         })
     return rows
 
@@ -146,4 +154,8 @@ def print_container_table(rows: Sequence[dict[str, Any]]) -> None:
     headers = ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]
     body = [[r["ID"], r["Image"], r["Command"], r["RunningFor"], r["Status"], r["Ports"],
              r["Names"]] for r in rows]
+    if rows and "Size" in rows[0]:
+        headers.append("SIZE")
+        for line, r in zip(body, rows):
+            line.append(r["Size"])
     sys.stdout.write(render_table(headers, body) + "\n")

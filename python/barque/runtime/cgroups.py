@@ -19,8 +19,8 @@ from ..errors import InvalidArgumentError
 
 #: Where the cgroup filesystems are mounted.
 CGROUP_ROOT = Path("/sys/fs/cgroup")
-#: The v1 controllers barque manages.
-V1_CONTROLLERS = ("memory", "pids", "cpu")
+#: The v1 controllers barque manages (freezer: pause/unpause).
+V1_CONTROLLERS = ("memory", "pids", "cpu", "freezer")
 V2_CONTROLLERS = ("memory", "pids", "cpu")
 CFS_PERIOD = 100_000
 #: Docker's minimum for --memory.
@@ -102,6 +102,42 @@ class Cgroup:
             if key == "oom_kill" and value.strip().isdigit():
                 return int(value) > 0
         return False
+
+    def pids(self) -> list[int]:
+        """The host pids of every process in the cgroup."""
+        for d in self.dirs.values():
+            try:
+                return sorted(int(x) for x in (d / "cgroup.procs").read_text().split())
+            except OSError:
+                continue
+        return []
+
+    def freeze(self, frozen: bool, timeout: float = 5.0) -> None:
+        """Freeze (``docker pause``) or thaw every process of the cgroup, waiting until the
+        kernel reports the new state."""
+        if self.v2:
+            d = self.dirs.get("unified")
+            control, value, done = "cgroup.freeze", "1" if frozen else "0", None
+        else:
+            d = self.dirs.get("freezer")
+            control, value = "freezer.state", "FROZEN" if frozen else "THAWED"
+            done = value
+        if d is None:
+            raise InvalidArgumentError("the freezer cgroup controller is not available on this "
+                                       "host")
+        _write(d / control, value)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if done is not None:
+                if (d / control).read_text().strip() == done:
+                    return
+            else:
+                events = dict(line.split(" ", 1) for line in
+                              (d / "cgroup.events").read_text().splitlines() if " " in line)
+                if events.get("frozen", "").strip() == value:
+                    return
+            time.sleep(0.01)
+        raise OSError(errno.ETIMEDOUT, "the cgroup did not reach the freezer state", str(d))
 
     def remove(self, timeout: float = 2.0) -> None:
         """Remove the directories, waiting up to ``timeout`` seconds for their processes to

@@ -7,19 +7,28 @@ Layout under the root (mode 0700, so no other user can traverse it; CVE-2021-410
     snapshots/<chainid-hex>/    one unpacked layer (an overlayfs lower dir), keyed by ChainID
     snapshots/.tmp-<hex>/       a layer being unpacked; renamed into place when verified
     containers/<id>/            a container's bundle: config.json, upper/, work/, rootfs/,
-                                hostname, hosts, resolv.conf
+                                hostname, hosts, resolv.conf, and <id>-json.log (+ .1, .2 ...)
     locks/                      advisory lock files (flock) coordinating barque processes
     metadata.db                 SQLite (WAL): images, tags, digests, snapshots
     tmp/                        scratch space on the store's filesystem, for atomic writes
+
+A supervised container's live state (its supervisor's pid, attach socket and exit record) is
+not in the store but under ``/run/barque/<store key>/<id>/``: on a tmpfs that a reboot empties,
+as that state dies with the processes, and short enough for a unix socket path (108 bytes).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..digest import digest_hex
+
+
+#: Where supervised containers' live state goes (a tmpfs on systemd hosts).
+RUN_ROOT = Path("/run/barque")
 
 
 @dataclass(frozen=True)
@@ -46,6 +55,16 @@ class StorePaths:
         if len(container_id) != 64 or not all(c in "0123456789abcdef" for c in container_id):
             raise ValueError(f"invalid container id {container_id!r}")
         return self.containers / container_id
+
+    def container_log(self, container_id: str) -> Path:
+        """The json-file log of a container (rotated files get ``.1``, ``.2`` ...)."""
+        return self.container(container_id) / f"{container_id}-json.log"
+
+    def run_state(self, container_id: str) -> Path:
+        """The live-state directory of a supervised container (see the module docstring)."""
+        self.container(container_id)  # validates the id
+        key = hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:12]
+        return RUN_ROOT / key / container_id
 
     @property
     def locks(self) -> Path:

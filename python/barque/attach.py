@@ -1,0 +1,164 @@
+"""Attaching a terminal (or plain pipes) to a supervised container, as ``docker attach``.
+
+The supervisor serves a unix socket (see :mod:`barque.runtime.supervisor` for the framing).
+This side relays: our stdin to the container (with ``-i``), its stdout/stderr to ours, the
+window size on start and on SIGWINCH, and the detach keys (ctrl-p ctrl-q) that leave the
+container running. With a tty the caller's terminal is put in raw mode and always restored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal
+import socket
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+
+from .runtime import supervisor as sv
+
+#: Docker's default detach sequence: ctrl-p ctrl-q.
+DETACH_KEYS = b"\x10\x11"
+
+
+def window_size(fd: int) -> tuple[int, int] | None:
+    """(rows, cols) of the terminal on ``fd``, or None if it is not one."""
+    import fcntl
+    import termios
+
+    try:
+        packed = fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8)
+    except OSError:
+        return None
+    rows, cols = struct.unpack("HHHH", packed)[:2]
+    return (rows, cols) if rows and cols else None
+
+
+@contextlib.contextmanager
+def raw_terminal(fd: int) -> Iterator[None]:
+    """``fd``'s terminal in raw mode for the duration (a no-op if it is not a terminal)."""
+    import termios
+    import tty
+
+    try:
+        saved = termios.tcgetattr(fd)
+    except termios.error:
+        yield
+        return
+    tty.setraw(fd, termios.TCSANOW)
+    try:
+        yield
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+
+def connect(state_dir: Path, timeout: float = 10.0) -> socket.socket:
+    """A connection to the supervisor's attach socket."""
+    import time
+
+    path = state_dir / "attach"
+    deadline = time.monotonic() + timeout
+    while True:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        try:
+            sock.connect(str(path))
+            return sock
+        except (FileNotFoundError, ConnectionRefusedError):
+            sock.close()
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
+
+
+class Detached(Exception):
+    """The user typed the detach keys."""
+
+
+def relay(sock: socket.socket, *, stdin: bool, tty: bool, in_fd: int = 0, out_fd: int = 1,
+          err_fd: int = 2, detach_keys: bytes = DETACH_KEYS) -> int | None:
+    """Relay until the container exits (its exit code) or the user detaches (None)."""
+    frames = sv.FrameReader()
+    wake_r, wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+    previous = None
+    if tty:
+        size = window_size(in_fd) or window_size(out_fd)
+        if size:
+            sock.sendall(sv.resize_frame(*size))
+        # SIGWINCH only wakes the loop (a handler does little in Python anyway).
+        previous = signal.signal(signal.SIGWINCH, lambda *_: os.write(wake_w, b"w"))
+    matched = 0
+    reading_stdin = stdin
+    try:
+        with raw_terminal(in_fd) if tty and stdin else contextlib.nullcontext():
+            while True:
+                watch = [sock, wake_r] + ([in_fd] if reading_stdin else [])
+                try:
+                    ready, _, _ = select.select(watch, [], [])
+                except InterruptedError:
+                    continue
+                if wake_r in ready:
+                    os.read(wake_r, 64)
+                    size = window_size(in_fd) or window_size(out_fd)
+                    if size:
+                        sock.sendall(sv.resize_frame(*size))
+                if reading_stdin and in_fd in ready:
+                    data = os.read(in_fd, 65536)
+                    if not data:
+                        reading_stdin = False
+                        sock.sendall(sv.encode(sv.STDIN))  # EOF for the container's stdin
+                    else:
+                        if tty and detach_keys:
+                            data, matched, detach = _scan_detach(data, matched, detach_keys)
+                            if detach:
+                                if data:
+                                    sock.sendall(sv.encode(sv.STDIN, data))
+                                return None
+                        if data:
+                            sock.sendall(sv.encode(sv.STDIN, data))
+                if sock in ready:
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        return None  # the supervisor went away without an exit frame
+                    for kind, payload in frames.feed(chunk):
+                        if kind == sv.EXIT:
+                            return struct.unpack(">i", payload)[0]
+                        _write_all(err_fd if kind == sv.STDERR else out_fd, payload)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGWINCH, previous)
+        os.close(wake_r)
+        os.close(wake_w)
+
+
+def _scan_detach(data: bytes, matched: int, keys: bytes) -> tuple[bytes, int, bool]:
+    """Hold back a prefix of the detach sequence; returns what to send, the new match
+    length, and whether the whole sequence was typed. A partial match that breaks is sent."""
+    out = bytearray()
+    for b in data:
+        if b == keys[matched]:
+            matched += 1
+            if matched == len(keys):
+                return bytes(out), 0, True
+            continue
+        if matched:
+            out += keys[:matched]
+            matched = 0
+            if b == keys[0]:
+                matched = 1
+                continue
+        out.append(b)
+    return bytes(out), matched, False
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            n = os.write(fd, view)
+        except InterruptedError:
+            continue
+        except BrokenPipeError:
+            return
+        view = view[n:]

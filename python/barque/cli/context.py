@@ -1,0 +1,26 @@
+"""The CLI's shared state: the global options and the one Engine a command uses.
+
+Free of typer, so the launcher's fast path (:mod:`barque.cli.launcher`) can use it too.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
+
+if TYPE_CHECKING:
+    from ..engine import Engine
+
+
+class Options:
+    root: Optional[Path] = None
+    config: Optional[Path] = None
+    engine: Optional["Engine"] = None
+
+
+def engine() -> "Engine":
+    if Options.engine is None:
+        from ..engine import Engine
+
+        Options.engine = Engine(root=Options.root, config_file=Options.config)
+    return Options.engine

@@ -1,0 +1,173 @@
+"""``run`` and ``create``: the one implementation behind both command-line parsers (typer's,
+and the launcher's fast path), free of typer so the fast path does not import it."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Optional
+
+from .context import engine
+
+NETWORK_NOTICE = ("barque: no bridge network yet; the container gets --network none "
+                  "(pass --network host or none to silence this)")
+
+
+@dataclass
+class RunArgs:
+    """Everything ``barque run``/``create`` accept, as parsed from the command line."""
+
+    image: str
+    command: list[str] = field(default_factory=list)
+    rm: bool = False
+    name: Optional[str] = None
+    env: list[str] = field(default_factory=list)
+    env_file: list[str] = field(default_factory=list)
+    workdir: Optional[str] = None
+    user: Optional[str] = None
+    hostname: Optional[str] = None
+    entrypoint: Optional[str] = None
+    network: Optional[str] = None
+    read_only: bool = False
+    privileged: bool = False
+    cap_add: list[str] = field(default_factory=list)
+    cap_drop: list[str] = field(default_factory=list)
+    security_opt: list[str] = field(default_factory=list)
+    label: list[str] = field(default_factory=list)
+    memory: Optional[str] = None
+    pids_limit: Optional[int] = None
+    cpus: Optional[float] = None
+    detach: bool = False
+    interactive: bool = False
+    tty: bool = False
+    init: bool = False
+    stop_signal: Optional[str] = None
+    log_driver: str = "json-file"
+    log_opt: list[str] = field(default_factory=list)
+    sig_proxy: bool = True
+
+
+def run_or_create(kind: str, args: RunArgs) -> int:
+    """``kind`` is ``run`` or ``create``; returns the command's exit code."""
+    from ..containers import CreateOptions
+
+    options = _run_options(args)
+    create = CreateOptions(name=args.name, auto_remove=args.rm, labels=_labels(args.label),
+                           stop_signal=args.stop_signal, open_stdin=args.interactive,
+                           log_driver=args.log_driver, log_opts=_log_opts(args.log_opt))
+    progress = None
+    if not engine().images.exists(args.image):
+        from .progress import PullRenderer
+
+        sys.stderr.write(f"Unable to find image '{args.image}' locally\n")
+        progress = PullRenderer(sys.stderr)
+    service = engine().containers
+    command = args.command or None
+    if kind == "create":
+        container = service.create(args.image, command, options=options, create=create,
+                                   pull=True, progress=progress)
+        print(container.id)
+        return 0
+    sys.stdout.flush()
+    if args.detach:
+        container = service.run(args.image, command, options=options, create=create,
+                                progress=progress, detach=True)
+        print(container.id)
+        return 0
+    if args.tty:
+        # A terminal goes through the supervisor, which holds the pty: detaching
+        # (ctrl-p ctrl-q) then leaves the container running.
+        container = service.create(args.image, command, options=options, create=create,
+                                   pull=True, progress=progress)
+        return start_attached(container.id, interactive=args.interactive, tty=True,
+                              auto_remove=args.rm)
+    return service.run(args.image, command, options=options, create=create,
+                       progress=progress, sig_proxy=args.sig_proxy,
+                       stdin=0 if args.interactive else None)
+
+
+def start_attached(container_id: str, *, interactive: bool, tty: bool,
+                   auto_remove: bool) -> int:
+    """Start a container under its supervisor and relay this terminal to it until it exits
+    (its exit code) or the user detaches (0)."""
+    import contextlib
+
+    from .. import attach
+    from ..runtime import supervisor
+
+    service = engine().containers
+    size = (attach.window_size(0) or attach.window_size(1)) if tty else None
+    try:
+        service.start(container_id, hold_output=True, tty_size=size)
+    except BaseException:
+        service._abandon(container_id, auto_remove)
+        raise
+    state = engine().store.paths.run_state(container_id)
+    with contextlib.closing(attach.connect(state)) as sock:
+        code = attach.relay(sock, stdin=interactive, tty=tty)
+    if code is None:
+        if tty:
+            sys.stderr.write("\r\n")
+        return 0
+    if auto_remove:
+        # The supervisor's exit command removes the container: wait for it, so that the
+        # container is gone when this command returns, as with Docker.
+        import time
+
+        deadline = time.monotonic() + 30
+        while supervisor.shim_alive(state) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    return code
+
+
+def _run_options(args: RunArgs):  # type: ignore[no-untyped-def]
+    from ..errors import BarqueError
+    from ..runtime.spec import RunOptions
+
+    network = args.network
+    if network is None:
+        sys.stderr.write(NETWORK_NOTICE + "\n")
+        network = "none"
+    if network not in ("none", "host"):
+        raise BarqueError(f"network {network} not found: barque supports 'none' and 'host'")
+    entrypoint = args.entrypoint
+    return RunOptions(
+        entrypoint=None if entrypoint is None else ([entrypoint] if entrypoint else []),
+        env=_environment(args.env, args.env_file), workdir=args.workdir, user=args.user,
+        hostname=args.hostname, tty=args.tty, read_only=args.read_only,
+        privileged=args.privileged, cap_add=list(args.cap_add), cap_drop=list(args.cap_drop),
+        security_opt=list(args.security_opt), network=network, memory=args.memory,
+        pids_limit=args.pids_limit, cpus=args.cpus, init=args.init)
+
+
+def _environment(env: list[str], env_files: list[str]) -> list[str]:
+    """Docker's -e rules: K=V as given, a bare K takes the caller's value (or is dropped)."""
+    entries: list[str] = []
+    for path in env_files:
+        with open(path) as f:
+            entries += [line.strip() for line in f if line.strip() and not line.startswith("#")]
+    entries += env
+    out = []
+    for entry in entries:
+        if "=" in entry:
+            out.append(entry)
+        elif entry in os.environ:
+            out.append(f"{entry}={os.environ[entry]}")
+    return out
+
+
+def _labels(labels: list[str]) -> dict[str, str]:
+    return {k: v for k, _, v in (label.partition("=") for label in labels)}
+
+
+def _log_opts(items: list[str]) -> dict[str, str]:
+    from ..errors import InvalidArgumentError
+
+    opts = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise InvalidArgumentError(f"invalid key value pair format in log opts: {item}")
+        opts[key] = value
+    return opts

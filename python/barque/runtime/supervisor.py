@@ -1,0 +1,160 @@
+"""The per-container supervisor, ``barque-shim`` (Rust, in ``rust/barque-shim``).
+
+A detached (or attached through a socket) container is started by its own small supervising
+process, as conmon does for Podman: it holds the container's stdio (a pty or pipes), writes
+Docker's json-file log, serves attach clients, reaps the container and records its exit in
+``exit.json``, then runs an exit command (``barque container cleanup ID``) that settles the
+books and honours ``--rm``. It survives the CLI that started it.
+
+This module finds the native helper binaries, starts a shim and reads what it leaves behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import ContainerStartError, StoreError
+
+#: Attach-socket frame types (both directions share one 8-byte header: type, 3 zero bytes,
+#: big-endian u32 length).
+STDIN, STDOUT, STDERR, RESIZE, EXIT = 0, 1, 2, 3, 4
+HEADER = struct.Struct(">B3xI")
+
+
+def helper_binary(name: str) -> Path:
+    """A native helper (``barque-shim``, ``barque-init``): ``$BARQUE_LIBEXEC/<name>``, the
+    package's ``_bin/`` (where ``scripts/setup`` installs them), or ``$PATH``."""
+    candidates = []
+    if os.environ.get("BARQUE_LIBEXEC"):
+        candidates.append(Path(os.environ["BARQUE_LIBEXEC"]) / name)
+    candidates.append(Path(__file__).resolve().parent.parent / "_bin" / name)
+    found = shutil.which(name)
+    if found:
+        candidates.append(Path(found))
+    for path in candidates:
+        if path.is_file() and os.access(path, os.X_OK):
+            return path
+    raise StoreError(f"{name} not found: run scripts/setup (it builds the native helpers), "
+                     "or set BARQUE_LIBEXEC")
+
+
+@dataclass
+class ShimOptions:
+    bundle: Path
+    state_dir: Path
+    log_path: Path | None = None
+    log_max_size: int | None = None
+    log_max_file: int | None = None
+    stdin: bool = False
+    hold_output: bool = False
+    tty_size: tuple[int, int] | None = None
+    cgroup_procs: list[str] = field(default_factory=list)
+    exit_command: list[str] = field(default_factory=list)
+
+    def argv(self, shim: Path) -> list[str]:
+        args = [str(shim), "--bundle", str(self.bundle), "--state-dir", str(self.state_dir)]
+        if self.log_path is not None:
+            args += ["--log-path", str(self.log_path)]
+            if self.log_max_size:
+                args += ["--log-max-size", str(self.log_max_size)]
+            if self.log_max_file:
+                args += ["--log-max-file", str(self.log_max_file)]
+        if self.stdin:
+            args.append("--stdin")
+        if self.hold_output:
+            args.append("--hold-output")
+        if self.tty_size:
+            args += ["--tty-size", f"{self.tty_size[0]},{self.tty_size[1]}"]
+        for procs in self.cgroup_procs:
+            args += ["--cgroup-procs", procs]
+        if self.exit_command:
+            args += ["--exit-command", self.exit_command[0]]
+            for arg in self.exit_command[1:]:
+                args += ["--exit-command-arg", arg]
+        return args
+
+
+@dataclass(frozen=True)
+class Started:
+    pid: int
+    shim_pid: int
+
+
+def start(options: ShimOptions) -> Started:
+    """Start a supervised container. Returns once the container's process has exec'd (or
+    raises :class:`ContainerStartError` with Docker's exit code when it could not)."""
+    options.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for stale in ("exit.json", "attach", "shim.pid"):
+        try:
+            (options.state_dir / stale).unlink()
+        except FileNotFoundError:
+            pass
+    proc = subprocess.run(options.argv(helper_binary("barque-shim")), stdin=subprocess.DEVNULL,
+                          capture_output=True, check=False)
+    line = proc.stdout.decode(errors="replace").strip().splitlines()
+    try:
+        reply = json.loads(line[-1]) if line else {}
+    except ValueError:
+        reply = {}
+    if "pid" in reply and proc.returncode == 0:
+        return Started(pid=int(reply["pid"]), shim_pid=int(reply.get("shim_pid") or 0))
+    message = reply.get("error") or proc.stderr.decode(errors="replace").strip() or \
+        f"barque-shim exited with status {proc.returncode}"
+    raise ContainerStartError(message, exit_code=int(reply.get("exit_code") or 125))
+
+
+@dataclass(frozen=True)
+class ExitRecord:
+    exit_code: int
+    finished_at: float
+
+
+def read_exit(state_dir: Path) -> ExitRecord | None:
+    """What the shim recorded when the container exited, if it has."""
+    try:
+        data = json.loads((state_dir / "exit.json").read_bytes())
+        return ExitRecord(int(data["exit_code"]), float(data["finished_at"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def shim_alive(state_dir: Path) -> bool:
+    """Whether the supervisor of ``state_dir`` still runs (its pid names a barque-shim)."""
+    try:
+        pid = int((state_dir / "shim.pid").read_text().strip())
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip().startswith("barque-shim")
+    except (OSError, ValueError):
+        return False
+
+
+def encode(frame_type: int, payload: bytes = b"") -> bytes:
+    return HEADER.pack(frame_type, len(payload)) + payload
+
+
+def resize_frame(rows: int, cols: int) -> bytes:
+    return encode(RESIZE, struct.pack(">HH", rows, cols))
+
+
+class FrameReader:
+    """Splits a byte stream into ``(type, payload)`` frames."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> list[tuple[int, bytes]]:
+        self._buf += data
+        frames = []
+        while len(self._buf) >= HEADER.size:
+            kind, length = HEADER.unpack_from(self._buf)
+            if len(self._buf) < HEADER.size + length:
+                break
+            frames.append((kind, bytes(self._buf[HEADER.size:HEADER.size + length])))
+            del self._buf[:HEADER.size + length]
+        return frames

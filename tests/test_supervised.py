@@ -1,0 +1,329 @@
+"""Detached and attached containers under their supervisor (barque-shim), through the CLI as
+a Docker user would drive them: -d, logs, stop/restart/pause/top, --init, -it on a real pty."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import re
+import select
+import signal
+import struct
+import subprocess
+import sys
+import termios
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import barque
+
+pytestmark = [
+    pytest.mark.registry,
+    pytest.mark.skipif(os.geteuid() != 0, reason="containers need root (namespaces, mounts)"),
+]
+
+BIN = Path(__file__).resolve().parent.parent / "python" / "barque" / "_bin"
+
+
+def _need(binary: str) -> None:
+    if not (BIN / binary).exists() and not os.environ.get("BARQUE_LIBEXEC"):
+        pytest.fail(f"{binary} is not built: run scripts/setup")
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory, fixture_images):  # type: ignore[no-untyped-def]
+    _need("barque-shim")
+    root = tmp_path_factory.mktemp("supervised") / "root"
+    barque(root, "pull", "-q", fixture_images["busybox"].ref)
+    return root
+
+
+@pytest.fixture
+def busybox(fixture_images) -> str:  # type: ignore[no-untyped-def]
+    return fixture_images["busybox"].ref
+
+
+def _inspect(root: Path, name: str) -> dict:
+    return json.loads(barque(root, "inspect", name).stdout)[0]
+
+
+def _until(predicate, timeout: float = 10.0, what: str = "condition"):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _status(root: Path, name: str) -> str:
+    for line in barque(root, "ps", "-a", "--format", "json").stdout.splitlines():
+        row = json.loads(line)
+        if row["Names"] == name:
+            return row["Status"]
+    return ""
+
+
+def test_detached_logs_follow_stop_and_rm(store, busybox) -> None:
+    script = "i=0; while true; do echo line $i; echo err $i >&2; i=$((i+1)); sleep 0.1; done"
+    out = barque(store, "run", "-d", "--network", "none", "--name", "talker", busybox,
+                 "sh", "-c", script)
+    cid = out.stdout.strip()
+    assert re.fullmatch(r"[0-9a-f]{64}", cid), out.stdout
+    assert _status(store, "talker").startswith("Up ")
+    _until(lambda: "line 3\n" in barque(store, "logs", "talker").stdout, what="4 lines")
+    logs = barque(store, "logs", "talker")
+    assert logs.stdout.startswith("line 0\nline 1\n") and "line" not in logs.stderr
+    assert logs.stderr.startswith("err 0\nerr 1\n") and "err" not in logs.stdout
+    tail = barque(store, "logs", "--tail", "1", "talker")
+    assert len((tail.stdout + tail.stderr).splitlines()) == 1
+    stamped = barque(store, "logs", "-t", "--tail", "2", "talker").stdout.splitlines()
+    assert stamped and all(re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z (line|err) \d+$", s)
+                           for s in stamped)
+    assert barque(store, "logs", "--since", "2099-01-01", "talker").stdout == ""
+
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "barque", "--root", str(store), "logs", "-f", "talker"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        time.sleep(0.5)
+        before = len(barque(store, "logs", "talker").stdout.splitlines())
+        barque(store, "stop", "-t", "1", "talker")
+        followed, _ = follower.communicate(timeout=20)  # -f ends when the container stops
+    finally:
+        follower.kill()
+    assert len(followed.splitlines()) >= before
+    state = _inspect(store, "talker")["State"]
+    # sh as PID 1 ignores SIGTERM: stopped by the SIGKILL after the grace period.
+    assert state["Status"] == "exited" and state["ExitCode"] == 137
+    assert _status(store, "talker").startswith("Exited (137)")
+    barque(store, "rm", "talker")
+    assert not (store / "containers" / cid).exists()
+    assert barque(store, "logs", "talker", check=False).returncode == 1
+
+
+def test_detached_exit_code_wait_and_rm(store, busybox) -> None:
+    barque(store, "run", "-d", "--network", "none", "--name", "quitter", busybox,
+           "sh", "-c", "echo bye; exit 3")
+    assert barque(store, "wait", "quitter").stdout == "3\n"
+    assert barque(store, "logs", "quitter").stdout == "bye\n"
+    state = _inspect(store, "quitter")["State"]
+    assert (state["Status"], state["ExitCode"], state["Running"]) == ("exited", 3, False)
+    assert state["FinishedAt"] > state["StartedAt"]
+    barque(store, "rm", "quitter")
+
+    barque(store, "run", "-d", "--rm", "--network", "none", "--name", "gone", busybox, "true")
+    _until(lambda: _status(store, "gone") == "", what="--rm to remove the container")
+
+
+def test_log_rotation(store, busybox) -> None:
+    cid = barque(store, "run", "-d", "--network", "none", "--log-opt", "max-size=1k",
+                 "--log-opt", "max-file=2", busybox, "sh", "-c",
+                 "i=0; while [ $i -lt 300 ]; do echo message number $i; i=$((i+1)); done"
+                 ).stdout.strip()
+    assert barque(store, "wait", cid).stdout == "0\n"
+    log = store / "containers" / cid / f"{cid}-json.log"
+    files = sorted(p.name for p in log.parent.iterdir() if p.name.startswith(log.name))
+    assert files == [log.name, log.name + ".1"]
+    for name in files:
+        assert (log.parent / name).stat().st_size <= 1024
+        for line in (log.parent / name).read_text().splitlines():
+            entry = json.loads(line)
+            assert entry["stream"] == "stdout" and entry["log"].startswith("message number")
+    shown = barque(store, "logs", cid).stdout.splitlines()
+    assert shown[-1] == "message number 299"
+    numbers = [int(s.split()[-1]) for s in shown]
+    assert numbers == list(range(numbers[0], 300))
+    assert barque(store, "run", "--network", "none", "--log-opt", "bogus=1", busybox, "true",
+                  check=False).returncode == 125
+    barque(store, "rm", cid)
+
+
+def test_pause_unpause_top_restart(store, busybox) -> None:
+    barque(store, "run", "-d", "--network", "none", "--name", "ticker", busybox, "sh", "-c",
+           "while true; do echo tick; sleep 0.05; done")
+    titles, *rows = barque(store, "top", "ticker").stdout.splitlines()
+    assert titles.split()[:2] == ["UID", "PID"] and titles.split()[-1] == "CMD"
+    assert any("while true" in r for r in rows)
+    first_pid = _inspect(store, "ticker")["State"]["Pid"]
+
+    barque(store, "pause", "ticker")
+    assert _status(store, "ticker").endswith("(Paused)")
+    assert _inspect(store, "ticker")["State"]["Paused"] is True
+    frozen = len(barque(store, "logs", "ticker").stdout.splitlines())
+    time.sleep(0.5)
+    assert len(barque(store, "logs", "ticker").stdout.splitlines()) <= frozen + 1
+    assert barque(store, "pause", "ticker", check=False).returncode == 1
+    barque(store, "unpause", "ticker")
+    _until(lambda: len(barque(store, "logs", "ticker").stdout.splitlines()) > frozen + 3,
+           what="ticks after unpause")
+
+    barque(store, "restart", "-t", "1", "ticker")
+    state = _inspect(store, "ticker")["State"]
+    assert state["Running"] and state["Pid"] != first_pid
+    barque(store, "pause", "ticker")
+    barque(store, "rm", "-f", "ticker")  # a paused container is still removed
+    assert _status(store, "ticker") == ""
+
+
+def test_stop_signal(store, busybox) -> None:
+    barque(store, "run", "-d", "--network", "none", "--name", "polite", "--stop-signal", "USR1",
+           busybox, "sh", "-c", "trap 'echo got usr1; exit 5' USR1; "
+           "while true; do sleep 0.05; done")
+    assert _inspect(store, "polite")["Config"]["StopSignal"] == "USR1"
+    time.sleep(0.3)
+    barque(store, "stop", "polite")
+    state = _inspect(store, "polite")["State"]
+    assert state["ExitCode"] == 5
+    assert "got usr1" in barque(store, "logs", "polite").stdout
+    barque(store, "rm", "polite")
+
+
+def test_killed_behind_our_back(store, busybox) -> None:
+    cid = barque(store, "run", "-d", "--network", "none", busybox, "sleep", "100").stdout.strip()
+    os.kill(_inspect(store, cid)["State"]["Pid"], signal.SIGKILL)
+    _until(lambda: _status_by_id(store, cid).startswith("Exited (137)"), what="exited (137)")
+    barque(store, "rm", cid)
+
+    # Supervisor and container both killed: the books still show it exited, not running.
+    cid = barque(store, "run", "-d", "--network", "none", busybox, "sleep", "100").stdout.strip()
+    pid = _inspect(store, cid)["State"]["Pid"]
+    shim = int((_run_state(store, cid) / "shim.pid").read_text())
+    os.kill(shim, signal.SIGKILL)
+    os.kill(pid, signal.SIGKILL)
+    _until(lambda: not Path(f"/proc/{pid}").exists(), what="the container process to go")
+    state = _inspect(store, cid)["State"]
+    assert state["Status"] == "exited" and not state["Running"]
+    barque(store, "rm", cid)
+
+
+def _status_by_id(root: Path, cid: str) -> str:
+    for line in barque(root, "ps", "-a", "--no-trunc", "--format", "json").stdout.splitlines():
+        row = json.loads(line)
+        if row["ID"] == cid:
+            return row["Status"]
+    return ""
+
+
+def _run_state(root: Path, cid: str) -> Path:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "python"))
+    from barque.store.paths import StorePaths
+
+    return StorePaths(root).run_state(cid)
+
+
+def test_init_is_pid_1_and_passes_exit_codes(store, busybox) -> None:
+    _need("barque-init")
+    out = barque(store, "run", "--rm", "--network", "none", "--init", busybox, "sh", "-c",
+                 "tr '\\0' ' ' < /proc/1/cmdline; echo; echo $$")
+    cmdline, pid = out.stdout.splitlines()
+    assert cmdline.startswith("/dev/init -- sh -c") and pid != "1"
+    assert barque(store, "run", "--rm", "--network", "none", "--init", busybox,
+                  "sh", "-c", "exit 7", check=False).returncode == 7
+    # SIGTERM to a container under --init reaches the command (sh as PID 1 would ignore it).
+    barque(store, "run", "-d", "--network", "none", "--init", "--name", "inited", busybox,
+           "sleep", "100")
+    started = time.monotonic()
+    barque(store, "stop", "-t", "20", "inited")
+    assert time.monotonic() - started < 10
+    assert _inspect(store, "inited")["State"]["ExitCode"] == 143
+    barque(store, "rm", "inited")
+
+
+class _Terminal:
+    """``barque`` on the slave side of a real pty of a given size."""
+
+    def __init__(self, root: Path, *args: str, rows: int = 33, cols: int = 101) -> None:
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:  # the child: exec at once
+            os.execv(sys.executable, [sys.executable, "-m", "barque", "--root", str(root), *args])
+        fcntl_winsz(self.fd, rows, cols)
+        self.seen = b""
+
+    def read_until(self, pattern: bytes, timeout: float = 15.0) -> bytes:
+        deadline = time.monotonic() + timeout
+        while pattern not in self.seen:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no {pattern!r} in {self.seen[-500:]!r}")
+            ready, _, _ = select.select([self.fd], [], [], left)
+            if ready:
+                try:
+                    chunk = os.read(self.fd, 4096)
+                except OSError:
+                    chunk = b""
+                if not chunk:
+                    raise AssertionError(f"EOF before {pattern!r}: {self.seen[-500:]!r}")
+                self.seen += chunk
+        return self.seen
+
+    def write(self, data: bytes) -> None:
+        os.write(self.fd, data)
+
+    def exit_code(self, timeout: float = 15.0) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                ready, _, _ = select.select([self.fd], [], [], 0.05)
+                if ready:
+                    self.seen += os.read(self.fd, 4096)
+            except OSError:
+                pass
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                os.close(self.fd)
+                return os.waitstatus_to_exitcode(status)
+        os.kill(self.pid, signal.SIGKILL)
+        raise AssertionError(f"barque did not exit: {self.seen[-500:]!r}")
+
+
+def fcntl_winsz(fd: int, rows: int, cols: int) -> None:
+    import fcntl
+
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
+def test_it_runs_a_shell_on_a_real_terminal(store, busybox) -> None:
+    term = _Terminal(store, "run", "-it", "--rm", "--network", "none", busybox, "sh")
+    term.read_until(b"# ")
+    term.write(b"stty size; tty; echo $((6*7))\r")
+    seen = term.read_until(b"42")
+    assert b"33 101" in seen and b"/dev/pts/0" in seen
+    term.write(b"exit 3\r")
+    assert term.exit_code() == 3
+    # --rm: gone once the command has returned
+    assert barque(store, "ps", "-a", "-q").stdout == ""
+
+
+def test_it_detach_keys_leave_it_running(store, busybox) -> None:
+    term = _Terminal(store, "run", "-it", "--name", "lingerer", "--network", "none", busybox,
+                     "sh")
+    term.read_until(b"# ")
+    term.write(b"echo still-here > /tmp/mark\r")
+    term.read_until(b"# ", timeout=5)
+    term.write(b"\x10\x11")
+    assert term.exit_code() == 0
+    assert _status(store, "lingerer").startswith("Up ")
+    assert "still-here" in barque(store, "logs", "lingerer").stdout  # the tty's echo, logged
+    barque(store, "rm", "-f", "lingerer")
+
+
+def test_python_api_detached_context_manager(store, busybox) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "python"))
+    from barque.containers import CreateOptions
+    from barque.engine import Engine
+    from barque.runtime.spec import RunOptions
+
+    engine = Engine(root=store)
+    with engine.containers.run(busybox, ["sh", "-c", "echo api; echo oops >&2; exit 4"],
+                               options=RunOptions(network="none"), detach=True,
+                               create=CreateOptions(name="api")) as container:
+        assert container.wait() == 4
+        assert container.logs() == b"api\noops\n"
+        assert container.logs(stderr=False) == b"api\n"
+        assert container.reload().status == "exited"
+    assert all(c.name != "api" for c in engine.containers.list(all=True))
