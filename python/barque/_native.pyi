@@ -124,6 +124,7 @@ def spawn(
     stderr_fd: int = 2,
     pid_file: str | None = None,
     cgroup_procs: list[str] = [],
+    seccomp_cache_dir: str | None = None,
 ) -> int:
     """Start the container of the OCI bundle ``bundle_dir`` and return its init's host pid once
     ``process.args`` has been exec'd (the caller then owns the child: ``wait`` for it).
@@ -146,7 +147,8 @@ def spawn(
     leaves it, e.g. ``/proc/self/fd/N``, is refused), rlimits (clamped to the current hard
     limit), capabilities (all five sets), noNewPrivileges and ``linux.seccomp`` (compiled with
     libseccomp before the fork). Only fds 0-2 reach the container. Refused with ContainerError
-    (125): user/time namespaces, hooks, ``process.terminal`` (not yet), seccomp notify.
+    (125): user/time namespaces, hooks, ``process.terminal``
+    (use ``spawn_terminal``), seccomp notify.
 
     ``stdin_fd``/``stdout_fd``/``stderr_fd`` are descriptors of the caller that become the
     container's 0, 1 and 2 (they are not closed in the caller). ``pid_file`` receives the pid.
@@ -154,6 +156,12 @@ def spawn(
     that the init joins as its first step, before a new cgroup namespace is entered (so its
     root is the container's cgroup); they are opened before clone, and a failure to open one
     or to join is a ContainerError (125). ``linux.resources`` of the spec is not applied here.
+    A seccomp profile is compiled once per process (kept in memory by a key over the profile,
+    the architecture and the libseccomp version); with ``seccomp_cache_dir`` (created 0700 if
+    missing) the raw BPF is also kept as ``<dir>/<sha256 key>.bpf`` for later processes. A
+    cache file that is unreadable or not a BPF program is compiled again and replaced; one that
+    cannot be written does not fail the start. Whoever can write that directory chooses every
+    container's filter: keep it private to the engine's root.
     Raises ContainerError for any failure, including those inside the container before exec,
     which the init reports over a close-on-exec pipe. Releases the GIL.
     """
@@ -166,3 +174,60 @@ def wait(pid: int) -> int:
 def kill(pid: int, sig: int) -> None:
     """Send signal ``sig`` to ``pid``; ContainerError (with ``errno``) on failure. In a new pid
     namespace the init is PID 1: signals it has no handler for are ignored, except SIGKILL."""
+
+def exec_process(
+    container_pid: int,
+    process_json: str,
+    *,
+    seccomp_json: str | None = None,
+    stdin_fd: int = 0,
+    stdout_fd: int = 1,
+    stderr_fd: int = 2,
+    cgroup_procs: list[str] = [],
+    terminal: bool = False,
+) -> int:
+    """Start one more process in the running container whose init is ``container_pid`` (as
+    ``docker exec`` / ``runc exec --process``) and return its host pid once it has exec'd. It is
+    the caller's child: ``wait`` for it, ``kill`` it.
+
+    ``process_json`` is the path of a file holding an OCI ``process`` object (JSON); honoured:
+    ``args``, ``env`` (``PATH`` drives the lookup of ``args[0]``), ``cwd`` (must exist; resolved
+    inside the container's root, never through a symlink or /proc magic link out of it),
+    ``user`` (uid, gid, additionalGids, umask), ``capabilities`` (all five sets),
+    ``noNewPrivileges``, ``rlimits`` (clamped to the current hard limit) and ``terminal``.
+    ``commandLine`` is refused; other fields are ignored. ``seccomp_json`` is the path of an
+    OCI ``linux.seccomp`` object to load (None: no filter). Pass the container's own settings
+    to give the process the init's privileges.
+
+    The process joins the ipc, uts, net, pid, cgroup and mount namespaces of ``container_pid``
+    that differ from the caller's (a container sharing the host's network stays in it) and
+    the cgroups whose ``cgroup.procs`` files are listed in ``cgroup_procs`` (nothing is
+    joined when it is empty). ``stdin_fd``/``stdout_fd``/``stderr_fd`` become its 0, 1 and 2
+    (not closed in the caller); no other descriptor reaches it. With ``terminal`` (or
+    ``terminal: true`` in the JSON) it starts a new session whose controlling terminal is fd 0,
+    which must then be a terminal (the slave of a pty).
+
+    Raises ContainerError with Docker's ``exit_code``: 127 when ``args[0]`` is not found
+    ("exec: \"X\": executable file not found in $PATH"), 126 when it cannot be executed, 125
+    otherwise, e.g. a ``container_pid`` that is not running (message naming the pid, ``errno``
+    ESRCH) or a missing working directory. Releases the GIL.
+    """
+
+def spawn_terminal(
+    bundle_dir: str,
+    *,
+    pid_file: str | None = None,
+    cgroup_procs: list[str] = [],
+) -> tuple[int, int]:
+    """Start the container of a bundle whose spec has ``process.terminal: true``, as ``spawn``;
+    return ``(pid, master_fd)``. The master of the container's pty is a close-on-exec
+    descriptor the caller owns (read the terminal's output from it, write its input to it,
+    ``TIOCSWINSZ`` on it resizes; closing it hangs the terminal up).
+
+    The pty is made inside the container, on its own ``newinstance`` devpts at /dev/pts (the
+    spec must mount one; ``/dev/ptmx`` is its ``pts/ptmx``): the slave is bound onto
+    /dev/console, owned by ``process.user.uid`` when that is not root, and becomes the init's
+    controlling terminal (the init is a session leader) and its stdin, stdout and stderr.
+    A spec without ``process.terminal`` raises ContainerError (125), as ``spawn`` does for one
+    with it. Releases the GIL.
+    """

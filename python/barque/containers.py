@@ -13,7 +13,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import secrets
 import signal
 import sys
 import time
@@ -205,6 +204,11 @@ _NAMES = ("albattani", "babbage", "bohr", "curie", "darwin", "dijkstra", "einste
           "ritchie", "shannon", "shockley", "tesla", "thompson", "turing", "wozniak", "yalow")
 
 
+def _pick(words: tuple[str, ...]) -> str:
+    # os.urandom rather than `secrets`, whose import (hmac, hashlib) `run` would pay for.
+    return words[int.from_bytes(os.urandom(2), "big") % len(words)]
+
+
 class ContainerService:
     """Containers in one store. Obtain it as ``Engine(...).containers``."""
 
@@ -360,7 +364,7 @@ class ContainerService:
             if not pull:
                 raise
             img = images.pull(image, progress=progress)
-        container_id = secrets.token_hex(32)
+        container_id = os.urandom(32).hex()
         name = create.name or self._generate_name()
         _validate_name(name)
         self._check_name_free(name)
@@ -398,10 +402,10 @@ class ContainerService:
 
     def _generate_name(self) -> str:
         for _ in range(100):
-            name = f"{secrets.choice(_ADJECTIVES)}_{secrets.choice(_NAMES)}"
+            name = f"{_pick(_ADJECTIVES)}_{_pick(_NAMES)}"
             if self._store.metadata.container_for_name(name) is None:
                 return name
-        return f"barque_{secrets.token_hex(4)}"
+        return f"barque_{os.urandom(4).hex()}"
 
     def _check_name_free(self, name: str) -> None:
         owner = self._store.metadata.container_for_name(name)

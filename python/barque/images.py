@@ -11,7 +11,6 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import cached_property
@@ -429,6 +428,9 @@ class _Pull:
         workers = max(1, self.settings.max_concurrent_downloads)
         for i, desc in enumerate(layers):
             self.progress.layer(desc.digest[7:19], "Pulling fs layer" if i < workers else "Waiting")
+        # Imported here: a pull's threads are not worth their import time to `barque run`.
+        from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="barque-pull") as pool:
             futures = [pool.submit(self._fetch_layer, desc, diff_id, chain)
                        for desc, diff_id, chain in zip(layers, diff_ids, chains)]

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import struct
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +28,8 @@ HEADER = struct.Struct(">B3xI")
 def helper_binary(name: str) -> Path:
     """A native helper (``barque-shim``, ``barque-init``): ``$BARQUE_LIBEXEC/<name>``, the
     package's ``_bin/`` (where ``scripts/setup`` installs them), or ``$PATH``."""
+    import shutil
+
     candidates = []
     if os.environ.get("BARQUE_LIBEXEC"):
         candidates.append(Path(os.environ["BARQUE_LIBEXEC"]) / name)
@@ -95,6 +95,8 @@ def start(options: ShimOptions) -> Started:
             (options.state_dir / stale).unlink()
         except FileNotFoundError:
             pass
+    import subprocess
+
     proc = subprocess.run(options.argv(helper_binary("barque-shim")), stdin=subprocess.DEVNULL,
                           capture_output=True, check=False)
     line = proc.stdout.decode(errors="replace").strip().splitlines()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 
 from ..digest import validate_digest
@@ -68,6 +67,8 @@ def write_atomic(target: Path, data: bytes, scratch: Path, mode: int = 0o644, *,
     """Write a file so that readers see the old content or the new, never a mix: a temp file in
     ``scratch`` (same filesystem), fsync, rename over ``target``, fsync of the directory.
     Without ``sync`` the rename is still atomic for readers, but not durable yet."""
+    import tempfile
+
     fd, tmp = tempfile.mkstemp(dir=scratch, prefix=".write-")
     try:
         with os.fdopen(fd, "wb") as f:
