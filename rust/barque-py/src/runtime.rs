@@ -11,7 +11,7 @@ use crate::errors::NativeError;
 /// Starts the container of the OCI bundle `bundle_dir`; returns the init's host pid once it has
 /// exec'd `process.args`. See `_native.pyi`.
 #[pyfunction]
-#[pyo3(signature = (bundle_dir, *, stdin_fd = 0, stdout_fd = 1, stderr_fd = 2, pid_file = None, cgroup_procs = Vec::new()))]
+#[pyo3(signature = (bundle_dir, *, stdin_fd = 0, stdout_fd = 1, stderr_fd = 2, pid_file = None, cgroup_procs = Vec::new(), seccomp_cache_dir = None))]
 pub fn spawn(
     py: Python<'_>,
     bundle_dir: PathBuf,
@@ -20,12 +20,14 @@ pub fn spawn(
     stderr_fd: i32,
     pid_file: Option<PathBuf>,
     cgroup_procs: Vec<PathBuf>,
+    seccomp_cache_dir: Option<PathBuf>,
 ) -> PyResult<i32> {
     let opts = SpawnOptions {
         bundle: bundle_dir,
         stdio: [stdin_fd, stdout_fd, stderr_fd],
         pid_file,
         cgroup_procs,
+        seccomp_cache: seccomp_cache_dir,
     };
     Ok(py
         .detach(|| container::spawn(&opts))

@@ -147,6 +147,8 @@ pub struct SpawnOptions {
     pub pid_file: Option<PathBuf>,
     /// `cgroup.procs` files the init joins (writes itself to) before anything else.
     pub cgroup_procs: Vec<PathBuf>,
+    /// Where compiled seccomp filters are kept across processes (`None`: this process only).
+    pub seccomp_cache: Option<PathBuf>,
 }
 
 impl Plan {
@@ -192,7 +194,11 @@ impl Plan {
             process: process::plan(process, opts.stdio)?,
             caps: CapSets::from_spec(process.capabilities().as_ref())?,
             last_cap: capabilities::last_cap()?,
-            seccomp: linux.seccomp().as_ref().map(seccomp::compile).transpose()?,
+            seccomp: linux
+                .seccomp()
+                .as_ref()
+                .map(|s| seccomp::plan(s, opts.seccomp_cache.as_deref()))
+                .transpose()?,
             rootfs,
             mounts,
             empty_sigset,

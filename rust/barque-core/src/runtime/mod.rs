@@ -17,6 +17,7 @@ pub mod namespaces;
 pub mod process;
 pub mod rootfs;
 pub mod seccomp;
+pub mod seccomp_cache;
 pub mod spec;
 pub mod sys;
 pub mod sysctl;

@@ -4,9 +4,12 @@
 //! libseccomp runs after clone. As in runc, syscall names this libseccomp does not know are
 //! skipped (profiles list syscalls of newer kernels), rules whose action equals the default are
 //! dropped, and several conditions on the same argument become separate rules (an OR).
+//! [`plan`] goes through [`seccomp_cache`](crate::runtime::seccomp_cache), so a profile is
+//! compiled once per machine rather than per container.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
 
 use libseccomp::{
     ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
@@ -16,6 +19,7 @@ use oci_spec::runtime::{
 };
 
 use crate::runtime::failure::{Fail, FailAt, Step};
+use crate::runtime::seccomp_cache::{self, Program, MAX_INSNS};
 use crate::runtime::sys::Sys;
 
 #[derive(Debug, thiserror::Error)]
@@ -35,12 +39,25 @@ pub enum SeccompError {
     },
     #[error("seccomp: the compiled filter has {len} instructions, more than the kernel's 4096")]
     TooLong { len: usize },
+    #[error("seccomp: cannot serialise the profile for the cache key: {source}")]
+    Key {
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("seccomp: filter cache {}: {source}", path.display())]
+    Cache {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("seccomp: filter cache {}: {len} bytes is not a BPF program", path.display())]
+    CorruptCache { path: PathBuf, len: usize },
 }
 
-/// A compiled filter, ready for `seccomp(2)`.
+/// A compiled filter, ready for `seccomp(2)`; the program is shared with the cache.
 #[derive(Debug, Clone)]
 pub struct SeccompPlan {
-    pub program: Vec<libc::sock_filter>,
+    pub program: Program,
     pub flags: u32,
 }
 
@@ -102,8 +119,24 @@ fn lib(what: impl Into<String>) -> impl FnOnce(libseccomp::error::SeccompError) 
     move |source| SeccompError::Lib { what, source }
 }
 
-/// Compiles the spec's seccomp section for this machine's architectures.
+/// The filter for the spec's seccomp section, compiled unless this process or `cache_dir`
+/// already holds it.
+pub fn plan(spec: &LinuxSeccomp, cache_dir: Option<&Path>) -> Result<SeccompPlan, SeccompError> {
+    // Checked before the cache so an unsupported profile fails the same way every time.
+    let flags = filter_flags(spec)?;
+    let (program, _) = seccomp_cache::PROCESS.get(spec, cache_dir, || compile_program(spec))?;
+    Ok(SeccompPlan { program, flags })
+}
+
+/// Compiles the spec's seccomp section for this machine's architectures, bypassing the cache.
 pub fn compile(spec: &LinuxSeccomp) -> Result<SeccompPlan, SeccompError> {
+    Ok(SeccompPlan {
+        flags: filter_flags(spec)?,
+        program: compile_program(spec)?.into(),
+    })
+}
+
+fn compile_program(spec: &LinuxSeccomp) -> Result<Vec<libc::sock_filter>, SeccompError> {
     let default = action(spec.default_action(), spec.default_errno_ret())?;
     let mut ctx = ScmpFilterContext::new(default).map_err(lib("create the filter"))?;
     // barque sets no_new_privs itself when the spec asks; libseccomp must not.
@@ -149,6 +182,20 @@ pub fn compile(spec: &LinuxSeccomp) -> Result<SeccompPlan, SeccompError> {
             }
         }
     }
+    export(&ctx)
+}
+
+/// The `seccomp(2)` flags the spec asks for (they are not part of the program).
+fn filter_flags(spec: &LinuxSeccomp) -> Result<u32, SeccompError> {
+    // Refused here rather than while compiling, so a cached program cannot hide it.
+    let notify = LinuxSeccompAction::ScmpActNotify;
+    if spec.default_action() == notify
+        || spec.syscalls().iter().flatten().any(|r| r.action() == notify)
+    {
+        return Err(SeccompError::Unsupported {
+            what: "SCMP_ACT_NOTIFY".into(),
+        });
+    }
     let mut flags = 0u32;
     for f in spec.flags().iter().flatten() {
         flags |= match f {
@@ -161,10 +208,7 @@ pub fn compile(spec: &LinuxSeccomp) -> Result<SeccompPlan, SeccompError> {
             LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => 0,
         } as u32;
     }
-    Ok(SeccompPlan {
-        program: export(&ctx)?,
-        flags,
-    })
+    Ok(flags)
 }
 
 fn export(ctx: &ScmpFilterContext) -> Result<Vec<libc::sock_filter>, SeccompError> {
@@ -191,7 +235,7 @@ fn export(ctx: &ScmpFilterContext) -> Result<Vec<libc::sock_filter>, SeccompErro
             k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
         })
         .collect();
-    if program.len() > 4096 {
+    if program.len() > MAX_INSNS {
         return Err(SeccompError::TooLong { len: program.len() });
     }
     Ok(program)
