@@ -5,6 +5,7 @@ use barque_core::digest::DigestError as CoreDigestError;
 use barque_core::error::ErrorClass;
 use barque_core::ingest::IngestError;
 use barque_core::runtime::container::ContainerError as CoreContainerError;
+use barque_core::runtime::exec::ExecError;
 use pyo3::create_exception;
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
@@ -34,6 +35,7 @@ create_exception!(
 pub enum NativeError {
     Ingest(IngestError),
     Container(CoreContainerError),
+    Exec(ExecError),
 }
 
 impl From<IngestError> for NativeError {
@@ -60,15 +62,26 @@ impl From<CoreContainerError> for NativeError {
     }
 }
 
-fn container_error(err: &CoreContainerError) -> PyErr {
-    let e = ContainerError::new_err(err.to_string());
+impl From<ExecError> for NativeError {
+    fn from(e: ExecError) -> Self {
+        NativeError::Exec(e)
+    }
+}
+
+fn container_error(
+    message: String,
+    exit_code: i32,
+    errno: Option<i32>,
+    path: Option<&std::path::Path>,
+) -> PyErr {
+    let e = ContainerError::new_err(message);
     Python::attach(|py| {
         let value = e.value(py);
         // Setting attributes on a fresh exception instance cannot fail short of memory
         // exhaustion; the exception is still raised without them then.
-        let _ = value.setattr("exit_code", err.exit_code());
-        let _ = value.setattr("errno", err.errno());
-        let _ = value.setattr("path", err.path().map(|p| p.as_os_str().to_owned()));
+        let _ = value.setattr("exit_code", exit_code);
+        let _ = value.setattr("errno", errno);
+        let _ = value.setattr("path", path.map(|p| p.as_os_str().to_owned()));
     });
     e
 }
@@ -85,7 +98,13 @@ fn strerror(errno: i32) -> String {
 impl From<NativeError> for PyErr {
     fn from(err: NativeError) -> PyErr {
         let err = match err {
-            NativeError::Container(e) => return container_error(&e),
+            NativeError::Container(e) => {
+                return container_error(e.to_string(), e.exit_code(), e.errno(), e.path())
+            }
+            // An exec failure reads like a start failure (same exit codes), as in docker exec.
+            NativeError::Exec(e) => {
+                return container_error(e.to_string(), e.exit_code(), e.errno(), e.path())
+            }
             NativeError::Ingest(e) => e,
         };
         match err.class() {

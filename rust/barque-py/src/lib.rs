@@ -10,6 +10,7 @@
 )]
 
 mod errors;
+mod exec;
 mod ingest;
 mod runtime;
 
@@ -19,6 +20,8 @@ mod runtime;
 mod native {
     #[pymodule_export]
     use crate::errors::{ContainerError, DigestError, LayerError};
+    #[pymodule_export]
+    use crate::exec::exec_process;
     #[pymodule_export]
     use crate::ingest::{sha256_file, syncfs, unpack_blob, PyBlobIngest};
     #[pymodule_export]

@@ -50,7 +50,7 @@ const NAMESPACES: [(&str, LinuxNamespaceType); 6] = [
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
-    #[error("container process {pid} is not running ({}: {source})", path.display())]
+    #[error("container process {pid} is not running")]
     Gone {
         pid: libc::pid_t,
         path: PathBuf,
@@ -215,8 +215,13 @@ fn validate(p: &Process, path: &Path) -> Result<(), ExecError> {
     Ok(())
 }
 
+/// ESRCH/ENOENT about the container's process mean it has exited; anything else is reported
+/// as it is.
 fn gone(pid: libc::pid_t, path: PathBuf) -> impl FnOnce(std::io::Error) -> ExecError {
-    move |source| ExecError::Gone { pid, path, source }
+    move |source| match source.raw_os_error() {
+        Some(libc::ESRCH | libc::ENOENT) => ExecError::Gone { pid, path, source },
+        _ => ExecError::Read { path, source },
+    }
 }
 
 /// A pidfd on `pid`: fails with [`ExecError::Gone`] when there is no such process.
@@ -306,11 +311,7 @@ impl ExecPlan {
         let joins = namespaces_of(pid)?;
         let namespaces = namespaces::plan(&joins).map_err(|e| match e {
             // The process exited between the check and the open.
-            NamespaceError::Open { path, source }
-                if source.raw_os_error() == Some(libc::ENOENT) =>
-            {
-                ExecError::Gone { pid, path, source }
-            }
+            NamespaceError::Open { path, source } => gone(pid, path)(source),
             e => e.into(),
         })?;
         // No clone flags: cgroup.procs are only opened, never followed by a new namespace.
