@@ -327,3 +327,35 @@ def test_python_api_detached_context_manager(store, busybox) -> None:
         assert container.logs(stderr=False) == b"api\n"
         assert container.reload().status == "exited"
     assert all(c.name != "api" for c in engine.containers.list(all=True))
+
+
+def test_exec_joins_the_running_container(store, busybox) -> None:
+    barque(store, "run", "-d", "--network", "none", "--name", "host1", "-h", "inside",
+           "-e", "COLOR=red", busybox, "sleep", "100")
+    out = barque(store, "exec", "-e", "SHAPE=round", "-w", "/tmp", "host1", "sh", "-c",
+                 "echo $COLOR $SHAPE; hostname; pwd; cat /proc/1/cmdline | tr '\\0' ' '; echo;"
+                 "grep -E '^(CapEff|Seccomp):' /proc/self/status").stdout.splitlines()
+    assert out[:4] == ["red round", "inside", "/tmp", "sleep 100 "]
+    status = dict(line.split(":\t") for line in out[4:])
+    assert status == {"CapEff": "00000000a80425fb", "Seccomp": "2"}
+    assert barque(store, "exec", "-u", "nobody", "host1", "id", "-u").stdout == "65534\n"
+    assert barque(store, "exec", "host1", "sh", "-c", "exit 9", check=False).returncode == 9
+    missing = barque(store, "exec", "host1", "/no/such", check=False)
+    assert missing.returncode == 127 and "/no/such" in missing.stderr
+    fed = subprocess.run([sys.executable, "-m", "barque", "--root", str(store), "exec", "-i",
+                          "host1", "cat"], input="piped\n", capture_output=True, text=True,
+                         timeout=30)
+    assert fed.stdout == "piped\n"
+    term = _Terminal(store, "exec", "-it", "host1", "sh", rows=21, cols=77)
+    term.read_until(b"# ")
+    term.write(b"stty size; tty\r")
+    term.read_until(b"21 77")
+    term.write(b"exit 4\r")
+    assert term.exit_code() == 4
+    barque(store, "exec", "-d", "host1", "sh", "-c", "echo detached > /tmp/d")
+    _until(lambda: barque(store, "exec", "host1", "cat", "/tmp/d", check=False).stdout
+           == "detached\n", what="the detached exec")
+    barque(store, "stop", "-t", "0", "host1")
+    stopped = barque(store, "exec", "host1", "true", check=False)
+    assert stopped.returncode == 1 and "is not running" in stopped.stderr
+    barque(store, "rm", "host1")

@@ -162,3 +162,43 @@ def _write_all(fd: int, data: bytes) -> None:
         except BrokenPipeError:
             return
         view = view[n:]
+
+
+def relay_pty(master: int, *, stdin: bool, in_fd: int = 0, out_fd: int = 1) -> None:
+    """Relay between this terminal and a pty's master until the pty's last slave closes
+    (``exec -t``): our stdin to it with ``stdin``, its output to ours, our window size to it."""
+    import fcntl
+    import termios
+
+    def resize(*_: object) -> None:
+        size = window_size(in_fd) or window_size(out_fd)
+        if size:
+            fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", *size, 0, 0))
+
+    resize()
+    previous = signal.signal(signal.SIGWINCH, resize)
+    reading_stdin = stdin
+    try:
+        with raw_terminal(in_fd) if stdin else contextlib.nullcontext():
+            while True:
+                watch = [master] + ([in_fd] if reading_stdin else [])
+                try:
+                    ready, _, _ = select.select(watch, [], [])
+                except InterruptedError:
+                    continue
+                if reading_stdin and in_fd in ready:
+                    data = os.read(in_fd, 65536)
+                    if data:
+                        _write_all(master, data)
+                    else:
+                        reading_stdin = False
+                if master in ready:
+                    try:
+                        data = os.read(master, 65536)
+                    except OSError:  # EIO: every slave closed, the process is gone
+                        return
+                    if not data:
+                        return
+                    _write_all(out_fd, data)
+    finally:
+        signal.signal(signal.SIGWINCH, previous)

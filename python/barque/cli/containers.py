@@ -186,6 +186,47 @@ def logs(
             stream.flush()
 
 
+@app.command("exec", context_settings=_RUN_SETTINGS)
+@container_app.command("exec", context_settings=_RUN_SETTINGS)
+def exec_(
+    container: Annotated[str, typer.Argument(metavar="CONTAINER")],
+    command: Annotated[list[str], typer.Argument(metavar="COMMAND [ARG...]")],
+    detach: Annotated[bool, typer.Option("--detach", "-d", help="Detached mode: run command in the background.")] = False,
+    interactive: InteractiveOpt = False, tty: TtyOpt = False, env: EnvOpt = [],
+    env_file: EnvFileOpt = [], user: UserOpt = None, workdir: WorkdirOpt = None,
+    privileged: Annotated[bool, typer.Option("--privileged", help="Give extended privileges to the command.")] = False,
+) -> None:
+    """Execute a command in a running container."""
+    import contextlib
+
+    from .run import _environment
+
+    service = engine().containers
+    environment = _environment(env, env_file)
+    if detach:
+        service.exec(container, command, env=environment, user=user, workdir=workdir,
+                     privileged=privileged, detach=True)
+        return
+    if not tty:
+        code = service.exec(container, command, env=environment, user=user, workdir=workdir,
+                            privileged=privileged, stdin=0 if interactive else None)
+        raise typer.Exit(code)
+    from .. import attach
+    from ..native import load
+
+    master, slave = os.openpty()
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(os.close, master)
+        try:
+            pid = service.exec(container, command, env=environment + ["TERM=xterm"],
+                               user=user, workdir=workdir, privileged=privileged, tty=True,
+                               stdin=slave, stdout=slave, stderr=slave, wait=False)
+        finally:
+            os.close(slave)
+        attach.relay_pty(master, stdin=interactive)
+        raise typer.Exit(load().wait(pid))
+
+
 @container_app.command("cleanup", hidden=True)
 def cleanup(container: Annotated[str, typer.Argument(metavar="CONTAINER")]) -> None:
     """The supervisor's exit command: settle an exited container's books (and --rm)."""
