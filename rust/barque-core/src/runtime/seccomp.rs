@@ -190,7 +190,11 @@ fn filter_flags(spec: &LinuxSeccomp) -> Result<u32, SeccompError> {
     // Refused here rather than while compiling, so a cached program cannot hide it.
     let notify = LinuxSeccompAction::ScmpActNotify;
     if spec.default_action() == notify
-        || spec.syscalls().iter().flatten().any(|r| r.action() == notify)
+        || spec
+            .syscalls()
+            .iter()
+            .flatten()
+            .any(|r| r.action() == notify)
     {
         return Err(SeccompError::Unsupported {
             what: "SCMP_ACT_NOTIFY".into(),

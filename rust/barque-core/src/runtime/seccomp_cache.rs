@@ -138,7 +138,10 @@ pub fn read(path: &Path) -> Result<Program, SeccompError> {
 
 /// The instructions of a raw program, if it is one the kernel could take.
 fn decode(bytes: &[u8]) -> Option<Program> {
-    if bytes.is_empty() || bytes.len() % INSN_LEN != 0 || bytes.len() > MAX_INSNS * INSN_LEN {
+    if bytes.is_empty()
+        || !bytes.len().is_multiple_of(INSN_LEN)
+        || bytes.len() > MAX_INSNS * INSN_LEN
+    {
         return None;
     }
     let program: Program = bytes
@@ -176,7 +179,8 @@ pub fn write(dir: &Path, path: &Path, program: &[libc::sock_filter]) -> Result<(
     static SEQ: AtomicU64 = AtomicU64::new(0);
     let tmp: PathBuf = dir.join(format!(
         ".{}.{}-{}.tmp",
-        path.file_name().map_or_else(Default::default, |n| n.to_string_lossy()),
+        path.file_name()
+            .map_or_else(Default::default, |n| n.to_string_lossy()),
         std::process::id(),
         SEQ.fetch_add(1, Ordering::Relaxed)
     ));
@@ -211,7 +215,10 @@ mod tests {
     }
 
     fn compiled(spec: &LinuxSeccomp) -> Vec<libc::sock_filter> {
-        crate::runtime::seccomp::compile(spec).unwrap().program.to_vec()
+        crate::runtime::seccomp::compile(spec)
+            .unwrap()
+            .program
+            .to_vec()
     }
 
     #[test]
@@ -241,9 +248,7 @@ mod tests {
         };
         let (first, src) = cache.get(&spec, None, compile).unwrap();
         assert_eq!(src, Source::Compiled);
-        let (second, src) = cache
-            .get(&spec, None, || panic!("compiled again"))
-            .unwrap();
+        let (second, src) = cache.get(&spec, None, || panic!("compiled again")).unwrap();
         assert_eq!(src, Source::Memory);
         assert_eq!(calls.get(), 1);
         assert!(Arc::ptr_eq(&first, &second));
@@ -259,7 +264,10 @@ mod tests {
             .unwrap();
         assert_eq!(src, Source::Compiled);
         let file = cache_dir.join(format!("{}.bpf", key(&spec).unwrap()));
-        assert_eq!(std::fs::read(&file).unwrap().len(), written.len() * INSN_LEN);
+        assert_eq!(
+            std::fs::read(&file).unwrap().len(),
+            written.len() * INSN_LEN
+        );
         // A fresh Cache stands for another process: only the file can answer.
         let (read_back, src) = Cache::default()
             .get(&spec, Some(&cache_dir), || panic!("compiled again"))
