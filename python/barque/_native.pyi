@@ -185,6 +185,7 @@ def exec_process(
     stderr_fd: int = 2,
     cgroup_procs: list[str] = [],
     terminal: bool = False,
+    seccomp_cache_dir: str | None = None,
 ) -> int:
     """Start one more process in the running container whose init is ``container_pid`` (as
     ``docker exec`` / ``runc exec --process``) and return its host pid once it has exec'd. It is

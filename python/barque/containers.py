@@ -608,7 +608,8 @@ class ContainerService:
             with container_errors():
                 pid = load().spawn(str(self._store.paths.container(container_id)),
                                    stdin_fd=stdin, stdout_fd=stdout, stderr_fd=stderr,
-                                   cgroup_procs=cgroup.procs)
+                                   cgroup_procs=cgroup.procs,
+                                   seccomp_cache_dir=str(self._store.paths.seccomp_cache))
         except BaseException:
             cgroup.remove()
             raise
@@ -834,7 +835,8 @@ class ContainerService:
                     record.pid, str(process_file),
                     seccomp_json=str(seccomp_file) if seccomp is not None else None,
                     stdin_fd=stdin, stdout_fd=stdout, stderr_fd=stderr,
-                    cgroup_procs=cgroups.open_existing(record.id).procs, terminal=tty)
+                    cgroup_procs=cgroups.open_existing(record.id).procs, terminal=tty,
+                    seccomp_cache_dir=str(self._store.paths.seccomp_cache))
         finally:
             for path in (process_file, seccomp_file):
                 with contextlib.suppress(FileNotFoundError):

@@ -12,7 +12,7 @@ use crate::errors::NativeError;
 /// the container whose process (its init) is `container_pid`; returns its host pid once it has
 /// exec'd. See `_native.pyi`.
 #[pyfunction]
-#[pyo3(signature = (container_pid, process_json, *, seccomp_json = None, stdin_fd = 0, stdout_fd = 1, stderr_fd = 2, cgroup_procs = Vec::new(), terminal = false))]
+#[pyo3(signature = (container_pid, process_json, *, seccomp_json = None, stdin_fd = 0, stdout_fd = 1, stderr_fd = 2, cgroup_procs = Vec::new(), terminal = false, seccomp_cache_dir = None))]
 #[allow(clippy::too_many_arguments)]
 pub fn exec_process(
     py: Python<'_>,
@@ -24,11 +24,13 @@ pub fn exec_process(
     stderr_fd: i32,
     cgroup_procs: Vec<PathBuf>,
     terminal: bool,
+    seccomp_cache_dir: Option<PathBuf>,
 ) -> PyResult<i32> {
     let opts = ExecOptions {
         container_pid,
         process: process_json,
         seccomp: seccomp_json,
+        seccomp_cache: seccomp_cache_dir,
         stdio: [stdin_fd, stdout_fd, stderr_fd],
         cgroup_procs,
         terminal,

@@ -163,6 +163,9 @@ pub struct ExecOptions {
     pub process: PathBuf,
     /// An OCI `linux.seccomp` object (JSON), or no filter.
     pub seccomp: Option<PathBuf>,
+    /// Where compiled seccomp programs are cached (as for a container start), or only in
+    /// this process's memory.
+    pub seccomp_cache: Option<PathBuf>,
     /// Descriptors (in the caller) that become the process's 0, 1 and 2.
     pub stdio: [RawFd; 3],
     /// `cgroup.procs` files of the container's cgroups, joined before anything else.
@@ -301,10 +304,12 @@ impl ExecPlan {
                 let profile: LinuxSeccomp =
                     serde_json::from_slice(&read(path)?).map_err(parse_error(path))?;
                 Some(
-                    seccomp::compile(&profile).map_err(|source| ExecError::Seccomp {
-                        path: path.clone(),
-                        source,
-                    })?,
+                    seccomp::plan(&profile, opts.seccomp_cache.as_deref()).map_err(
+                        |source| ExecError::Seccomp {
+                            path: path.clone(),
+                            source,
+                        },
+                    )?,
                 )
             }
         };
@@ -731,6 +736,7 @@ mod tests {
             container_pid: std::process::id() as libc::pid_t,
             process: write(dir, "process.json", process),
             seccomp: None,
+            seccomp_cache: None,
             stdio: [0, 1, 2],
             cgroup_procs: Vec::new(),
             terminal: false,
