@@ -880,7 +880,9 @@ class ContainerService:
         self._release_cgroup(container_id)
         self._store.metadata.remove_container(container_id)
         _remove_tree(self._store.paths.run_state(container_id))
-        _remove_tree(self._store.paths.container(container_id))
+        from .store.snapshots import discard_tree
+
+        discard_tree(self._store.paths.container(container_id), self._store.paths.trash)
 
     def run(self, image: str, command: list[str] | None = None, *,
             options: RunOptions | None = None, create: CreateOptions | None = None,

@@ -75,6 +75,10 @@ class Store:
         # Directories no record vouches for: unpacks that were interrupted, deletions cut short.
         for leftover in self.snapshots.leftovers():
             remove_tree(leftover)
+        # Background deletions that were cut short (see snapshots.discard_tree).
+        if self.paths.trash.is_dir():
+            for entry in self.paths.trash.iterdir():
+                remove_tree(entry)
         return removed
 
     def gc_lock(self, *, shared: bool):

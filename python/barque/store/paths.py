@@ -11,6 +11,7 @@ Layout under the root (mode 0700, so no other user can traverse it; CVE-2021-410
     locks/                      advisory lock files (flock) coordinating barque processes
     metadata.db                 SQLite (WAL): images, tags, digests, snapshots
     tmp/                        scratch space on the store's filesystem, for atomic writes
+    trash/                      trees taken out of the store, being deleted in the background
     cache/seccomp/<key>.bpf     compiled seccomp programs, keyed by profile, arch and libseccomp
 
 A supervised container's live state (its supervisor's pid, attach socket and exit record) is
@@ -66,6 +67,10 @@ class StorePaths:
         self.container(container_id)  # validates the id
         key = hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:12]
         return RUN_ROOT / key / container_id
+
+    @property
+    def trash(self) -> Path:
+        return self.root / "trash"
 
     @property
     def seccomp_cache(self) -> Path:
