@@ -25,5 +25,5 @@ mod native {
     #[pymodule_export]
     use crate::ingest::{sha256_file, syncfs, unpack_blob, PyBlobIngest};
     #[pymodule_export]
-    use crate::runtime::{kill, spawn, wait};
+    use crate::runtime::{kill, spawn, spawn_terminal, wait};
 }

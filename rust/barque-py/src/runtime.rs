@@ -48,3 +48,41 @@ pub fn wait(py: Python<'_>, pid: i32) -> PyResult<i32> {
 pub fn kill(pid: i32, sig: i32) -> PyResult<()> {
     Ok(container::kill(pid, sig).map_err(NativeError::from)?)
 }
+
+/// Starts the container of a bundle whose spec has `process.terminal`; returns its init's pid
+/// and the master of its pty, which the caller then owns. See `_native.pyi`.
+#[pyfunction]
+#[pyo3(signature = (bundle_dir, *, pid_file = None, cgroup_procs = Vec::new()))]
+pub fn spawn_terminal(
+    py: Python<'_>,
+    bundle_dir: PathBuf,
+    pid_file: Option<PathBuf>,
+    cgroup_procs: Vec<PathBuf>,
+) -> PyResult<(i32, i32)> {
+    use std::os::fd::IntoRawFd;
+    let opts = SpawnOptions {
+        bundle: bundle_dir,
+        pid_file,
+        cgroup_procs,
+        ..Default::default()
+    };
+    let spawned = py
+        .detach(|| -> Result<_, container::ContainerError> {
+            // Checked first: a container started without a pty would have nobody to hold it.
+            let spec = barque_core::runtime::spec::load(&opts.bundle)?;
+            let terminal = spec
+                .process()
+                .as_ref()
+                .and_then(|p| p.terminal())
+                .unwrap_or(false);
+            if !terminal {
+                return Err(container::ContainerError::Unsupported {
+                    what: "spawn_terminal for a spec without process.terminal",
+                });
+            }
+            container::spawn_with(&opts)
+        })
+        .map_err(NativeError::from)?;
+    let master = spawned.pty_master.map_or(-1, IntoRawFd::into_raw_fd);
+    Ok((spawned.pid, master))
+}

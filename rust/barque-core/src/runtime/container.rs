@@ -25,6 +25,7 @@ use crate::runtime::seccomp::{self, SeccompError, SeccompPlan};
 use crate::runtime::spec::{self, SpecError};
 use crate::runtime::sys::Linux;
 use crate::runtime::sysctl::{self, SysctlError, SysctlPlan};
+use crate::runtime::terminal::{self, TerminalError, TerminalPlan};
 
 /// Docker's exit codes for a container that could not start.
 pub const EXIT_START_FAILED: i32 = 125;
@@ -61,6 +62,8 @@ pub enum ContainerError {
     Sysctl(#[from] SysctlError),
     #[error(transparent)]
     Cgroup(#[from] CgroupError),
+    #[error(transparent)]
+    Terminal(#[from] TerminalError),
     #[error("{what} is not supported yet")]
     Unsupported { what: &'static str },
     #[error("cannot {op}{}: {source}", path.as_ref().map(|p| format!(" {}", p.display())).unwrap_or_default())]
@@ -111,6 +114,7 @@ impl ContainerError {
             ContainerError::Spec(e) => Some(e.path()),
             ContainerError::Rootfs { source, .. } => source.path(),
             ContainerError::Cgroup(e) => Some(&e.path),
+            ContainerError::Terminal(e) => e.path(),
             _ => None,
         }
     }
@@ -136,10 +140,12 @@ pub struct Plan {
     pub last_cap: u32,
     pub seccomp: Option<SeccompPlan>,
     pub empty_sigset: libc::sigset_t,
+    /// `process.terminal`: the init makes a pty and sends its master back.
+    pub terminal: Option<TerminalPlan>,
 }
 
 /// How to start a container.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct SpawnOptions {
     pub bundle: PathBuf,
     /// Descriptors (in the caller) that become the init's 0, 1 and 2.
@@ -159,11 +165,11 @@ impl Plan {
         let process = spec.process().as_ref().ok_or(ContainerError::Unsupported {
             what: "a spec without a process",
         })?;
-        if process.terminal().unwrap_or(false) {
-            return Err(ContainerError::Unsupported {
-                what: "process.terminal",
-            });
-        }
+        let terminal = if process.terminal().unwrap_or(false) {
+            Some(terminal::plan(process.user().uid())?)
+        } else {
+            None
+        };
         let linux = spec.linux().clone().unwrap_or_default();
         let rootfs = rootfs::plan(&spec, &bundle).map_err(|source| ContainerError::Rootfs {
             bundle: bundle.clone(),
@@ -202,6 +208,7 @@ impl Plan {
             rootfs,
             mounts,
             empty_sigset,
+            terminal,
         })
     }
 
@@ -266,6 +273,19 @@ impl Plan {
                 None => (String::new(), None),
             },
             Step::Sysctl => (self.sysctl.describe(i), None),
+            Step::Terminal => {
+                let (what, path) = TerminalPlan::describe(fail.index);
+                let on = path
+                    .as_ref()
+                    .map(|p| format!(" {}", p.display()))
+                    .unwrap_or_default();
+                return ContainerError::Child {
+                    message: format!("cannot {what}{on}: {reason}"),
+                    step: fail.step,
+                    errno: fail.errno,
+                    path,
+                };
+            }
             Step::Cgroup => {
                 let what = self.cgroups.describe(i);
                 return ContainerError::Child {
@@ -378,9 +398,45 @@ fn child(plan: &Plan, error_pipe: RawFd) -> ! {
     unsafe { libc::_exit(EXIT_START_FAILED) }
 }
 
+/// A started container: its init's host pid and, with `process.terminal`, the pty master
+/// (the caller owns it; closing it hangs the container's terminal up).
+#[derive(Debug)]
+pub struct Spawned {
+    pub pid: libc::pid_t,
+    pub pty_master: Option<OwnedFd>,
+}
+
 /// Starts the container of `opts.bundle`; returns the init's host pid once it has exec'd.
+/// A `process.terminal` spec needs [`spawn_with`]: someone has to hold the pty master.
 pub fn spawn(opts: &SpawnOptions) -> Result<libc::pid_t, ContainerError> {
-    let plan = Plan::build(opts)?;
+    let mut plan = Plan::build(opts)?;
+    if plan.terminal.is_some() {
+        return Err(ContainerError::Unsupported {
+            what: "process.terminal through spawn (spawn_with returns the pty master)",
+        });
+    }
+    start(&mut plan, opts).map(|s| s.pid)
+}
+
+/// Starts the container of `opts.bundle` once its init has exec'd; with `process.terminal`
+/// the result carries the master of the pty that is the container's stdio (`opts.stdio` is
+/// then not used).
+pub fn spawn_with(opts: &SpawnOptions) -> Result<Spawned, ContainerError> {
+    let mut plan = Plan::build(opts)?;
+    start(&mut plan, opts)
+}
+
+fn start(plan: &mut Plan, opts: &SpawnOptions) -> Result<Spawned, ContainerError> {
+    // The init sends the pty master over this socketpair before it execs.
+    let console = match &mut plan.terminal {
+        Some(t) => {
+            let (parent, child) = terminal::socketpair()?;
+            t.socket = child.as_raw_fd();
+            Some((parent, child))
+        }
+        None => None,
+    };
+    let plan = &*plan;
     let mut fds = [0 as RawFd; 2];
     // SAFETY: fds is a valid out-array of two ints.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
@@ -401,12 +457,14 @@ pub fn spawn(opts: &SpawnOptions) -> Result<libc::pid_t, ContainerError> {
     }
     let cloned = clone_process(plan.namespaces.clone_flags);
     if let Ok(0) = cloned {
-        child(&plan, write_end.as_raw_fd());
+        child(plan, write_end.as_raw_fd());
     }
     // SAFETY: restoring the mask saved above.
     unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
     let pid = cloned.map_err(io("clone the container init", None))?;
     drop(write_end);
+    // Only the init may hold its end: recvmsg then sees EOF if it dies before sending.
+    let console = console.map(|(parent, _child)| parent);
 
     let mut buf = [0u8; FAIL_LEN];
     let mut got = 0;
@@ -423,13 +481,20 @@ pub fn spawn(opts: &SpawnOptions) -> Result<libc::pid_t, ContainerError> {
         }
     }
     if got == 0 {
+        let pty_master = match console.as_ref().map(terminal::receive_master).transpose() {
+            Ok(m) => m,
+            Err(e) => {
+                kill_and_reap(pid);
+                return Err(e.into());
+            }
+        };
         if let Some(path) = &opts.pid_file {
             if let Err(e) = std::fs::write(path, format!("{pid}")) {
                 kill_and_reap(pid);
                 return Err(io("write the pid file", Some(path))(e));
             }
         }
-        return Ok(pid);
+        return Ok(Spawned { pid, pty_master });
     }
     kill_and_reap(pid);
     match Fail::decode(&buf) {

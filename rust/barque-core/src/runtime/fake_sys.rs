@@ -293,6 +293,29 @@ impl Sys for FakeSys {
     fn cloexec_from(&self, first: u32) -> SysResult<()> {
         self.record("cloexec_from", format!("cloexec_from({first})"))
     }
+    fn unlock_pty(&self, master: RawFd) -> SysResult<()> {
+        self.record(
+            "unlock_pty",
+            format!("unlock_pty({})", self.path_of(master)),
+        )
+    }
+    fn pty_peer(&self, master: RawFd) -> SysResult<RawFd> {
+        let p = self.path_of(master);
+        self.record("pty_peer", format!("pty_peer({p})"))?;
+        Ok(self.new_fd(format!("pts:{p}")))
+    }
+    fn send_fd(&self, socket: RawFd, fd: RawFd) -> SysResult<()> {
+        self.record(
+            "send_fd",
+            format!("send_fd({socket}, {})", self.path_of(fd)),
+        )
+    }
+    fn fchown(&self, fd: RawFd, uid: u32, gid: u32) -> SysResult<()> {
+        self.record(
+            "fchown",
+            format!("fchown({}, {uid}, {gid})", self.path_of(fd)),
+        )
+    }
     fn umask(&self, mask: u32) {
         let _ = self.record("umask", format!("umask({mask:o})"));
     }

@@ -23,7 +23,10 @@ pub fn run<S: Sys>(sys: &S, plan: &Plan) -> Result<Infallible, Fail> {
     sys.prctl(libc::PR_SET_DUMPABLE, 0, 0).on(Step::Dumpable)?;
     sys.umask(0);
     let process = &plan.process;
-    process.setup_stdio(sys)?;
+    // With a terminal, the pty becomes 0, 1 and 2 once /dev/pts exists.
+    if plan.terminal.is_none() {
+        process.setup_stdio(sys)?;
+    }
 
     plan.namespaces.join(sys)?;
     // A new network namespace starts with `lo` down (Docker brings it up); needs
@@ -36,6 +39,10 @@ pub fn run<S: Sys>(sys: &S, plan: &Plan) -> Result<Infallible, Fail> {
         m.apply(sys, root.raw(), i)?;
     }
     plan.devices.apply(sys, root.raw())?;
+    // After /dev/pts, before pivot_root: binding /dev/console needs CAP_SYS_ADMIN.
+    if let Some(t) = &plan.terminal {
+        t.setup(sys, root.raw())?;
+    }
     plan.hostname.apply(sys)?;
     // Before /proc/sys turns read-only (the writes go to this task's namespaces).
     plan.sysctl.apply(sys, root.raw())?;

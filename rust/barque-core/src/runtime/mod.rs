@@ -21,6 +21,7 @@ pub mod seccomp_cache;
 pub mod spec;
 pub mod sys;
 pub mod sysctl;
+pub mod terminal;
 
 #[cfg(test)]
 mod fake_sys;

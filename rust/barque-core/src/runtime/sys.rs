@@ -107,6 +107,15 @@ pub trait Sys {
     fn seccomp(&self, flags: u32, program: &[libc::sock_filter]) -> SysResult<()>;
     /// `close_range(first, ~0, CLOSE_RANGE_CLOEXEC)`: everything from `first` up closes at exec.
     fn cloexec_from(&self, first: u32) -> SysResult<()>;
+    /// `ioctl(master, TIOCSPTLCK, &0)`: the slave of a new pty may be opened.
+    fn unlock_pty(&self, master: RawFd) -> SysResult<()>;
+    /// `ioctl(master, TIOCGPTPEER, O_RDWR|O_NOCTTY|O_CLOEXEC)`: the slave, opened through the
+    /// master's own devpts (no path lookup a container could redirect).
+    fn pty_peer(&self, master: RawFd) -> SysResult<RawFd>;
+    /// `sendmsg` of one byte with `fd` as `SCM_RIGHTS` on the unix socket `socket`.
+    fn send_fd(&self, socket: RawFd, fd: RawFd) -> SysResult<()>;
+    /// `fchown(fd, uid, gid)`; `u32::MAX` leaves that id unchanged.
+    fn fchown(&self, fd: RawFd, uid: u32, gid: u32) -> SysResult<()>;
     fn umask(&self, mask: u32);
     /// Resets every signal disposition to the default (a `SIG_IGN` would survive exec).
     fn reset_signal_dispositions(&self);
@@ -592,6 +601,71 @@ impl Sys for Linux {
                 libc::CLOSE_RANGE_CLOEXEC,
             )
         })
+    }
+
+    fn unlock_pty(&self, master: RawFd) -> SysResult<()> {
+        let unlock: libc::c_int = 0;
+        // SAFETY: TIOCSPTLCK reads an int through the pointer, which lives across the call.
+        unit(unsafe {
+            libc::syscall(
+                libc::SYS_ioctl,
+                master,
+                libc::TIOCSPTLCK,
+                &unlock as *const libc::c_int,
+            )
+        })
+    }
+
+    fn pty_peer(&self, master: RawFd) -> SysResult<RawFd> {
+        // SAFETY: integer arguments.
+        check_fd(unsafe {
+            libc::syscall(
+                libc::SYS_ioctl,
+                master,
+                libc::TIOCGPTPEER,
+                libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+            )
+        })
+    }
+
+    fn send_fd(&self, socket: RawFd, fd: RawFd) -> SysResult<()> {
+        let mut byte = [0u8; 1];
+        let mut iov = libc::iovec {
+            iov_base: byte.as_mut_ptr().cast(),
+            iov_len: 1,
+        };
+        // A cmsghdr (16 bytes) followed by one int, padded: 24 bytes, u64-aligned on the stack.
+        let mut control = [0u64; 3];
+        // SAFETY: msghdr is plain data; the pointers set below outlive the call, and the cmsg
+        // macros stay within `control`, which is exactly CMSG_SPACE(sizeof(int)) long.
+        unsafe {
+            let mut msg: libc::msghdr = std::mem::zeroed();
+            msg.msg_iov = &mut iov;
+            msg.msg_iovlen = 1;
+            msg.msg_control = control.as_mut_ptr().cast();
+            msg.msg_controllen = libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) as _;
+            let cmsg = libc::CMSG_FIRSTHDR(&msg);
+            (*cmsg).cmsg_level = libc::SOL_SOCKET;
+            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as _;
+            std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>(), fd);
+            loop {
+                let r = check(libc::syscall(
+                    libc::SYS_sendmsg,
+                    socket,
+                    &msg as *const libc::msghdr,
+                    libc::MSG_NOSIGNAL,
+                ));
+                if r != Err(libc::EINTR) {
+                    return r.map(|_| ());
+                }
+            }
+        }
+    }
+
+    fn fchown(&self, fd: RawFd, uid: u32, gid: u32) -> SysResult<()> {
+        // SAFETY: integer arguments.
+        unit(unsafe { libc::syscall(libc::SYS_fchown, fd, uid, gid) })
     }
 
     fn umask(&self, mask: u32) {
