@@ -1,0 +1,43 @@
+//! The one JSON line the starting process prints: `{"pid": N, "shim_pid": M}` or
+//! `{"error": "...", "exit_code": 125|126|127, "errno": N|null, "path": "..."|null}`.
+
+use barque_core::runtime::container::ContainerError;
+
+use crate::json;
+
+pub fn started(pid: libc::pid_t, shim_pid: libc::pid_t) -> String {
+    format!("{{\"pid\": {pid}, \"shim_pid\": {shim_pid}}}\n")
+}
+
+pub fn error(message: &str, exit_code: i32, errno: Option<i32>, path: Option<&str>) -> String {
+    let one_line = message.replace('\n', " ");
+    let errno = errno.map_or_else(|| "null".to_owned(), |e| e.to_string());
+    let path = path.map_or_else(|| "null".to_owned(), json::string);
+    format!(
+        "{{\"error\": {}, \"exit_code\": {exit_code}, \"errno\": {errno}, \"path\": {path}}}\n",
+        json::string(&one_line)
+    )
+}
+
+pub fn container_error(e: &ContainerError) -> String {
+    let path = e.path().map(|p| p.to_string_lossy().into_owned());
+    error(&e.to_string(), e.exit_code(), e.errno(), path.as_deref())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines() {
+        assert_eq!(started(12, 34), "{\"pid\": 12, \"shim_pid\": 34}\n");
+        assert_eq!(
+            error("exec: \"nope\": not found\nx", 127, Some(2), Some("nope")),
+            "{\"error\": \"exec: \\\"nope\\\": not found x\", \"exit_code\": 127, \"errno\": 2, \"path\": \"nope\"}\n"
+        );
+        assert_eq!(
+            error("bad", 125, None, None),
+            "{\"error\": \"bad\", \"exit_code\": 125, \"errno\": null, \"path\": null}\n"
+        );
+    }
+}
