@@ -297,6 +297,11 @@ def test_it_runs_a_shell_on_a_real_terminal(store, busybox) -> None:
     assert term.exit_code() == 3
     # --rm: gone once the command has returned
     assert barque(store, "ps", "-a", "-q").stdout == ""
+    # The size is there before the program's first instruction, not sent after it started.
+    term = _Terminal(store, "run", "-t", "--rm", "--network", "none", busybox, "stty", "size",
+                     rows=44, cols=55)
+    term.read_until(b"44 55")
+    assert term.exit_code() == 0
 
 
 def test_it_detach_keys_leave_it_running(store, busybox) -> None:

@@ -571,6 +571,8 @@ class ContainerService:
             log_config = cfg["HostConfig"].get("LogConfig") or {}
             log_opts = log_config.get("Config") or {}
             json_file = log_config.get("Type") == "json-file"
+            if tty_size and cfg["Config"].get("Tty"):
+                self._set_console_size(container_id, tty_size)
             cgroup = self._cgroup_for(record)
             state = self._store.paths.run_state(container_id)
             options = supervisor.ShimOptions(
@@ -579,6 +581,7 @@ class ContainerService:
                 log_max_size=_log_max_size(log_opts), log_max_file=_log_max_file(log_opts),
                 stdin=bool(cfg["Config"].get("OpenStdin")), hold_output=hold_output,
                 tty_size=tty_size, cgroup_procs=cgroup.procs,
+                seccomp_cache=self._store.paths.seccomp_cache,
                 exit_command=[sys.executable, "-m", "barque", "--root",
                               str(self._store.paths.root), "container", "cleanup",
                               container_id])
@@ -592,6 +595,17 @@ class ContainerService:
                 pid_start=_process_start_time(started.pid), started_at=time.time(),
                 finished_at=0.0, exit_code=0, error="", oom_killed=False)
             return Container(self, self._load(container_id))
+
+    def _set_console_size(self, container_id: str, size: tuple[int, int]) -> None:
+        """The terminal's size in the bundle (OCI ``process.consoleSize``): the runtime sets
+        it on the pty before the program starts, so its first look sees the right size."""
+        from .store.content import write_atomic
+
+        path = self._store.paths.container(container_id) / "config.json"
+        spec = json.loads(path.read_bytes())
+        spec["process"]["consoleSize"] = {"height": size[0], "width": size[1]}
+        write_atomic(path, json.dumps(spec, indent=1).encode(), self._store.paths.tmp,
+                     mode=0o600, sync=False)
 
     def _start_foreground(self, container_id: str, *, stdin: int, stdout: int,
                           stderr: int) -> Container:

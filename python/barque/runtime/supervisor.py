@@ -55,6 +55,7 @@ class ShimOptions:
     hold_output: bool = False
     tty_size: tuple[int, int] | None = None
     cgroup_procs: list[str] = field(default_factory=list)
+    seccomp_cache: Path | None = None
     exit_command: list[str] = field(default_factory=list)
 
     def argv(self, shim: Path) -> list[str]:
@@ -73,6 +74,8 @@ class ShimOptions:
             args += ["--tty-size", f"{self.tty_size[0]},{self.tty_size[1]}"]
         for procs in self.cgroup_procs:
             args += ["--cgroup-procs", procs]
+        if self.seccomp_cache is not None:
+            args += ["--seccomp-cache", str(self.seccomp_cache)]
         if self.exit_command:
             args += ["--exit-command", self.exit_command[0]]
             for arg in self.exit_command[1:]:

@@ -30,6 +30,8 @@ pub struct Options {
     /// (rows, cols).
     pub tty_size: Option<(u16, u16)>,
     pub cgroup_procs: Vec<PathBuf>,
+    /// Where the container start finds (or leaves) its compiled seccomp filter.
+    pub seccomp_cache: Option<PathBuf>,
     pub exit_command: Option<OsString>,
     pub exit_command_args: Vec<OsString>,
 }
@@ -80,6 +82,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Options, ArgsEr
             "--hold-output" => opts.hold_output = true,
             "--tty-size" => opts.tty_size = Some(tty_size(&value()?)?),
             "--cgroup-procs" => opts.cgroup_procs.push(PathBuf::from(value()?)),
+            "--seccomp-cache" => opts.seccomp_cache = Some(PathBuf::from(value()?)),
             "--exit-command" => opts.exit_command = Some(value()?),
             "--exit-command-arg" => opts.exit_command_args.push(value()?),
             _ => return Err(ArgsError::Unknown { arg: flag }),
@@ -128,6 +131,8 @@ mod tests {
             "/c1",
             "--cgroup-procs",
             "/c2",
+            "--seccomp-cache",
+            "/cache",
             "--exit-command",
             "/bin/x",
             "--exit-command-arg",
@@ -140,6 +145,7 @@ mod tests {
         assert_eq!(o.log_max_file, 3);
         assert_eq!(o.tty_size, Some((24, 80)));
         assert_eq!(o.cgroup_procs.len(), 2);
+        assert_eq!(o.seccomp_cache, Some(PathBuf::from("/cache")));
         assert_eq!(o.exit_command_args, ["a", "b"]);
         assert!(o.stdin && o.hold_output);
     }

@@ -149,6 +149,7 @@ fn spawn_container(opts: &Options) -> Result<(libc::pid_t, u8, Vec<OwnedFd>), Co
             stderr_w.as_raw_fd(),
         ],
         cgroup_procs: opts.cgroup_procs.clone(),
+        seccomp_cache: opts.seccomp_cache.clone(),
         ..Default::default()
     };
     let spawned = container::spawn_with(&spawn_opts)?;

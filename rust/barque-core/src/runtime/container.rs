@@ -166,7 +166,12 @@ impl Plan {
             what: "a spec without a process",
         })?;
         let terminal = if process.terminal().unwrap_or(false) {
-            Some(terminal::plan(process.user().uid())?)
+            // Clamped, not refused: a window is never 65536 cells tall.
+            let size = process.console_size().map(|b| {
+                let clamp = |v: u64| u16::try_from(v).unwrap_or(u16::MAX);
+                (clamp(b.height()), clamp(b.width()))
+            });
+            Some(terminal::plan(process.user().uid(), size)?)
         } else {
             None
         };

@@ -331,6 +331,9 @@ impl Sys for FakeSys {
     fn set_controlling_tty(&self, fd: RawFd) -> SysResult<()> {
         self.record("tty", format!("set_controlling_tty({fd})"))
     }
+    fn set_window_size(&self, fd: RawFd, rows: u16, cols: u16) -> SysResult<()> {
+        self.record("winsize", format!("set_window_size({fd}, {rows}x{cols})"))
+    }
     fn execve(&self, path: &CStr, _argv: &[*const c_char], _envp: &[*const c_char]) -> Errno {
         match self.record("execve", format!("execve({})", s(path))) {
             Err(e) => e,

@@ -124,6 +124,8 @@ pub trait Sys {
     fn setsid(&self) -> SysResult<()>;
     /// `ioctl(fd, TIOCSCTTY, 0)`: `fd`'s terminal becomes the session's controlling terminal.
     fn set_controlling_tty(&self, fd: RawFd) -> SysResult<()>;
+    /// `ioctl(fd, TIOCSWINSZ)`: the terminal's window size (the kernel signals SIGWINCH).
+    fn set_window_size(&self, fd: RawFd, rows: u16, cols: u16) -> SysResult<()>;
     /// Returns only on failure.
     fn execve(&self, path: &CStr, argv: &[*const c_char], envp: &[*const c_char]) -> Errno;
 }
@@ -704,6 +706,24 @@ impl Sys for Linux {
     fn set_controlling_tty(&self, fd: RawFd) -> SysResult<()> {
         // SAFETY: integer arguments; 0 means "do not steal it from another session".
         unit(unsafe { libc::syscall(libc::SYS_ioctl, fd, libc::TIOCSCTTY, 0) })
+    }
+
+    fn set_window_size(&self, fd: RawFd, rows: u16, cols: u16) -> SysResult<()> {
+        let size = libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ reads a winsize through the pointer, which lives across the call.
+        unit(unsafe {
+            libc::syscall(
+                libc::SYS_ioctl,
+                fd,
+                libc::TIOCSWINSZ,
+                &size as *const libc::winsize,
+            )
+        })
     }
 
     fn execve(&self, path: &CStr, argv: &[*const c_char], envp: &[*const c_char]) -> Errno {

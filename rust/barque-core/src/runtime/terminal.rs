@@ -30,9 +30,10 @@ pub enum TerminalStep {
     Session,
     ControllingTty,
     Stdio,
+    WindowSize,
 }
 
-const TERMINAL_STEPS: [TerminalStep; 9] = [
+const TERMINAL_STEPS: [TerminalStep; 10] = [
     TerminalStep::OpenPtmx,
     TerminalStep::Unlock,
     TerminalStep::Peer,
@@ -42,6 +43,7 @@ const TERMINAL_STEPS: [TerminalStep; 9] = [
     TerminalStep::Session,
     TerminalStep::ControllingTty,
     TerminalStep::Stdio,
+    TerminalStep::WindowSize,
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -80,13 +82,17 @@ pub struct TerminalPlan {
     pub socket: RawFd,
     /// The slave is handed to this user so a non-root process can use its terminal.
     uid: u32,
+    /// `process.consoleSize` as (rows, cols): set before exec, so the program's first look
+    /// at its window already sees the caller's size.
+    size: Option<(u16, u16)>,
 }
 
-pub fn plan(uid: u32) -> Result<TerminalPlan, TerminalError> {
+pub fn plan(uid: u32, size: Option<(u16, u16)>) -> Result<TerminalPlan, TerminalError> {
     Ok(TerminalPlan {
         console: InRootPath::new(Path::new("/dev/console"))?,
         socket: -1,
         uid,
+        size,
     })
 }
 
@@ -167,6 +173,10 @@ impl TerminalPlan {
                 .map_err(at(T::OpenPtmx))?,
         );
         sys.unlock_pty(master.raw()).map_err(at(T::Unlock))?;
+        if let Some((rows, cols)) = self.size {
+            sys.set_window_size(master.raw(), rows, cols)
+                .map_err(at(T::WindowSize))?;
+        }
         let slave = Fd::new(sys, sys.pty_peer(master.raw()).map_err(at(T::Peer))?);
         // A bind of the slave: programs that write to /dev/console reach the terminal.
         let console = self
@@ -213,6 +223,7 @@ impl TerminalPlan {
             Some(TerminalStep::Session) => ("start a new session (setsid)", None),
             Some(TerminalStep::ControllingTty) => ("make the pty the controlling terminal", None),
             Some(TerminalStep::Stdio) => ("make the pty stdin, stdout and stderr", None),
+            Some(TerminalStep::WindowSize) => ("set the window size of", Some("/dev/pts/ptmx")),
             None => ("set up the terminal", None),
         };
         (what, path.map(PathBuf::from))
@@ -225,7 +236,7 @@ mod tests {
     use crate::runtime::fake_sys::FakeSys;
 
     fn terminal(uid: u32) -> TerminalPlan {
-        let mut t = plan(uid).unwrap();
+        let mut t = plan(uid, None).unwrap();
         t.socket = 9;
         t
     }
@@ -267,6 +278,17 @@ mod tests {
         assert_eq!(calls[5], "send_fd(9, dev/pts/ptmx)");
         assert_eq!(calls[6], "fchown(pts:dev/pts/ptmx, 1000, 4294967295)");
         assert_eq!(calls[9], "dup2(pts:dev/pts/ptmx, 0)");
+    }
+
+    #[test]
+    fn console_size_is_set_on_the_master_before_anything_runs() {
+        let sys = FakeSys::with_paths(&["dev", "dev/pts", "dev/pts/ptmx*"]);
+        let mut t = plan(0, Some((33, 101))).unwrap();
+        t.socket = 9;
+        t.setup(&sys, 3).unwrap();
+        let calls = sys.calls();
+        assert_eq!(calls[1], "set_window_size(101, 33x101)", "{calls:?}"); // fd of the master
+        assert!(calls[0].starts_with("unlock_pty"), "{calls:?}");
     }
 
     #[test]
