@@ -116,11 +116,14 @@ def discard_tree(path: Path, trash: Path) -> None:
         remove_tree(path)
         return
     try:
-        _discarding.append(os.posix_spawnp(
-            "rm", ["rm", "-rf", "--one-file-system", "--", str(target)], dict(os.environ),
+        # posix_spawn (vfork-like, no Python in the child) of an absolute path with an empty
+        # environment: ~3 ms, where setsid or a PATH search would double it. A hangup that
+        # kills it only leaves work for the garbage collection.
+        rm = "/bin/rm" if os.path.exists("/bin/rm") else "/usr/bin/rm"
+        _discarding.append(os.posix_spawn(
+            rm, ["rm", "-rf", "--one-file-system", "--", str(target)], {},
             file_actions=[(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_RDWR, 0)
-                          for fd in (0, 1, 2)],
-            setsid=True))
+                          for fd in (0, 1, 2)]))
     except OSError:
         remove_tree(target)
 
