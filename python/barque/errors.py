@@ -86,3 +86,7 @@ class ContainerStartError(BarqueError, RuntimeError):
 
 class InvalidArgumentError(BarqueError, ValueError):
     """A ``run``/``create`` option or the image config cannot make a valid container (exit 125)."""
+
+
+class InvalidArchiveError(BarqueError, ValueError):
+    """An image archive (save/load, import) is malformed, truncated or tampered with."""
