@@ -1,0 +1,268 @@
+"""Image archives and local images, through the CLI as a Docker user would: save (docker-archive
+and OCI layout, checked with real skopeo), load (incl. the Docker 20.10 fixtures and hostile
+archives), import, commit, diff and cp."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from helpers import SHARED, barque, expected_listing, merged_listing
+
+IMAGES = SHARED / "fixtures" / "images"
+LAYERS_TAR = IMAGES / "layers-1.docker.tar"
+BUSYBOX_TAR = IMAGES / "busybox-1.35.docker.tar"
+LAYERS_ID = "sha256:979a4dfdb045c9a47e198ba6ec14ea4a54bf973341f696989051bd3631d6e88a"
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="mounts and containers need root")
+needs_fixtures = pytest.mark.skipif(not LAYERS_TAR.is_file(), reason="shared fixtures missing")
+pytestmark = [needs_fixtures]
+
+
+def barque_bytes(root: Path, *args: str, stdin: bytes | None = None,
+                 check: bool = True) -> subprocess.CompletedProcess[bytes]:
+    """``barque`` with binary stdin/stdout (save to and load from a pipe)."""
+    proc = subprocess.run([sys.executable, "-m", "barque", "--root", str(root), *args],
+                          input=stdin, capture_output=True, timeout=300)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"barque {' '.join(args)} exited {proc.returncode}: "
+                             f"{proc.stderr.decode()}")
+    return proc
+
+
+def skopeo(*args: str) -> str:
+    return subprocess.run(["skopeo", *args], check=True, capture_output=True, text=True).stdout
+
+
+def lower_dirs(root: Path, image: str) -> list[Path]:
+    from barque import Engine
+
+    with Engine(root=root) as engine:
+        img = engine.images.get(image)
+        return [engine.store.snapshots.path(x.chain_id) for x in reversed(img.layers)]
+
+
+def store_state(root: Path) -> dict[str, object]:
+    """What a refused load must not change: images, tags, blobs, snapshots, scratch space."""
+    return {
+        "images": barque(root, "images", "-a", "--no-trunc").stdout,
+        "blobs": sorted(os.listdir(root / "blobs" / "sha256")),
+        "snapshots": sorted(os.listdir(root / "snapshots")),
+        "tmp": sorted(os.listdir(root / "tmp")),
+    }
+
+
+# -- load ---------------------------------------------------------------------------------
+
+
+@needs_root
+@pytest.mark.parametrize("archive,tag,listing", [
+    (LAYERS_TAR, "barque-fixtures/layers:1", "layers-1"),
+    (BUSYBOX_TAR, "barque-fixtures/busybox:1.35", "busybox-1.35")])
+def test_load_docker_20_10_archives_gives_dockers_rootfs(tmp_path, archive, tag, listing) -> None:
+    root = tmp_path / "root"
+    out = barque(root, "load", "-i", str(archive)).stdout
+    assert out == f"Loaded image: {tag}\n"
+    assert merged_listing(lower_dirs(root, tag)) == expected_listing(listing)
+    # Layers are kept gzip-compressed for a later push: the manifest names those blobs.
+    inspect = json.loads(barque(root, "inspect", tag).stdout)[0]
+    from barque import Engine
+
+    with Engine(root=root) as engine:
+        img = engine.images.get(tag)
+        manifest = json.loads(engine.store.content.read(img.manifest_digest))
+        assert manifest["config"]["digest"] == inspect["Id"]
+        for desc in manifest["layers"]:
+            assert desc["mediaType"].endswith("tar.gzip")
+            assert engine.store.content.path(desc["digest"]).read_bytes()[:2] == b"\x1f\x8b"
+
+
+@needs_root
+def test_loaded_image_runs(tmp_path) -> None:
+    root = tmp_path / "root"
+    barque(root, "load", "-i", str(BUSYBOX_TAR))
+    barque_bytes(root, "load", stdin=LAYERS_TAR.read_bytes())  # stdin works too
+    out = barque(root, "run", "--rm", "--network", "none", "barque-fixtures/layers:1").stdout
+    assert out == "hello world from /srv/app as 1000\n"
+
+
+def test_load_twice_is_idempotent(tmp_path) -> None:
+    root = tmp_path / "root"
+    barque(root, "load", "-i", str(LAYERS_TAR))
+    before = store_state(root)
+    assert barque(root, "load", "-i", str(LAYERS_TAR)).stdout == \
+        "Loaded image: barque-fixtures/layers:1\n"
+    assert store_state(root) == before
+
+
+# -- save ---------------------------------------------------------------------------------
+
+
+def test_save_docker_archive_is_read_by_skopeo(tmp_path) -> None:
+    root = tmp_path / "root"
+    barque(root, "load", "-i", str(LAYERS_TAR))
+    target = tmp_path / "out.tar"
+    barque(root, "save", "-o", str(target), "barque-fixtures/layers:1")
+    raw_config = subprocess.run(["skopeo", "inspect", "--raw", "--config",
+                                 f"docker-archive:{target}"], check=True,
+                                capture_output=True).stdout
+    import hashlib
+
+    assert "sha256:" + hashlib.sha256(raw_config).hexdigest() == LAYERS_ID
+    info = json.loads(skopeo("inspect", f"docker-archive:{target}"))
+    # docker-archive layers are the uncompressed tars: their digests are the DiffIDs
+    assert info["Layers"] == json.loads(raw_config)["rootfs"]["diff_ids"]
+    with tarfile.open(target) as tar:
+        manifest = json.load(tar.extractfile("manifest.json"))  # type: ignore[arg-type]
+        repositories = json.load(tar.extractfile("repositories"))  # type: ignore[arg-type]
+    assert manifest[0]["RepoTags"] == ["barque-fixtures/layers:1"]
+    assert manifest[0]["Config"] == LAYERS_ID[7:] + ".json"
+    assert list(repositories) == ["barque-fixtures/layers"]
+
+
+def test_save_oci_archive_is_copied_by_skopeo(tmp_path) -> None:
+    root = tmp_path / "root"
+    barque(root, "load", "-i", str(LAYERS_TAR))
+    data = barque_bytes(root, "save", "--format", "oci", "barque-fixtures/layers:1").stdout
+    target = tmp_path / "out.oci.tar"
+    target.write_bytes(data)
+    raw_config = subprocess.run(["skopeo", "inspect", "--raw", "--config",
+                                 f"oci-archive:{target}"], check=True,
+                                capture_output=True).stdout
+    import hashlib
+
+    assert "sha256:" + hashlib.sha256(raw_config).hexdigest() == LAYERS_ID
+    skopeo("copy", f"oci-archive:{target}", f"oci:{tmp_path / 'layout'}:copied")
+    index = json.loads((tmp_path / "layout" / "index.json").read_text())
+    assert len(index["manifests"]) == 1
+
+
+def test_save_refuses_a_terminal_and_unknown_images(tmp_path) -> None:
+    root = tmp_path / "root"
+    barque(root, "load", "-i", str(BUSYBOX_TAR))
+    proc = barque(root, "save", "-o", str(tmp_path / "x.tar"), "no/such:image", check=False)
+    assert proc.returncode == 1 and proc.stderr.startswith("Error: ")
+    assert len(proc.stderr.splitlines()) == 1
+    assert not (tmp_path / "x.tar").exists()
+
+
+@pytest.mark.parametrize("format", ["docker", "oci"])
+def test_save_then_load_into_a_fresh_store_keeps_id_and_tags(tmp_path, format) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    barque(first, "load", "-i", str(LAYERS_TAR))
+    barque(first, "tag", "barque-fixtures/layers:1", "example.com/mine/app:v2")
+    archive = tmp_path / "both.tar"
+    barque(first, "save", "--format", format, "-o", str(archive), "barque-fixtures/layers:1",
+           "example.com/mine/app:v2")
+    out = barque(second, "load", "-i", str(archive)).stdout.splitlines()
+    assert sorted(out) == ["Loaded image: barque-fixtures/layers:1",
+                           "Loaded image: example.com/mine/app:v2"]
+    assert barque(second, "images", "-q", "--no-trunc").stdout.split() == [LAYERS_ID]
+    inspect = json.loads(barque(second, "inspect", LAYERS_ID).stdout)[0]
+    assert sorted(inspect["RepoTags"]) == ["barque-fixtures/layers:1", "example.com/mine/app:v2"]
+    # saved by ID: no tag travels, Docker prints the ID
+    barque(first, "save", "--format", format, "-o", str(archive), LAYERS_ID[7:19])
+    third = tmp_path / "third"
+    assert barque(third, "load", "-i", str(archive)).stdout == f"Loaded image ID: {LAYERS_ID}\n"
+
+
+@pytest.mark.registry
+@needs_root
+def test_zstd_image_saves_as_both_formats(tmp_path, fixture_images) -> None:
+    root, fresh = tmp_path / "root", tmp_path / "fresh"
+    fx = fixture_images["layers-zstd"]
+    barque(root, "pull", "-q", fx.ref)
+    for format in ("docker", "oci"):
+        archive = tmp_path / f"{format}.tar"
+        barque(root, "save", "--format", format, "-o", str(archive), fx.ref)
+        barque(fresh, "rmi", "-f", fx.ref, check=False)
+        barque(fresh, "load", "-i", str(archive))
+        assert merged_listing(lower_dirs(fresh, fx.ref)) == expected_listing("layers-1")
+    # The OCI archive carried the zstd blobs byte for byte (the pulled manifest's digests).
+    from barque import Engine
+
+    with Engine(root=fresh) as engine:
+        img = engine.images.get(fx.ref)
+        assert [x.blob_digest for x in img.layers] == [x["digest"] for x in fx.manifest["layers"]]
+
+
+# -- hostile archives -----------------------------------------------------------------------
+
+
+def _rewrite(source: Path, target: Path, *, drop: str | None = None,
+             replace: dict[str, bytes] | None = None, extra: dict[str, bytes] | None = None) -> None:
+    """A copy of a docker archive with members dropped, replaced or added."""
+    replace = replace or {}
+    with tarfile.open(source) as src, tarfile.open(target, "w") as out:
+        for member in src.getmembers():
+            if member.name == drop:
+                continue
+            data = replace.get(member.name)
+            if data is None and member.isfile():
+                data = src.extractfile(member).read()  # type: ignore[union-attr]
+            if data is not None:
+                member.size = len(data)
+                out.addfile(member, io.BytesIO(data))
+            else:
+                out.addfile(member)
+        for name, data in (extra or {}).items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            out.addfile(info, io.BytesIO(data))
+
+
+def _layers_manifest() -> list[dict]:
+    with tarfile.open(LAYERS_TAR) as tar:
+        return json.load(tar.extractfile("manifest.json"))  # type: ignore[arg-type]
+
+
+def _hostile(kind: str, target: Path) -> None:
+    manifest = _layers_manifest()
+    top_layer = manifest[0]["Layers"][-1]
+    if kind == "traversal":
+        _rewrite(LAYERS_TAR, target, extra={"../../escaped": b"owned\n"})
+    elif kind == "missing-layer":
+        _rewrite(LAYERS_TAR, target, drop=top_layer)
+    elif kind == "digest-mismatch":
+        # a valid tar, but not the layer the config's diff_ids name
+        other = io.BytesIO()
+        with tarfile.open(fileobj=other, mode="w") as t:
+            info = tarfile.TarInfo("srv/evil")
+            info.size = 5
+            t.addfile(info, io.BytesIO(b"evil\n"))
+        _rewrite(LAYERS_TAR, target, replace={top_layer: other.getvalue()})
+    elif kind == "truncated":
+        data = LAYERS_TAR.read_bytes()
+        target.write_bytes(data[: len(data) // 2 + 100])
+    elif kind == "bad-manifest":
+        manifest[0]["Layers"][-1] = "../../etc/passwd"
+        _rewrite(LAYERS_TAR, target, replace={"manifest.json": json.dumps(manifest).encode()})
+
+
+@pytest.mark.parametrize("kind,message", [
+    ("traversal", "path traversal"),
+    ("missing-layer", "not in the archive"),
+    ("digest-mismatch", "config expects"),
+    ("truncated", "truncated"),
+    ("bad-manifest", "path traversal"),
+])
+def test_hostile_archive_is_refused_whole(tmp_path, kind, message) -> None:
+    root = tmp_path / "root"
+    barque(root, "load", "-i", str(BUSYBOX_TAR))  # shares the base layer with layers-1
+    before = store_state(root)
+    archive = tmp_path / f"{kind}.tar"
+    _hostile(kind, archive)
+    proc = barque(root, "load", "-i", str(archive), check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("Error: ") and len(proc.stderr.splitlines()) == 1
+    assert message in proc.stderr
+    assert proc.stdout == ""
+    assert store_state(root) == before
+    assert not (tmp_path / "escaped").exists()
