@@ -297,3 +297,20 @@ def test_signals_to_barque_run_reach_the_container(store, busybox) -> None:
     out, err = proc.communicate(timeout=30)
     assert out == "got TERM\n", err
     assert proc.returncode == 5
+
+
+def test_export_shows_the_containers_own_changes(store, busybox, tmp_path) -> None:
+    import tarfile
+
+    cid = barque(store, "create", "--network", "none", busybox, "sh", "-c",
+                 "rm /bin/ls; rm -r /home; mkdir /home; echo mine > /home/only; "
+                 "mkdir /new; echo x > /new/f").stdout.strip()
+    barque(store, "start", "-a", cid)
+    barque(store, "export", "-o", str(tmp_path / "out.tar"), cid)
+    with tarfile.open(tmp_path / "out.tar") as tar:
+        names = set(tar.getnames())
+        assert tar.extractfile("new/f").read() == b"x\n"
+    assert "bin/ls" not in names and "bin/sh" in names
+    # /home was replaced by an opaque directory: only the new file shows, not the image's.
+    assert {n for n in names if n.startswith("home/")} == {"home/only"}
+    barque(store, "rm", cid)

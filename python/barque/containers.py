@@ -485,30 +485,19 @@ class ContainerService:
 
     def export(self, name_or_id: str, out: Any) -> None:
         """Write the container's root filesystem (image layers plus its changes) to the binary
-        file ``out`` as a tar, as ``docker export`` does. Mounts a read-only overlay on the host
-        for the duration (root only)."""
-        import subprocess
+        file ``out`` as a tar, as ``docker export`` does. The overlay's view is computed from
+        the layer directories (whiteouts and opaque dirs applied), not mounted: no page-sized
+        option string to overflow with many layers, and nothing mounted on the host."""
         import tarfile
-        import tempfile
 
         record = self._load(self.resolve_id(name_or_id))
         img = self._engine.images.get(record.image_id)
         bundle = self._store.paths.container(record.id)
-        lowers = [bundle / "upper"] + [self._store.snapshots.path(x.chain_id)
+        layers = [bundle / "upper"] + [self._store.snapshots.path(x.chain_id)
                                        for x in reversed(img.layers)]
-        with tempfile.TemporaryDirectory(dir=self._store.paths.tmp) as tmp:
-            merged = Path(tmp)
-            # Relative lower dirs keep the option string short (it is limited to a page).
-            rel = [os.path.relpath(p, self._store.paths.root) for p in lowers]
-            subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
-                            "ro,lowerdir=" + ":".join(rel), str(merged)],
-                           check=True, cwd=self._store.paths.root, capture_output=True)
-            try:
-                with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-                    for entry in sorted(os.listdir(merged)):
-                        tar.add(merged / entry, arcname=entry, recursive=True)
-            finally:
-                subprocess.run(["umount", str(merged)], check=False, capture_output=True)
+        with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+            for arcname, path in merged_tree(layers):
+                tar.add(path, arcname=arcname, recursive=False)
 
     def _docker_config(self, img: Image, image: str, spec: dict[str, Any], cmd: list[str],
                        options: RunOptions, create: CreateOptions) -> dict[str, Any]:
@@ -1168,6 +1157,60 @@ def read_from_layers(layers_top_first: list[Path], path: str) -> bytes | None:
         with os.fdopen(fd, "rb") as f:
             return f.read()
     return None
+
+
+def merged_tree(layers_top_first: list[Path], rel: str = "") -> Iterator[tuple[str, Path]]:
+    """What an overlay of these layers shows under ``rel``, depth first and sorted: (path
+    relative to the root, the file in the layer that provides it). The first layer holding a
+    name wins; a whiteout (char 0:0) hides it; a directory merges the layers below it until
+    one marks it opaque or holds something else at that path. Never follows symlinks."""
+    import stat
+
+    owners: dict[str, list[Path]] = {}
+    hidden: set[str] = set()
+    for i, layer in enumerate(layers_top_first):
+        directory = layer / rel if rel else layer
+        try:
+            names = os.listdir(directory)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for name in names:
+            if name in owners or name in hidden:
+                continue
+            st = os.lstat(directory / name)
+            if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+                hidden.add(name)
+            elif stat.S_ISDIR(st.st_mode):
+                below = []
+                if not _is_opaque(directory / name):
+                    for lower in layers_top_first[i + 1:]:
+                        try:
+                            if not stat.S_ISDIR(os.lstat(lower / rel / name).st_mode):
+                                break
+                        except FileNotFoundError:
+                            continue
+                        below.append(lower)
+                        if _is_opaque(lower / rel / name):
+                            break
+                owners[name] = [layer, *below]
+            else:
+                owners[name] = [layer]
+        if rel and _is_opaque(directory):
+            break
+    for name in sorted(owners):
+        child = f"{rel}/{name}" if rel else name
+        top = owners[name][0]
+        yield child, top / child
+        if len(owners[name]) > 1 or os.path.isdir(top / child) and \
+                not os.path.islink(top / child):
+            yield from merged_tree(owners[name], child)
+
+
+def _is_opaque(path: Path) -> bool:
+    try:
+        return os.getxattr(path, "trusted.overlay.opaque", follow_symlinks=False) == b"y"
+    except OSError:
+        return False
 
 
 def read_from_layers_exists(layers_top_first: list[Path], path: str) -> bool:
