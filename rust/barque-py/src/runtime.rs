@@ -28,6 +28,7 @@ pub fn spawn(
         pid_file,
         cgroup_procs,
         seccomp_cache: seccomp_cache_dir,
+        ..Default::default()
     };
     Ok(py
         .detach(|| container::spawn(&opts))

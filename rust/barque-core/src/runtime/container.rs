@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use crate::runtime::capabilities::{self, CapSets, CapabilityError};
 use crate::runtime::cgroup::{self, CgroupError, CgroupPlan};
 use crate::runtime::devices::{self, DeviceError, DevicesPlan};
-use crate::runtime::failure::{Fail, Step, FAIL_LEN};
+use crate::runtime::failure::{Fail, Step, FAIL_LEN, READY};
 use crate::runtime::hostname::{self, HostnameError, HostnamePlan};
 use crate::runtime::init;
 use crate::runtime::inroot::InRootError;
@@ -23,6 +23,7 @@ use crate::runtime::process::{self, ProcessError, ProcessPlan};
 use crate::runtime::rootfs::{self, RootfsError, RootfsPlan};
 use crate::runtime::seccomp::{self, SeccompError, SeccompPlan};
 use crate::runtime::spec::{self, SpecError};
+use crate::runtime::start_wait::StartWait;
 use crate::runtime::sys::Linux;
 use crate::runtime::sysctl::{self, SysctlError, SysctlPlan};
 use crate::runtime::terminal::{self, TerminalError, TerminalPlan};
@@ -142,6 +143,8 @@ pub struct Plan {
     pub empty_sigset: libc::sigset_t,
     /// `process.terminal`: the init makes a pty and sends its master back.
     pub terminal: Option<TerminalPlan>,
+    /// `create` without `start`: block before exec until a byte arrives.
+    pub start_wait: Option<StartWait>,
 }
 
 /// How to start a container.
@@ -155,6 +158,9 @@ pub struct SpawnOptions {
     pub cgroup_procs: Vec<PathBuf>,
     /// Where compiled seccomp filters are kept across processes (`None`: this process only).
     pub seccomp_cache: Option<PathBuf>,
+    /// The OCI `create`: the init reports ready and blocks reading one byte from this fd
+    /// (inherited, close-on-exec) before exec; spawning returns once it is ready.
+    pub start_fd: Option<RawFd>,
 }
 
 impl Plan {
@@ -214,6 +220,7 @@ impl Plan {
             mounts,
             empty_sigset,
             terminal,
+            start_wait: opts.start_fd.map(|fd| StartWait { fd, report: -1 }),
         })
     }
 
@@ -398,9 +405,24 @@ fn child(plan: &Plan, error_pipe: RawFd) -> ! {
         Ok(Ok(never)) => match never {},
         Err(_) => Fail::new(Step::Exec, libc::EIO),
     };
+    // After `create` returned nobody reads the pipe: no SIGPIPE, and an exit status that says
+    // what failed (Docker's code) to whoever waits for the container.
+    let mut pipe_only = unsafe_zeroed_sigset();
+    // SAFETY: a valid sigset on this stack; sigemptyset, sigaddset and sigprocmask are
+    // async-signal-safe.
+    unsafe {
+        libc::sigemptyset(&mut pipe_only);
+        libc::sigaddset(&mut pipe_only, libc::SIGPIPE);
+        libc::sigprocmask(libc::SIG_BLOCK, &pipe_only, std::ptr::null_mut());
+    }
     let _ = crate::runtime::sys::Sys::write_all(&sys, error_pipe, &fail.encode());
+    let code = match (fail.step, fail.errno) {
+        (Step::Exec, libc::ENOENT | libc::ENOTDIR) => EXIT_NOT_FOUND,
+        (Step::Exec, _) => EXIT_CANNOT_EXECUTE,
+        _ => EXIT_START_FAILED,
+    };
     // SAFETY: leave without running atexit handlers or destructors of the parent's state.
-    unsafe { libc::_exit(EXIT_START_FAILED) }
+    unsafe { libc::_exit(code) }
 }
 
 /// A started container: its init's host pid and, with `process.terminal`, the pty master
@@ -441,7 +463,6 @@ fn start(plan: &mut Plan, opts: &SpawnOptions) -> Result<Spawned, ContainerError
         }
         None => None,
     };
-    let plan = &*plan;
     let mut fds = [0 as RawFd; 2];
     // SAFETY: fds is a valid out-array of two ints.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
@@ -450,6 +471,10 @@ fn start(plan: &mut Plan, opts: &SpawnOptions) -> Result<Spawned, ContainerError
     // SAFETY: both descriptors were just created and are owned here.
     let (read_end, write_end) =
         unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    if let Some(w) = &mut plan.start_wait {
+        w.report = write_end.as_raw_fd();
+    }
+    let plan = &*plan;
 
     // Block every signal across clone so no handler of the parent (Python's) runs in the child
     // before it resets them; the parent restores its mask right after.
@@ -485,7 +510,7 @@ fn start(plan: &mut Plan, opts: &SpawnOptions) -> Result<Spawned, ContainerError
             }
         }
     }
-    if got == 0 {
+    if got == 0 || (got == FAIL_LEN && buf == READY) {
         let pty_master = match console.as_ref().map(terminal::receive_master).transpose() {
             Ok(m) => m,
             Err(e) => {

@@ -37,9 +37,10 @@ pub enum Step {
     Terminal,
     Loopback,
     Cgroup,
+    StartWait,
 }
 
-const STEPS: [Step; 28] = [
+const STEPS: [Step; 29] = [
     Step::Stdio,
     Step::Dumpable,
     Step::JoinNamespace,
@@ -68,6 +69,7 @@ const STEPS: [Step; 28] = [
     Step::Terminal,
     Step::Loopback,
     Step::Cgroup,
+    Step::StartWait,
 ];
 
 impl Step {
@@ -105,6 +107,7 @@ impl Step {
             Step::Terminal => "set up the terminal",
             Step::Loopback => "bring up the loopback interface",
             Step::Cgroup => "enter the cgroup",
+            Step::StartWait => "wait for the start command",
         }
     }
 }
@@ -119,6 +122,10 @@ pub struct Fail {
 
 /// Bytes of an encoded [`Fail`].
 pub const FAIL_LEN: usize = 12;
+
+/// What an init told to wait for its start command writes on the status pipe once it is set
+/// up and about to block (never a valid [`Fail`]: no step is numbered `u32::MAX`).
+pub const READY: [u8; FAIL_LEN] = [0xff; FAIL_LEN];
 
 impl Fail {
     pub fn new(step: Step, errno: i32) -> Fail {
@@ -187,5 +194,6 @@ mod tests {
             assert_eq!(Fail::decode(&f.encode()), Some(f));
         }
         assert_eq!(Fail::decode(&[0u8; FAIL_LEN]), None);
+        assert_eq!(Fail::decode(&READY), None);
     }
 }

@@ -72,6 +72,10 @@ pub fn run<S: Sys>(sys: &S, plan: &Plan) -> Result<Infallible, Fail> {
     process.set_no_new_privileges(sys)?;
     sys.umask(process.umask);
     sys.cloexec_from(3).on(Step::CloseFds)?;
+    // `create`: ready, and blocked until `start` (as runc, before the no_new_privs filter).
+    if let Some(w) = &plan.start_wait {
+        w.wait(sys)?;
+    }
     if process.no_new_privileges {
         if let Some(s) = &plan.seccomp {
             s.load(sys)?;

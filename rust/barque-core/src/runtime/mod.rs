@@ -19,6 +19,7 @@ pub mod rootfs;
 pub mod seccomp;
 pub mod seccomp_cache;
 pub mod spec;
+pub mod start_wait;
 pub mod sys;
 pub mod sysctl;
 pub mod terminal;

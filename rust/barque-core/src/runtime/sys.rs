@@ -49,6 +49,8 @@ pub struct FdStat {
 pub trait Sys {
     fn close(&self, fd: RawFd);
     fn write_all(&self, fd: RawFd, buf: &[u8]) -> SysResult<()>;
+    /// One `read(2)` (retried on EINTR): the number of bytes read, 0 at end of file.
+    fn read(&self, fd: RawFd, buf: &mut [u8]) -> SysResult<usize>;
     /// `fcntl(F_DUPFD_CLOEXEC, min)`.
     fn dup_above(&self, fd: RawFd, min: RawFd) -> SysResult<RawFd>;
     fn dup2(&self, from: RawFd, to: RawFd) -> SysResult<()>;
@@ -220,6 +222,20 @@ impl Sys for Linux {
             buf = buf.get(n as usize..).unwrap_or_default();
         }
         Ok(())
+    }
+
+    fn read(&self, fd: RawFd, buf: &mut [u8]) -> SysResult<usize> {
+        loop {
+            // SAFETY: buf is a valid, writable slice.
+            let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+            if n >= 0 {
+                return Ok(n as usize);
+            }
+            let e = errno();
+            if e != libc::EINTR {
+                return Err(e);
+            }
+        }
     }
 
     fn dup_above(&self, fd: RawFd, min: RawFd) -> SysResult<RawFd> {
