@@ -266,3 +266,62 @@ def test_hostile_archive_is_refused_whole(tmp_path, kind, message) -> None:
     assert proc.stdout == ""
     assert store_state(root) == before
     assert not (tmp_path / "escaped").exists()
+
+
+# -- import -------------------------------------------------------------------------------
+
+
+def _busybox_rootfs(tmp_path: Path) -> Path:
+    """The busybox fixture's one layer, as a gzip rootfs tarball (what `docker export` gives)."""
+    import gzip
+
+    with tarfile.open(BUSYBOX_TAR) as tar:
+        name = json.load(tar.extractfile("manifest.json"))[0]["Layers"][0]  # type: ignore[arg-type]
+        data = tar.extractfile(name).read()  # type: ignore[union-attr]
+    target = tmp_path / "rootfs.tar.gz"
+    target.write_bytes(gzip.compress(data))
+    return target
+
+
+@needs_root
+def test_import_with_changes_then_run(tmp_path) -> None:
+    root = tmp_path / "root"
+    rootfs = _busybox_rootfs(tmp_path)
+    out = barque(root, "import", "-m", "from a tarball",
+                 "-c", 'CMD ["sh", "-c", "echo $GREETING in $(pwd) as $(id -u)"]',
+                 "-c", 'ENV GREETING="hi there" OTHER=1', "-c", "WORKDIR /tmp",
+                 "-c", "USER 1000", "-c", "EXPOSE 8080 53/udp", "-c", "LABEL tier=test",
+                 "-c", "VOLUME /data", str(rootfs), "imported:1").stdout
+    image_id = out.strip()
+    assert image_id.startswith("sha256:") and len(image_id) == 71
+    run = barque(root, "run", "--rm", "--network", "none", "imported:1").stdout
+    assert run == "hi there in /tmp as 1000\n"
+    attrs = json.loads(barque(root, "inspect", "imported:1").stdout)[0]
+    assert attrs["Id"] == image_id and attrs["Comment"] == "from a tarball"
+    assert attrs["Config"]["ExposedPorts"] == {"8080/tcp": {}, "53/udp": {}}
+    assert attrs["Config"]["Labels"] == {"tier": "test"}
+    assert attrs["Config"]["Volumes"] == {"/data": {}}
+    merged = merged_listing(lower_dirs(root, "imported:1"))
+    assert merged == expected_listing("busybox-1.35")
+    # from stdin, untagged; shell-form ENTRYPOINT
+    proc = barque_bytes(root, "import", "-c", "ENTRYPOINT echo entry", "-", stdin=rootfs.read_bytes())
+    second = proc.stdout.decode().strip()
+    assert barque(root, "run", "--rm", "--network", "none", second).stdout == "entry\n"
+
+
+def test_import_refuses_bad_changes_and_hostile_tars(tmp_path) -> None:
+    root = tmp_path / "root"
+    barque(root, "load", "-i", str(BUSYBOX_TAR))
+    before = store_state(root)
+    rootfs = _busybox_rootfs(tmp_path)
+    proc = barque(root, "import", "-c", "RUN rm -rf /", str(rootfs), check=False)
+    assert proc.returncode == 1 and "not a valid change command" in proc.stderr
+    evil = tmp_path / "evil.tar"
+    with tarfile.open(evil, "w") as tar:
+        info = tarfile.TarInfo("../../outside")
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"hi\n"))
+    proc = barque(root, "import", str(evil), "evil:1", check=False)
+    assert proc.returncode == 1 and proc.stderr.startswith("Error: ")
+    assert len(proc.stderr.splitlines()) == 1
+    assert store_state(root) == before

@@ -594,3 +594,61 @@ def _oci_tag(annotations: dict[str, Any]) -> str | None:
         if ref.tag and not ref.digest:
             return str(ref)
     return None
+
+
+# -- import -------------------------------------------------------------------------------
+
+
+def now_rfc3339() -> str:
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def import_rootfs(engine: Engine, source: IO[bytes], *, source_name: str,
+                  reference: str | None = None, changes: list[str] | None = None,
+                  message: str = "") -> str:
+    """``docker import``: a one-layer image from a root filesystem tar (plain, gzip, bzip2,
+    xz or zstd) read from ``source``; returns the image ID. The tar goes through the same
+    safe extractor as a pulled layer; the layer is stored gzip-compressed."""
+    import io
+
+    from .config_changes import apply_changes
+    from .layers import add_image
+    from .registry.platform import host_platform
+    from .store.snapshots import remove_tree
+
+    tags = []
+    if reference:
+        ref = Reference.parse(reference)
+        if ref.digest:
+            raise InvalidArchiveError(f"cannot import to a digest reference {reference!r}")
+        tags = [str(ref)]
+    image_config = apply_changes({}, changes or [])  # bad --change fails before any reading
+    reader = source if hasattr(source, "peek") else io.BufferedReader(source)  # type: ignore
+    compression = sniff_compression(reader.peek(8)[:8])  # type: ignore[attr-defined]
+    scratch = Path(tempfile.mkdtemp(dir=engine.store.paths.tmp, prefix="import-"))
+    try:
+        try:
+            with decompressed(reader, compression) as f:
+                layer = gzip_layer(f, scratch)
+        except (EOFError, zlib.error, ValueError) as e:
+            raise InvalidArchiveError(f"{source_name}: corrupt {compression} stream: {e}") from e
+        created = now_rfc3339()
+        platform = host_platform()
+        config: dict[str, Any] = {
+            "architecture": platform.architecture,
+            "comment": message,
+            "config": image_config,
+            "created": created,
+            "history": [{"created": created,
+                         "comment": message or f"Imported from {source_name}"}],
+            "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": [layer.diff_id]},
+        }
+        if platform.variant:
+            config["variant"] = platform.variant
+        data = json.dumps(config, separators=(",", ":")).encode()
+        return add_image(engine, data, [], [layer], tags=tags)
+    finally:
+        remove_tree(scratch)

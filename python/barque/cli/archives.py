@@ -88,3 +88,52 @@ def load(
         for line in lines:
             typer.echo(line)
 
+
+
+ChangeOpt = Annotated[Optional[list[str]], typer.Option(
+    "--change", "-c", help="Apply a Dockerfile instruction (CMD, ENTRYPOINT, ENV, EXPOSE, "
+    "LABEL, USER, VOLUME, WORKDIR) to the image's config.")]
+MessageOpt = Annotated[str, typer.Option("--message", "-m", help="Set a commit message.")]
+
+
+@app.command("import")
+@image_app.command("import")
+def import_(
+    source: Annotated[str, typer.Argument(metavar="file|URL|-")],
+    reference: Annotated[Optional[str], typer.Argument(metavar="[REPOSITORY[:TAG]]")] = None,
+    change: ChangeOpt = None,
+    message: MessageOpt = "",
+) -> None:
+    """Import the contents from a tarball to create a filesystem image."""
+    from ..archives import import_rootfs
+
+    eng = engine()
+    kwargs = {"reference": reference, "changes": change or [], "message": message}
+    if source == "-":
+        _refuse_terminal(sys.stdin, "read from")
+        image_id = import_rootfs(eng, sys.stdin.buffer, source_name="-", **kwargs)
+    elif source.startswith(("http://", "https://")):
+        image_id = _import_url(eng, source, kwargs)
+    else:
+        with open(source, "rb") as f:
+            image_id = import_rootfs(eng, f, source_name=source, **kwargs)
+    typer.echo(image_id)
+
+
+def _import_url(eng, url: str, kwargs: dict) -> str:  # type: ignore[no-untyped-def]
+    import urllib3
+
+    from ..archives import import_rootfs
+    from ..errors import RegistryError
+
+    pool = urllib3.PoolManager(retries=urllib3.Retry(total=3, redirect=5))
+    try:
+        response = pool.request("GET", url, preload_content=False)
+    except urllib3.exceptions.HTTPError as e:
+        raise RegistryError(f"cannot fetch {url}: {e}") from e
+    try:
+        if response.status != 200:
+            raise RegistryError(f"cannot fetch {url}: HTTP {response.status}")
+        return import_rootfs(eng, response, source_name=url, **kwargs)  # type: ignore[arg-type]
+    finally:
+        response.release_conn()
