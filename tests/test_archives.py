@@ -325,3 +325,48 @@ def test_import_refuses_bad_changes_and_hostile_tars(tmp_path) -> None:
     assert proc.returncode == 1 and proc.stderr.startswith("Error: ")
     assert len(proc.stderr.splitlines()) == 1
     assert store_state(root) == before
+
+
+# -- commit and diff ------------------------------------------------------------------------
+
+
+@needs_root
+def test_commit_captures_deletions_changes_additions_and_opaque_dirs(tmp_path) -> None:
+    root = tmp_path / "root"
+    barque(root, "load", "-i", str(BUSYBOX_TAR))
+    script = ("rm /bin/vi && rm -r /home && mkdir /home && echo fresh > /home/new"
+              " && echo extra >> /etc/group && mkdir -p /added/sub && echo a > /added/sub/f"
+              " && chmod 700 /root && rm -r /var")
+    barque(root, "run", "--name", "work", "--network", "none", "barque-fixtures/busybox:1.35",
+           "sh", "-c", script)
+    diff = barque(root, "diff", "work").stdout.splitlines()
+    assert "D /bin/vi" in diff and "C /bin" in diff
+    assert "C /etc/group" in diff and "C /etc" in diff
+    assert "A /added" in diff and "A /added/sub/f" in diff
+    assert "C /home" in diff and "A /home/new" in diff
+    assert "C /root" in diff and "D /var" in diff
+    # what barque's init layer and the runtime's mount points put in the upper dir is no change
+    assert not any(line.split()[1] in ("/.dockerenv", "/etc/mtab", "/etc/hosts", "/etc/hostname",
+                                       "/etc/resolv.conf") for line in diff)
+    image_id = barque(root, "commit", "-m", "edited", "-a", "tester", "-c", "CMD [\"ls\", \"/home\"]",
+                      "work", "edited:1").stdout.strip()
+    assert image_id.startswith("sha256:")
+    out = barque(root, "run", "--rm", "--network", "none", "edited:1").stdout
+    assert out == "new\n"  # the opaque /home hides the image's content
+    check = ("ls /bin/vi; ls /var; cat /home/new; tail -n1 /etc/group; cat /added/sub/f;"
+             " stat -c %a /root; ls /bin/sh")
+    proc = barque(root, "run", "--rm", "--network", "none", "edited:1", "sh", "-c", check,
+                  check=False)
+    assert proc.stdout == "fresh\nextra\na\n700\n/bin/sh\n"
+    assert "/bin/vi: No such file" in proc.stderr and "/var: No such file" in proc.stderr
+    attrs = json.loads(barque(root, "inspect", "edited:1").stdout)[0]
+    assert attrs["Comment"] == "edited" and attrs["Author"] == "tester"
+    assert len(attrs["RootFS"]["Layers"]) == 2
+    # A container of the committed image starts with no changes of its own.
+    barque(root, "create", "--name", "fresh", "--network", "none", "edited:1")
+    assert barque(root, "diff", "fresh").stdout == ""
+    # The committed image saves and loads like any other.
+    archive = tmp_path / "edited.tar"
+    barque(root, "save", "-o", str(archive), "edited:1")
+    assert barque(tmp_path / "other", "load", "-i", str(archive)).stdout == \
+        "Loaded image: edited:1\n"

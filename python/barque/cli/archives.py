@@ -137,3 +137,36 @@ def _import_url(eng, url: str, kwargs: dict) -> str:  # type: ignore[no-untyped-
         return import_rootfs(eng, response, source_name=url, **kwargs)  # type: ignore[arg-type]
     finally:
         response.release_conn()
+
+
+@app.command("commit")
+@container_app.command("commit")
+def commit(
+    container: Annotated[str, typer.Argument(metavar="CONTAINER")],
+    reference: Annotated[Optional[str], typer.Argument(metavar="[REPOSITORY[:TAG]]")] = None,
+    message: MessageOpt = "",
+    author: Annotated[str, typer.Option(
+        "--author", "-a", help='Author (e.g., "John Hannibal Smith <hannibal@a-team.com>")')
+    ] = "",
+    change: ChangeOpt = None,
+    pause: Annotated[bool, typer.Option(
+        "--pause/--no-pause", "-p", help="Pause the container during commit (default).")
+    ] = True,
+) -> None:
+    """Create a new image from a container's changes."""
+    from ..changes import ContainerChanges
+
+    image_id = ContainerChanges(engine()).commit(
+        container, reference, message=message, author=author, changes=change or [],
+        pause=pause)
+    typer.echo(image_id)
+
+
+@app.command("diff")
+@container_app.command("diff")
+def diff(container: Annotated[str, typer.Argument(metavar="CONTAINER")]) -> None:
+    """Inspect changes to files or directories on a container's filesystem."""
+    from ..changes import ContainerChanges
+
+    for change in ContainerChanges(engine()).diff(container):
+        typer.echo(f"{change.kind} {change.path}")
