@@ -633,8 +633,22 @@ class ContainerService:
         state = self._store.paths.run_state(container_id)
         if (state / "shim.pid").exists():
             _wait_gone(record.pid, record.pid_start)
-            record = self._load(container_id)  # repairs from the supervisor's exit record
-            return record.exit_code
+            # Gone may mean a zombie its supervisor has yet to reap: the exit code is known
+            # once the supervisor has recorded it.
+            deadline = time.monotonic() + 10
+            exit_record = supervisor.read_exit(state)
+            while exit_record is None and supervisor.shim_alive(state) \
+                    and time.monotonic() < deadline:
+                time.sleep(0.005)
+                exit_record = supervisor.read_exit(state)
+            current = self._store.metadata.get_container(container_id)
+            if current is not None and current.status in ("running", "paused"):
+                if exit_record is not None:
+                    self._finish(container_id, exit_record.exit_code, exit_record.finished_at)
+                else:
+                    self._finish(container_id, record.exit_code or 255, time.time(),
+                                 error="container process disappeared")
+            return self._load(container_id).exit_code
         code = _wait_pid(record.pid, record.pid_start)
         self._finish(container_id, code, time.time())
         return code
