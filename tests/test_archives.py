@@ -370,3 +370,42 @@ def test_commit_captures_deletions_changes_additions_and_opaque_dirs(tmp_path) -
     barque(root, "save", "-o", str(archive), "edited:1")
     assert barque(tmp_path / "other", "load", "-i", str(archive)).stdout == \
         "Loaded image: edited:1\n"
+
+
+# -- cp -------------------------------------------------------------------------------------
+
+
+@needs_root
+def test_cp_in_and_out_of_stopped_and_running_containers_never_escapes(tmp_path) -> None:
+    root = tmp_path / "root"
+    barque(root, "load", "-i", str(BUSYBOX_TAR))
+    barque(root, "run", "--name", "stopped", "--network", "none", "barque-fixtures/busybox:1.35",
+           "sh", "-c", "ln -s /etc /escape && mkdir /data && echo inside > /data/f")
+    out = tmp_path / "out"
+    out.mkdir()
+    barque(root, "cp", "stopped:/data", str(out))
+    assert (out / "data" / "f").read_text() == "inside\n"
+    # /escape -> /etc resolves to the container's /etc, never the host's
+    barque(root, "cp", "stopped:/escape/passwd", str(out / "passwd"))
+    assert (out / "passwd").read_bytes() != Path("/etc/passwd").read_bytes()
+    assert (out / "passwd").read_text().startswith("root:x:0:0:root:/root:/bin/sh\n")
+    planted = f"barque-cp-test-{os.getpid()}"
+    (tmp_path / "host.txt").write_text("from host\n")
+    barque(root, "cp", str(tmp_path / "host.txt"), f"stopped:/escape/{planted}")
+    assert not Path("/etc", planted).exists()
+    barque(root, "cp", str(tmp_path / "host.txt"), "stopped:/data/")
+    barque(root, "cp", "stopped:/data/host.txt", str(out / "back.txt"))
+    assert (out / "back.txt").read_text() == "from host\n"
+    barque(root, "run", "-d", "--name", "live", "--network", "none",
+           "barque-fixtures/busybox:1.35", "sleep", "60")
+    try:
+        barque(root, "cp", str(tmp_path / "host.txt"), "live:/tmp/copied")
+        assert barque(root, "exec", "live", "cat", "/tmp/copied").stdout == "from host\n"
+        barque(root, "exec", "live", "ln", "-s", "/etc", "/escape")
+        barque(root, "cp", str(tmp_path / "host.txt"), f"live:/escape/{planted}")
+        assert not Path("/etc", planted).exists()
+        assert barque(root, "exec", "live", "cat", f"/etc/{planted}").stdout == "from host\n"
+        barque(root, "cp", "live:/escape/group", str(out / "group"))
+        assert (out / "group").read_text().startswith("root:x:0:")
+    finally:
+        barque(root, "rm", "-f", "live")

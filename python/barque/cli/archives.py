@@ -170,3 +170,37 @@ def diff(container: Annotated[str, typer.Argument(metavar="CONTAINER")]) -> None
 
     for change in ContainerChanges(engine()).diff(container):
         typer.echo(f"{change.kind} {change.path}")
+
+
+@app.command("cp")
+@container_app.command("cp")
+def cp(
+    source: Annotated[str, typer.Argument(metavar="SRC_PATH|CONTAINER:SRC_PATH")],
+    destination: Annotated[str, typer.Argument(metavar="DEST_PATH|CONTAINER:DEST_PATH")],
+) -> None:
+    """Copy files/folders between a container and the local filesystem."""
+    from pathlib import Path
+
+    from ..changes import ContainerCopy
+    from ..errors import InvalidArgumentError
+
+    src, dst = _container_side(source), _container_side(destination)
+    copier = ContainerCopy(engine())
+    if src and not dst:
+        copier.copy_out(src[0], src[1], Path(destination))
+    elif dst and not src:
+        copier.copy_in(Path(source), dst[0], dst[1])
+    else:
+        raise InvalidArgumentError("copying between containers is not supported; "
+                                   "exactly one side must be CONTAINER:PATH")
+
+
+def _container_side(arg: str) -> tuple[str, str] | None:
+    """``CONTAINER:PATH`` -> (container, path); a local path (absolute, ./, or no colon before
+    the first slash) -> None, as Docker decides."""
+    if arg.startswith(("/", ".")):
+        return None
+    head, sep, tail = arg.partition(":")
+    if not sep or "/" in head or not head:
+        return None
+    return head, tail or "/"
