@@ -127,7 +127,13 @@ def test_rm_leaves_no_mounts_or_directories(store, busybox) -> None:
     assert str(store) not in Path("/proc/self/mountinfo").read_text()
 
 
+def _barque_cgroups() -> set[Path]:
+    return {d for d in Path("/sys/fs/cgroup").glob("*/barque/*") if d.is_dir()} | \
+        {d for d in Path("/sys/fs/cgroup/barque").glob("*") if d.is_dir()}
+
+
 def test_twenty_runs_at_once(store, busybox) -> None:
+    cgroups_before = _barque_cgroups()
     with ThreadPoolExecutor(max_workers=20) as pool:
         results = list(pool.map(lambda i: run(store, busybox, "sh", "-c", f"echo {i}", check=False),
                                 range(20)))
@@ -136,6 +142,7 @@ def test_twenty_runs_at_once(store, busybox) -> None:
     assert sorted(int(r.stdout) for r in results) == list(range(20))
     assert barque(store, "ps", "-a", "-q").stdout == ""  # --rm removed every record
     assert str(store) not in Path("/proc/self/mountinfo").read_text()
+    assert _barque_cgroups() <= cgroups_before  # and every cgroup
 
 
 def test_container_killed_behind_our_back_shows_exited(store, busybox) -> None:
