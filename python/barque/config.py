@@ -4,6 +4,8 @@ Example ``/etc/barque/config.toml``::
 
     root = "/var/lib/barque"
     max_concurrent_downloads = 3
+    max_concurrent_uploads = 3
+    upload_chunk_bytes = 16777216     # pushed blobs above this go in PATCH chunks of it
     insecure_registries = ["registry.internal:5000"]
 
     [registry_mirrors]
@@ -45,6 +47,10 @@ class Settings:
     max_config_bytes: int = 8 << 20
     #: Attempts per blob before a pull gives up.
     download_retries: int = 3
+    #: Blobs sent at once during a push.
+    max_concurrent_uploads: int = 3
+    #: A pushed blob up to this size goes in one PUT, a larger one in PATCH chunks of it.
+    upload_chunk_bytes: int = 16 << 20
 
 
 def _docker_config_path() -> Path:
@@ -69,8 +75,8 @@ def load_settings(root: str | os.PathLike[str] | None = None,
     limits = values.pop("limits", {}) or {}
     mirrors = values.pop("registry_mirrors", {}) or {}
     kwargs: dict = {}
-    for key in ("max_concurrent_downloads", "download_retries",
-                "max_manifest_bytes", "max_config_bytes"):
+    for key in ("max_concurrent_downloads", "download_retries", "max_manifest_bytes",
+                "max_config_bytes", "max_concurrent_uploads", "upload_chunk_bytes"):
         if key in values:
             kwargs[key] = int(values[key])
     for key in ("max_layer_bytes", "max_layer_entries"):

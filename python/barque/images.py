@@ -6,6 +6,7 @@ prefix), a tag (``busybox`` means ``docker.io/library/busybox:latest``) or a dig
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import threading
@@ -24,6 +25,7 @@ from .errors import (
     InvalidManifestError,
     InvalidReferenceError,
     RegistryError,
+    StoreError,
 )
 from .progress import NullProgress, Progress
 from .reference import Reference
@@ -273,6 +275,75 @@ class ImageService:
         """
         return _Pull(self, Reference.parse(reference), platform, progress or NullProgress()).run()
 
+    # -- push -----------------------------------------------------------------------------
+
+    def push(self, reference: str, *, progress: Progress | None = None) -> PushResult:
+        """Push the local image tagged ``reference`` to its registry, blobs the registry lacks
+        first, then the manifest exactly as stored (so its digest is kept). Blobs another
+        repository of the same registry is known to hold are mounted, not uploaded. Any image
+        whose compressed blobs are in the store (pulled, loaded, imported) pushes the same way.
+        """
+        from .registry.push import BlobToPush, Pusher
+
+        ref = Reference.parse(reference, default_tag=None)
+        if ref.digest:
+            raise InvalidReferenceError(f"cannot push a digest reference: {reference}")
+        report = progress or NullProgress()
+        if ref.tag is None:
+            ref = ref.with_tag("latest")
+            report.message("Using default tag: latest")
+        image_id = self._store.metadata.image_for_tag(str(ref))
+        if image_id is None:
+            raise ImageNotFoundError(f"An image does not exist locally with the tag: "
+                                     f"{ref.familiar_name}")
+        record = self._record(image_id)
+        manifest = _stored_manifest(record, ref)
+        sources = self._mount_sources(ref)
+        content = self._store.content
+
+        def blob(desc: Any, diff_id: str | None) -> BlobToPush:
+            if not content.has(desc.digest):
+                what = "config" if diff_id is None else "layer"
+                raise StoreError(f"cannot push {ref.familiar}: its {what} blob {desc.digest} is "
+                                 "not in the store (remove the image and pull, load or build "
+                                 "it again)")
+            return BlobToPush(desc, content.path(desc.digest),
+                              diff_id[7:19] if diff_id else None,
+                              tuple(sources.get(desc.digest, ())))
+
+        diff_ids = [layer.diff_id for layer in record.layers]
+        if len(diff_ids) != len(manifest.layers):
+            diff_ids = [d.digest for d in manifest.layers]  # progress IDs only
+        layers = [blob(d, diff_id) for d, diff_id in zip(manifest.layers, diff_ids)]
+        config = blob(manifest.config, None)
+        report.message(f"The push refers to repository [{ref.name}]")
+        settings = self._engine.settings
+        pusher = Pusher(self._engine.registry, ref, progress=report,
+                        concurrency=settings.max_concurrent_uploads,
+                        chunk_size=settings.upload_chunk_bytes)
+        outcome = pusher.push(layers, config, manifest.raw, manifest.media_type)
+        # Docker records the pushed digest too; a later push elsewhere may mount from here.
+        self._store.metadata.add_digest(f"{ref.name}@{outcome.digest}", image_id)
+        return PushResult(str(ref), outcome.digest, outcome.size, outcome.blobs)
+
+    def _mount_sources(self, target: Reference) -> dict[str, list[str]]:
+        """Blob digest -> other repositories of ``target``'s registry that hold it: those
+        that served (repo digests) an image using it first, then those merely tagged."""
+        found: dict[str, list[str]] = {}
+        records = self._store.metadata.images()
+        for pushed_or_pulled in (True, False):
+            for record in records:
+                blobs = [layer.blob_digest for layer in record.layers] + [record.id]
+                refs = record.repo_digests if pushed_or_pulled else record.repo_tags
+                for ref in map(Reference.parse, refs):
+                    if ref.registry != target.registry or ref.repository == target.repository:
+                        continue
+                    for digest in blobs:
+                        repos = found.setdefault(digest, [])
+                        if ref.repository not in repos:
+                            repos.append(ref.repository)
+        return found
+
     # -- removal --------------------------------------------------------------------------
 
     def remove(self, name: str, force: bool = False) -> list[dict[str, str]]:
@@ -356,6 +427,32 @@ class ImageService:
         for chain_id in self._store.metadata.snapshot_ids():
             total += self._store.snapshots.size(chain_id)
         return total
+
+
+@dataclass
+class PushResult:
+    """A finished push: the tag pushed, the manifest digest and size the registry serves,
+    and per blob digest how it got there (``exists``, ``mounted`` or ``uploaded``)."""
+
+    reference: str
+    digest: str
+    size: int
+    blobs: dict[str, str]
+
+
+def _stored_manifest(record: ImageRecord, ref: Reference) -> Any:
+    """The image's manifest as stored, parsed (the bytes pushed are exactly these)."""
+    from .registry.manifest import ImageManifest, parse_manifest
+
+    digest = "sha256:" + hashlib.sha256(record.manifest).hexdigest()
+    if not record.manifest or digest != record.manifest_digest:
+        raise StoreError(f"cannot push {ref.familiar}: its stored manifest is missing or does "
+                         f"not hash to {record.manifest_digest}")
+    manifest = parse_manifest(record.manifest, digest, record.manifest_media_type)
+    if not isinstance(manifest, ImageManifest) or manifest.config.digest != record.id:
+        raise StoreError(f"cannot push {ref.familiar}: its stored manifest does not describe "
+                         f"image {record.id}")
+    return manifest
 
 
 def _looks_like_id(name: str, image_id: str) -> bool:

@@ -1,8 +1,10 @@
-"""The registry side of barque: an OCI Distribution v2 client (pull now, push later).
+"""The registry side of barque: an OCI Distribution v2 client.
 
 Modules: :mod:`.client` (:class:`RegistryClient`, :class:`BlobStream`), :mod:`.manifest`
 (descriptors, manifests, indexes, media types), :mod:`.platform` (platform parsing and
-selection), :mod:`.auth` (challenges, Docker credentials, tokens).
+selection), :mod:`.auth` (challenges, Docker credentials, tokens), :mod:`.push` (uploads,
+mounts, manifest PUT), :mod:`.login` (checking and saving logins), :mod:`.search` (catalog,
+tags, Docker Hub search).
 
 Names are re-exported lazily so that ``import barque.registry`` stays cheap: urllib3 is only
 imported when the client itself is first used.

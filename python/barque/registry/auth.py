@@ -388,7 +388,8 @@ class Authenticator:
         query: list[tuple[str, str]] = []
         if challenge.service:
             query.append(("service", challenge.service))
-        query.append(("scope", scope))
+        # Several scopes (a mount needs push here and pull on the source) are separate params.
+        query.extend(("scope", one) for one in scope.split())
         url = realm + ("&" if parts.query else "?") + urlencode(query)
         headers: dict[str, str] = {}
         if creds is not None:

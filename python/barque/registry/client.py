@@ -30,9 +30,9 @@ Contracts of :class:`RegistryClient` (other modules rely on them):
   (``denied: ...``); anything else -> RegistryError carrying the registry's own message from
   its JSON ``errors`` body.
 
-Push (HEAD blob, upload sessions, PUT manifest) is not implemented yet; it will reuse
+Push (:mod:`.push`), login (:mod:`.login`) and search (:mod:`.search`) reuse
 :meth:`RegistryClient._send` (any method, body, scope ``repository:<repo>:pull,push``) and the
-endpoint/auth machinery unchanged — mirrors are for pulls only and will be bypassed.
+endpoint/auth machinery unchanged; mirrors are for pulls only and are bypassed.
 """
 
 from __future__ import annotations

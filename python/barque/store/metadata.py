@@ -287,6 +287,12 @@ class Metadata:
             db.execute("INSERT OR REPLACE INTO tags VALUES (?, ?)", (ref, image_id))
             db.execute("UPDATE images SET last_tag_time = ? WHERE id = ?", (time.time(), image_id))
 
+    def add_digest(self, ref: str, image_id: str) -> None:
+        """Record that ``ref`` (``registry/repo@sha256:...``) serves ``image_id``, as a push
+        learns. Atomic."""
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO repo_digests VALUES (?, ?)", (ref, image_id))
+
     def untag(self, ref: str) -> bool:
         with self.transaction() as db:
             return db.execute("DELETE FROM tags WHERE ref = ?", (ref,)).rowcount > 0
