@@ -131,7 +131,9 @@ def discard_tree(path: Path, trash: Path) -> None:
 def remove_tree(path: Path) -> None:
     """Delete a tree that may contain read-only dirs; never follows symlinks."""
 
-    def make_writable_and_retry(func, p, _exc_info):  # type: ignore[no-untyped-def]
+    def make_writable_and_retry(func, p, exc_info):  # type: ignore[no-untyped-def]
+        if isinstance(exc_info[1], FileNotFoundError):
+            return  # removed meanwhile by someone else (a supervisor cleaning its state)
         os.chmod(os.path.dirname(p), 0o700)
         func(p)
 

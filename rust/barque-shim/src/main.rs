@@ -287,6 +287,7 @@ fn supervise(opts: &Options, report: OwnedFd) -> i32 {
     // for the container's whole life.
     // SAFETY: plain call.
     unsafe { libc::malloc_trim(0) };
+    os::shed_code_pages();
     // The container's code is in exit.json; the shim itself succeeded.
     server.run();
     if let Some(prog) = &opts.exit_command {
