@@ -52,6 +52,17 @@ class CreateOptions:
     open_stdin: bool = False
     log_driver: str = "json-file"
     log_opts: dict[str, str] = field(default_factory=dict)
+    #: ``-v`` specs (or docker-py's ``{source: {"bind": target, "mode": "ro"}}``),
+    #: ``--mount`` specs (CSV strings or dicts with Docker's keys), ``--tmpfs`` specs (or a
+    #: ``{path: options}`` dict), ``--volumes-from`` ``CONTAINER[:ro|rw]``: see
+    #: :mod:`barque.runtime.mountspec` and :meth:`barque.volumes.VolumeService.plan`.
+    volumes: Any = field(default_factory=list)
+    mounts: list[Any] = field(default_factory=list)
+    tmpfs: Any = field(default_factory=list)
+    volumes_from: list[str] = field(default_factory=list)
+
+    def wants_mounts(self) -> bool:
+        return bool(self.volumes or self.mounts or self.tmpfs or self.volumes_from)
 
 
 class Container:
@@ -137,15 +148,15 @@ class Container:
     def stop(self, timeout: float = 10) -> None:
         self._service.stop(self.id, timeout)
 
-    def remove(self, force: bool = False) -> None:
-        self._service.remove(self.id, force=force)
+    def remove(self, force: bool = False, volumes: bool = False) -> None:
+        self._service.remove(self.id, force=force, volumes=volumes)
 
     def __enter__(self) -> Container:
         return self
 
     def __exit__(self, *exc: object) -> None:
         try:
-            self._service.remove(self.id, force=True)
+            self._service.remove(self.id, force=True, volumes=True)
         except ContainerNotFoundError:
             pass
 
@@ -173,7 +184,7 @@ class Container:
             "RestartCount": 0,
             "HostConfig": cfg["HostConfig"],
             "Config": cfg["Config"],
-            "Mounts": [],
+            "Mounts": cfg.get("Mounts") or [],
             "LogPath": str(self._service._store.paths.container_log(r.id))
             if cfg["HostConfig"].get("LogConfig", {}).get("Type") == "json-file" else "",
             "NetworkSettings": {"Networks": {cfg["HostConfig"].get("NetworkMode", "none"): {}}},
@@ -255,10 +266,11 @@ class ContainerService:
              filters: dict[str, list[str]] | None = None) -> list[Container]:
         """Containers, newest first: running ones, or ``all``. ``filters`` as ``docker ps
         --filter``: ``status``, ``name`` (substring), ``id`` (prefix), ``label`` (``k`` or
-        ``k=v``), ``ancestor`` (an image name or ID); values of one key are OR-ed, keys AND-ed.
+        ``k=v``), ``ancestor`` (an image name or ID), ``volume`` (a volume name or a mount
+        destination); values of one key are OR-ed, keys AND-ed.
         A status filter implies ``all``, as in Docker."""
         filters = filters or {}
-        unknown = set(filters) - {"status", "name", "id", "label", "ancestor"}
+        unknown = set(filters) - {"status", "name", "id", "label", "ancestor", "volume"}
         if unknown:
             raise InvalidArgumentError(f"invalid filter '{sorted(unknown)[0]}'")
         ancestors = {self._engine.images.resolve_id(v) for v in filters.get("ancestor", [])
@@ -334,7 +346,7 @@ class ContainerService:
         updated = self._store.metadata.get_container(record.id)
         if updated is not None and not supervisor.shim_alive(state) \
                 and json.loads(updated.config)["HostConfig"].get("AutoRemove"):
-            self._remove_stopped(record.id)
+            self._remove_stopped(record.id, volumes=True)
             return None
         return updated
 
@@ -352,15 +364,21 @@ class ContainerService:
 
     def create(self, image: str, command: list[str] | None = None, *,
                options: RunOptions | None = None, create: CreateOptions | None = None,
-               pull: bool = False, progress: Any = None) -> Container:
+               pull: bool = False, progress: Any = None, volumes: Any = None,
+               mounts: list[Any] | None = None) -> Container:
         """Create (but do not start) a container from ``image``. With ``pull``, a missing
-        image is pulled first, as ``docker run`` does."""
+        image is pulled first, as ``docker run`` does. ``volumes`` (``-v``) and ``mounts``
+        (``--mount``) add to ``create``'s (see :class:`CreateOptions`)."""
         from .runtime.spec import RunOptions, build_spec
 
         options = options or RunOptions()
         if command is not None:
             options.command = command
         create = create or CreateOptions()
+        if volumes or mounts:
+            create = dataclasses.replace(
+                create, volumes=_as_list(create.volumes) + _as_list(volumes),
+                mounts=list(create.mounts) + list(mounts or []))
         images = self._engine.images
         try:
             img = images.get(image)
@@ -376,17 +394,31 @@ class ContainerService:
         _validate_log_config(create)
         if create.stop_signal:
             parse_signal(create.stop_signal)
+        plan = None
+        if create.wants_mounts() or (img.config.get("config") or {}).get("Volumes"):
+            # Every mount is checked before anything (volume, directory, bundle) is made.
+            plan = self._engine.volumes.plan(
+                img, volumes=_as_list(create.volumes), mounts=create.mounts,
+                tmpfs=create.tmpfs, volumes_from=create.volumes_from)
+            options = dataclasses.replace(options, mounts=[*options.mounts, *plan.oci])
         spec = build_spec(img.config.get("config") or {}, options, self._rootfs_reader(img),
                           container_id)
         cmd = list(spec["process"]["args"])
         if options.init:
             _add_init(spec)
+        created_volumes: list[str] = []
+        held = contextlib.ExitStack()
         try:
+            if plan:
+                # Held until the record exists, so a volume rm/prune cannot take a volume
+                # this container is about to use.
+                held.enter_context(self._engine.volumes.lock())
+                created_volumes = self._engine.volumes.apply(plan, img)
             self._make_bundle(bundle, img, spec, options)
             record = ContainerRecord(
                 id=container_id, name=name, image_id=img.id, image=image, created=time.time(),
                 config=json.dumps(self._docker_config(img, image, spec, cmd, options,
-                                                      create)).encode(),
+                                                      create, plan)).encode(),
                 status="created", pid=0, pid_start=0, exit_code=0, started_at=0.0,
                 finished_at=0.0, oom_killed=False, error="")
             for _ in range(20):
@@ -401,7 +433,11 @@ class ContainerService:
                 raise ConflictError("could not find a free container name")
         except BaseException:
             _remove_tree(bundle)
+            if created_volumes:
+                self._engine.volumes.rollback(created_volumes)
             raise
+        finally:
+            held.close()
         return Container(self, record)
 
     def _generate_name(self) -> str:
@@ -417,8 +453,12 @@ class ContainerService:
             raise ConflictError(_name_conflict(name, owner))
 
     def _rootfs_reader(self, img: Image) -> Callable[[str], bytes | None]:
-        layers = [self._store.snapshots.path(layer.chain_id) for layer in reversed(img.layers)]
+        layers = self._image_layers(img)
         return lambda path: read_from_layers(layers, path)
+
+    def _image_layers(self, img: Image) -> list[Path]:
+        """The image's unpacked layers, top first (the overlay's lower dirs)."""
+        return [self._store.snapshots.path(layer.chain_id) for layer in reversed(img.layers)]
 
     def _make_bundle(self, bundle: Path, img: Image, spec: dict[str, Any],
                      options: RunOptions) -> None:
@@ -500,10 +540,20 @@ class ContainerService:
                 tar.add(path, arcname=arcname, recursive=False)
 
     def _docker_config(self, img: Image, image: str, spec: dict[str, Any], cmd: list[str],
-                       options: RunOptions, create: CreateOptions) -> dict[str, Any]:
+                       options: RunOptions, create: CreateOptions,
+                       plan: Any = None) -> dict[str, Any]:
         process = spec["process"]
         image_cfg = img.config.get("config") or {}
+        mounts: dict[str, Any] = {"Mounts": [], "Config": {}, "HostConfig": {}}
+        if plan:
+            mounts = {"Mounts": plan.records,
+                      "Config": {"Volumes": plan.config_volumes or None},
+                      "HostConfig": {"Binds": plan.binds or None,
+                                     "Mounts": plan.host_mounts or None,
+                                     "Tmpfs": plan.tmpfs or None,
+                                     "VolumesFrom": plan.volumes_from or None}}
         return {
+            "Mounts": mounts["Mounts"],
             "Config": {
                 "Hostname": spec.get("hostname", ""), "User": options.user or image_cfg.get("User", ""),
                 "Env": process.get("env", []), "Cmd": cmd,
@@ -512,6 +562,7 @@ class ContainerService:
                 "Tty": bool(options.tty), "OpenStdin": bool(create.open_stdin),
                 "StopSignal": create.stop_signal or image_cfg.get("StopSignal") or "SIGTERM",
                 "ExposedPorts": image_cfg.get("ExposedPorts") or {},
+                **mounts["Config"],
             },
             "HostConfig": {
                 "NetworkMode": options.network, "AutoRemove": create.auto_remove,
@@ -521,6 +572,7 @@ class ContainerService:
                 "LogConfig": {"Type": create.log_driver, "Config": dict(create.log_opts)},
                 "Init": bool(options.init) or None,
                 **_resources(options),
+                **mounts["HostConfig"],
             },
         }
 
@@ -880,9 +932,11 @@ class ContainerService:
             if record is None or record.status in ("running", "paused"):
                 return
             if json.loads(record.config)["HostConfig"].get("AutoRemove"):
-                self._remove_stopped(container_id)
+                self._remove_stopped(container_id, volumes=True)
 
-    def remove(self, name_or_id: str, force: bool = False) -> None:
+    def remove(self, name_or_id: str, force: bool = False, volumes: bool = False) -> None:
+        """``docker rm``; with ``volumes`` (``-v``), also the container's anonymous volumes
+        that no other container uses (named volumes stay)."""
         container_id = self.resolve_id(name_or_id)
         record = self._load(container_id)
         if record.status in ("running", "paused"):
@@ -892,11 +946,16 @@ class ContainerService:
                     "before attempting removal or force remove")
             self._signal(record, signal.SIGKILL)
             self.wait(container_id)
-        self._remove_stopped(container_id)
+        self._remove_stopped(container_id, volumes=volumes)
 
-    def _remove_stopped(self, container_id: str) -> None:
+    def _remove_stopped(self, container_id: str, volumes: bool = False) -> None:
         self._release_cgroup(container_id)
+        record = self._store.metadata.get_container(container_id) if volumes else None
         self._store.metadata.remove_container(container_id)
+        if record is not None:
+            from .volumes import _volume_names
+
+            self._engine.volumes.remove_anonymous(sorted(_volume_names(record)))
         _remove_tree(self._store.paths.run_state(container_id))
         from .store.snapshots import discard_tree
 
@@ -905,16 +964,17 @@ class ContainerService:
     def run(self, image: str, command: list[str] | None = None, *,
             options: RunOptions | None = None, create: CreateOptions | None = None,
             stdin: int | None = None, stdout: int = 1, stderr: int = 2, progress: Any = None,
-            sig_proxy: bool = False, detach: bool = False) -> Any:
+            sig_proxy: bool = False, detach: bool = False, volumes: Any = None,
+            mounts: list[Any] | None = None) -> Any:
         """``docker run``. With ``detach``, create and start it under its supervisor and
         return the :class:`Container`. Else in the foreground: create, start with the given
         stdio (``stdin`` None: /dev/null), wait, and remove when ``create.auto_remove``;
         returns the exit code. With ``sig_proxy`` (the CLI's default, as Docker's), signals
         this process receives while waiting are forwarded to the container's init (main
-        thread only)."""
+        thread only). ``volumes``/``mounts``: as for :meth:`create`."""
         create = create or CreateOptions()
         container = self.create(image, command, options=options, create=create, pull=True,
-                                progress=progress)
+                                progress=progress, volumes=volumes, mounts=mounts)
         if detach:
             try:
                 return self.start(container.id)
@@ -942,13 +1002,13 @@ class ContainerService:
             if devnull is not None:
                 os.close(devnull)
             if create.auto_remove:
-                self.remove(container.id, force=True)
+                self.remove(container.id, force=True, volumes=True)
 
     def _abandon(self, container_id: str, auto_remove: bool) -> None:
         """After a failed start: removed with ``--rm``, else recorded as exited (125)."""
         if auto_remove:
             with contextlib.suppress(ContainerNotFoundError):
-                self.remove(container_id, force=True)
+                self.remove(container_id, force=True, volumes=True)
         else:
             self._store.metadata.update_container(container_id, status="exited", exit_code=125)
 
@@ -1095,11 +1155,21 @@ def _matches(c: Container, filters: dict[str, list[str]], ancestors: set[str]) -
         elif key == "label":
             ok = any(labels.get(k) == v if sep else k in labels
                      for k, sep, v in (item.partition("=") for item in values))
+        elif key == "volume":
+            mounts = c.config.get("Mounts") or []
+            ok = any(v in (m.get("Name"), m.get("Destination")) for m in mounts for v in values)
         else:  # ancestor
             ok = c.image_id in ancestors
         if not ok:
             return False
     return True
+
+
+def _as_list(volumes: Any) -> list[Any]:
+    """``volumes=`` as a list: docker-py's dict form is one item."""
+    if not volumes:
+        return []
+    return [volumes] if isinstance(volumes, dict) else list(volumes)
 
 
 def _tree_size(path: Path) -> int:

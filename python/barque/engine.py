@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from .images import ImageService
     from .registry.client import RegistryClient
     from .store import Store
+    from .volumes import VolumeService
 
 
 class Engine:
@@ -58,6 +59,12 @@ class Engine:
         from .containers import ContainerService
 
         return ContainerService(self)
+
+    @cached_property
+    def volumes(self) -> VolumeService:
+        from .volumes import VolumeService
+
+        return VolumeService(self)
 
     def close(self) -> None:
         if "store" in self.__dict__:

@@ -90,3 +90,11 @@ class InvalidArgumentError(BarqueError, ValueError):
 
 class InvalidArchiveError(BarqueError, ValueError):
     """An image archive (save/load, import) is malformed, truncated or tampered with."""
+
+
+class VolumeNotFoundError(BarqueError, LookupError):
+    """No volume has that name."""
+
+
+class VolumeInUseError(ConflictError):
+    """A volume cannot be removed while a container uses it; the message names them."""

@@ -40,6 +40,10 @@ InitOpt = Annotated[bool, typer.Option("--init", help="Run an init inside the co
 StopSignalOpt = Annotated[Optional[str], typer.Option("--stop-signal", help="Signal to stop the container.")]
 LogDriverOpt = Annotated[str, typer.Option("--log-driver", help="Logging driver: json-file or none.")]
 LogOptOpt = Annotated[list[str], typer.Option("--log-opt", help="Log driver options (max-size=, max-file=).")]
+VolumeOpt = Annotated[list[str], typer.Option("--volume", "-v", help="Bind mount a volume: [NAME:|/HOST:]/PATH[:ro|rw|nocopy].")]
+MountOpt = Annotated[list[str], typer.Option("--mount", help="Attach a filesystem mount: type=volume|bind|tmpfs,source=,target=,readonly,...")]
+TmpfsOpt = Annotated[list[str], typer.Option("--tmpfs", help="Mount a tmpfs directory: /PATH[:size=..,mode=..].")]
+VolumesFromOpt = Annotated[list[str], typer.Option("--volumes-from", help="Mount volumes from the specified container(s): CONTAINER[:ro|rw].")]
 
 
 _RUN_SETTINGS = {"allow_interspersed_args": False, "help_option_names": ["--help"]}
@@ -63,7 +67,8 @@ def run_or_create(
     pids_limit: PidsLimitOpt = None, cpus: CpusOpt = None, detach: DetachOpt = False,
     interactive: InteractiveOpt = False, tty: TtyOpt = False, init: InitOpt = False,
     stop_signal: StopSignalOpt = None, log_driver: LogDriverOpt = "json-file",
-    log_opt: LogOptOpt = [],
+    log_opt: LogOptOpt = [], volume: VolumeOpt = [], mount: MountOpt = [],
+    tmpfs: TmpfsOpt = [], volumes_from: VolumesFromOpt = [],
     sig_proxy: Annotated[bool, typer.Option(
         "--sig-proxy/--no-sig-proxy", help="Proxy received signals to the process (run only).")
     ] = True,
@@ -78,7 +83,8 @@ def run_or_create(
         security_opt=security_opt, label=label, memory=memory, pids_limit=pids_limit,
         cpus=cpus, detach=detach, interactive=interactive, tty=tty, init=init,
         stop_signal=stop_signal, log_driver=log_driver, log_opt=log_opt,
-        sig_proxy=sig_proxy)))
+        sig_proxy=sig_proxy, volume=volume, mount=mount, tmpfs=tmpfs,
+        volumes_from=volumes_from)))
 
 
 
@@ -273,6 +279,7 @@ def kill(
 def rm(
     containers: Annotated[list[str], typer.Argument(metavar="CONTAINER...")],
     force: Annotated[bool, typer.Option("--force", "-f", help="Force the removal of a running container.")] = False,
+    volumes: Annotated[bool, typer.Option("--volumes", "-v", help="Remove anonymous volumes associated with the container.")] = False,
 ) -> None:
     """Remove one or more containers."""
     from ..errors import BarqueError
@@ -281,7 +288,7 @@ def rm(
     failed = False
     for name in containers:
         try:
-            engine().containers.remove(name, force=force)
+            engine().containers.remove(name, force=force, volumes=volumes)
             typer.echo(name)
         except BarqueError as e:
             report(e)
@@ -298,7 +305,7 @@ def ps(
     no_trunc: Annotated[bool, typer.Option("--no-trunc", help="Don't truncate output.")] = False,
     format: Annotated[Optional[str], typer.Option("--format", help="'table' or 'json'.")] = None,
     filter: Annotated[list[str], typer.Option(
-        "--filter", "-f", help="Filter: status=, name=, id=, label=, ancestor=.")] = [],
+        "--filter", "-f", help="Filter: status=, name=, id=, label=, ancestor=, volume=.")] = [],
     size: Annotated[bool, typer.Option("--size", "-s", help="Display total file sizes.")] = False,
 ) -> None:
     """List containers."""

@@ -30,6 +30,9 @@ _VALUED = {
     "--memory": ("memory", False, str), "--pids-limit": ("pids_limit", False, int),
     "--cpus": ("cpus", False, float), "--stop-signal": ("stop_signal", False, str),
     "--log-driver": ("log_driver", False, str), "--log-opt": ("log_opt", True, str),
+    "-v": ("volume", True, str), "--volume": ("volume", True, str),
+    "--mount": ("mount", True, str), "--tmpfs": ("tmpfs", True, str),
+    "--volumes-from": ("volumes_from", True, str),
 }
 
 

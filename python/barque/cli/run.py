@@ -46,6 +46,10 @@ class RunArgs:
     log_driver: str = "json-file"
     log_opt: list[str] = field(default_factory=list)
     sig_proxy: bool = True
+    volume: list[str] = field(default_factory=list)
+    mount: list[str] = field(default_factory=list)
+    tmpfs: list[str] = field(default_factory=list)
+    volumes_from: list[str] = field(default_factory=list)
 
 
 def run_or_create(kind: str, args: RunArgs) -> int:
@@ -55,7 +59,9 @@ def run_or_create(kind: str, args: RunArgs) -> int:
     options = _run_options(args)
     create = CreateOptions(name=args.name, auto_remove=args.rm, labels=_labels(args.label),
                            stop_signal=args.stop_signal, open_stdin=args.interactive,
-                           log_driver=args.log_driver, log_opts=_log_opts(args.log_opt))
+                           log_driver=args.log_driver, log_opts=_log_opts(args.log_opt),
+                           volumes=list(args.volume), mounts=list(args.mount),
+                           tmpfs=list(args.tmpfs), volumes_from=list(args.volumes_from))
     progress = None
     if not engine().images.exists(args.image):
         from .progress import PullRenderer

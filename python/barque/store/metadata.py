@@ -1,4 +1,5 @@
-"""The store's metadata: images, tags, repo digests and snapshots, in SQLite (WAL mode).
+"""The store's metadata: images, tags, repo digests, snapshots, containers and volumes, in
+SQLite (WAL mode).
 
 Contract: every method is atomic (one transaction); readers never see a half-written image;
 concurrent barque processes serialise their writes through SQLite's lock (busy timeout 60 s),
@@ -69,6 +70,13 @@ CREATE TABLE IF NOT EXISTS containers (
     oom_killed INTEGER NOT NULL DEFAULT 0,
     error TEXT NOT NULL DEFAULT ''
 );
+CREATE TABLE IF NOT EXISTS volumes (
+    name TEXT PRIMARY KEY,          -- [a-zA-Z0-9][a-zA-Z0-9_.-]+, files in volumes/<name>/_data
+    driver TEXT NOT NULL,           -- "local"
+    created REAL NOT NULL,
+    labels BLOB NOT NULL,           -- JSON object (anonymous volumes: com.docker.volume.anonymous)
+    options BLOB NOT NULL           -- JSON object: the driver options (--opt)
+);
 CREATE TABLE IF NOT EXISTS snapshots (
     chain_id TEXT PRIMARY KEY,
     diff_id TEXT NOT NULL,
@@ -122,6 +130,15 @@ class ContainerRecord:
     finished_at: float
     oom_killed: bool
     error: str
+
+
+@dataclass(frozen=True)
+class VolumeRecord:
+    name: str
+    driver: str
+    created: float
+    labels: bytes
+    options: bytes
 
 
 _CONTAINER_COLUMNS = ("id, name, image_id, image, created, config, status, pid, pid_start,"
@@ -388,6 +405,31 @@ class Metadata:
     def containers_using_image(self, image_id: str) -> list[str]:
         return [r[0] for r in self._query(
             "SELECT id FROM containers WHERE image_id = ?", (image_id,))]
+
+    # -- volumes ----------------------------------------------------------------------------
+
+    def add_volume(self, record: VolumeRecord) -> bool:
+        """Record a volume unless one has that name: True when inserted (one transaction, so
+        two processes creating one name agree on a single volume)."""
+        with self.transaction() as db:
+            return db.execute(
+                "INSERT OR IGNORE INTO volumes (name, driver, created, labels, options)"
+                " VALUES (?,?,?,?,?)",
+                (record.name, record.driver, record.created, record.labels,
+                 record.options)).rowcount > 0
+
+    def get_volume(self, name: str) -> VolumeRecord | None:
+        rows = self._query("SELECT name, driver, created, labels, options FROM volumes"
+                           " WHERE name = ?", (name,))
+        return VolumeRecord(*rows[0]) if rows else None
+
+    def volumes(self) -> list[VolumeRecord]:
+        return [VolumeRecord(*r) for r in self._query(
+            "SELECT name, driver, created, labels, options FROM volumes ORDER BY name")]
+
+    def remove_volume(self, name: str) -> bool:
+        with self.transaction() as db:
+            return db.execute("DELETE FROM volumes WHERE name = ?", (name,)).rowcount > 0
 
     # -- snapshots and blobs in use ---------------------------------------------------------
 

@@ -13,6 +13,7 @@ Layout under the root (mode 0700, so no other user can traverse it; CVE-2021-410
     tmp/                        scratch space on the store's filesystem, for atomic writes
     trash/                      trees taken out of the store, being deleted in the background
     cache/seccomp/<key>.bpf     compiled seccomp programs, keyed by profile, arch and libseccomp
+    volumes/<name>/_data        a named or anonymous volume's files (its record: metadata.db)
 
 A supervised container's live state (its supervisor's pid, attach socket and exit record) is
 not in the store but under ``/run/barque/<store key>/<id>/``: on a tmpfs that a reboot empties,
@@ -67,6 +68,20 @@ class StorePaths:
         self.container(container_id)  # validates the id
         key = hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:12]
         return RUN_ROOT / key / container_id
+
+    @property
+    def volumes(self) -> Path:
+        return self.root / "volumes"
+
+    def volume(self, name: str) -> Path:
+        """A volume's directory; its files are in ``_data`` below it (Docker's layout)."""
+        if not name or "/" in name or name in (".", "..") or name.startswith(".") \
+                or "\0" in name:
+            raise ValueError(f"invalid volume name {name!r}")
+        return self.volumes / name
+
+    def volume_data(self, name: str) -> Path:
+        return self.volume(name) / "_data"
 
     @property
     def trash(self) -> Path:
