@@ -49,7 +49,8 @@ const CAPS: [&str; 41] = [
     "CHECKPOINT_RESTORE",
 ];
 
-/// runc 1.1's `runc spec` output.
+/// runc 1.1's `runc spec` output without its `/sys/fs/cgroup` mount (refused: barque does not
+/// mount cgroup filesystems in containers).
 pub fn spec() -> Value {
     let caps = json!(["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]);
     json!({
@@ -77,9 +78,7 @@ pub fn spec() -> Value {
             {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
              "options": ["nosuid", "noexec", "nodev"]},
             {"destination": "/sys", "type": "sysfs", "source": "sysfs",
-             "options": ["nosuid", "noexec", "nodev", "ro"]},
-            {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
-             "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}
+             "options": ["nosuid", "noexec", "nodev", "ro"]}
         ],
         "linux": {
             "resources": {"devices": [{"allow": false, "access": "rwm"}]},

@@ -41,6 +41,14 @@ pub fn check(spec: &Spec) -> Result<(), Unsupported> {
     if spec.solaris().is_some() || spec.windows().is_some() || spec.vm().is_some() {
         return refuse("a solaris, windows or vm section", "");
     }
+    for m in spec.mounts().iter().flatten() {
+        if matches!(m.typ().as_deref(), Some("cgroup" | "cgroup2")) {
+            return Err(Unsupported {
+                field: format!("mounts: a {} mount on {}", m.typ().as_deref().unwrap_or_default(), m.destination().display()),
+                why: " (cgroup filesystems are not mounted in containers)",
+            });
+        }
+    }
     if let Some(p) = spec.process() {
         if set(p.apparmor_profile()) {
             return refuse("process.apparmorProfile", " (no AppArmor support)");
@@ -136,5 +144,17 @@ mod tests {
             let err = check(&spec(extra)).unwrap_err();
             assert!(err.to_string().contains(field), "{field}: {err}");
         }
+    }
+
+    #[test]
+    fn a_cgroup_mount_is_refused_not_skipped() {
+        let mut s = spec(serde_json::json!({}));
+        let m: oci_spec::runtime::Mount = serde_json::from_value(serde_json::json!(
+            {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup"}
+        ))
+        .unwrap();
+        s.set_mounts(Some(vec![m]));
+        let err = check(&s).unwrap_err();
+        assert!(err.to_string().contains("cgroup mount on /sys/fs/cgroup"), "{err}");
     }
 }
