@@ -129,10 +129,11 @@ def htpasswd_line(user: str, password: str) -> str:
 
 
 def start_registry(workdir: Path, *, htpasswd: str | None = None,
-                   timeout: float = 20.0) -> RegistryServer:
+                   timeout: float = 20.0, extra_config: str = "") -> RegistryServer:
     """Start ``docker-registry`` with storage in ``workdir`` and wait for ``/v2/`` to answer.
 
-    ``htpasswd`` is the content of an htpasswd file (enables Basic auth). Raises RuntimeError
+    ``htpasswd`` is the content of an htpasswd file (enables Basic auth); ``extra_config`` is
+    YAML appended to the config (e.g. ``catalog:\n  maxentries: 2\n``). Raises RuntimeError
     with the registry's log if it does not come up.
     """
     workdir.mkdir(parents=True, exist_ok=True)
@@ -154,7 +155,7 @@ def start_registry(workdir: Path, *, htpasswd: str | None = None,
             "  delete:\n    enabled: true\n"
             "  maintenance:\n    uploadpurging:\n      enabled: false\n"
             f"http:\n  addr: 127.0.0.1:{port}\n  secret: barque-tests-secret\n"
-            + auth)
+            + auth + extra_config)
         log = workdir / "registry.log"
         with open(log, "wb") as out:
             proc = subprocess.Popen([DOCKER_REGISTRY, "serve", str(config)], stdout=out,

@@ -97,6 +97,11 @@ def _pages(client: RegistryClient, ep: Endpoint, url: str, scope: str, what: str
     while url and url not in seen and len(seen) < _MAX_PAGES:
         seen.add(url)
         status, link, body = _get(client, ep, url, scope, what)
+        if status == 400 and len(seen) == 1 and \
+                _registry_message(body)[0] == "PAGINATION_NUMBER_INVALID":
+            # The registry caps pages below our n (catalog.maxentries): let it pick the size.
+            url = url.split("?", 1)[0]
+            continue
         if status == 404 and kind == "catalog":
             raise RegistryError(f"registry {ep.host} does not offer a catalog (/v2/_catalog), "
                                 "so it cannot be searched")
