@@ -1,4 +1,4 @@
-"""How long-running work (pull, later push and build) reports progress.
+"""How long-running work (pull, push, later build) reports progress.
 
 Services call a :class:`Progress`; the CLI supplies a renderer, library users may pass their own
 or get :class:`NullProgress`. Statuses and their order follow Docker's pull output.
@@ -16,7 +16,8 @@ class Progress(Protocol):
     def layer(self, layer_id: str, status: str, current: int | None = None,
               total: int | None = None) -> None:
         """A layer's status: 'Pulling fs layer', 'Waiting', 'Downloading' (with bytes),
-        'Verifying Checksum', 'Pull complete', 'Already exists'."""
+        'Verifying Checksum', 'Pull complete', 'Already exists'; for a push 'Preparing',
+        'Pushing' (with bytes), 'Pushed', 'Layer already exists', 'Mounted from REPO'."""
 
 
 class NullProgress:
