@@ -142,6 +142,20 @@ def test_volume_create_ls_inspect_and_prune(store) -> None:
     barque(store, "volume", "rm", generated)
 
 
+def test_volume_with_local_driver_options_is_that_filesystem(store, busybox) -> None:
+    barque(store, "volume", "create", "--opt", "type=tmpfs", "--opt", "device=tmpfs",
+           "--opt", "o=size=1m,mode=1770", "tmpvol")
+    info = json.loads(barque(store, "volume", "inspect", "tmpvol").stdout)[0]
+    assert info["Options"] == {"type": "tmpfs", "device": "tmpfs", "o": "size=1m,mode=1770"}
+    out = run(store, "--rm", "-v", "tmpvol:/t", busybox, "sh", "-c",
+              "grep ' /t ' /proc/mounts | cut -d' ' -f1,3; stat -c %a /t")
+    assert out.stdout == "tmpfs tmpfs\n1770\n"
+    refused = barque(store, "volume", "create", "--opt", "colour=blue", "painted", check=False)
+    assert refused.returncode == 1 and refused.stderr == "Error: invalid option key: 'colour'\n"
+    assert "painted" not in _volumes(store)
+    barque(store, "volume", "rm", "tmpvol")
+
+
 def test_volume_used_by_a_stopped_container_needs_force(store, busybox) -> None:
     barque(store, "create", *NET, "--name", "holder", "-v", "held:/data", busybox, "true")
     holder = _inspect(store, "holder")["Id"]
@@ -238,6 +252,18 @@ def test_bind_mount_creates_the_host_directory_owned_by_the_sudo_user(store, bus
     assert mounts == [{"Type": "bind", "Source": str(target), "Destination": "/data",
                        "Mode": "ro", "RW": False, "Propagation": "rprivate"}]
     barque(store, "rm", "-f", inspect_me.stdout.strip())
+
+
+def test_bind_mount_of_a_file_on_a_new_path_and_over_an_image_file(store, busybox,
+                                                                    tmp_path) -> None:
+    host = tmp_path / "conf.txt"
+    host.write_text("from host\n")
+    out = run(store, "--rm", "-v", f"{host}:/etc/new/app.conf:ro", "-v", f"{host}:/etc/passwd",
+              busybox, "sh", "-c", "cat /etc/new/app.conf /etc/passwd; test -f /etc/new/app.conf"
+              " && echo file; echo x >> /etc/new/app.conf", check=False)
+    assert out.returncode == 1 and out.stdout == "from host\nfrom host\nfile\n"
+    assert "Read-only file system" in out.stderr
+    assert host.read_text() == "from host\n"
 
 
 def test_mount_flag_refuses_a_missing_bind_source(store, busybox, tmp_path) -> None:

@@ -310,8 +310,9 @@ class VolumeService:
         for item in volumes:
             for spec in mountspec.from_api(item, kind="volumes"):
                 user.append((spec, "-v"))
-                binds.append(item if isinstance(item, str) else
-                             f"{spec.source}:{spec.target}" + (":ro" if spec.read_only else ""))
+                if spec.source:  # Docker lists "-v /path" under Config.Volumes instead
+                    binds.append(item if isinstance(item, str) else f"{spec.source}:"
+                                 f"{spec.target}" + (":ro" if spec.read_only else ""))
         for item in mounts:
             user += [(spec, "--mount") for spec in mountspec.from_api(item, kind="mounts")]
         tmpfs_items = [f"{k}:{v}" if v else k for k, v in tmpfs.items()] \
