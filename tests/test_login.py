@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from registry_server import SKOPEO
+from registry_server import SKOPEO, Reply, Request, ScriptedServer
 
 pytestmark = pytest.mark.registry
 
@@ -109,3 +109,35 @@ def test_login_without_a_terminal_needs_every_credential(home, auth_registry) ->
     assert down.returncode == 1 and down.stderr.count("\n") == 2  # the -p warning, the error
     assert "127.0.0.1:1" in down.stderr.splitlines()[-1]
     assert not (home / ".docker" / "config.json").exists()
+
+
+def test_login_through_a_token_service(home) -> None:
+    """Bearer registries (Docker Hub, Harbor...) check the password at their token service;
+    docker-registry has none, so a scripted one plays it over real HTTP."""
+    config = home / ".docker" / "config.json"
+    with ScriptedServer() as server:
+        def v2(req: Request) -> Reply:
+            return Reply(401, b'{"errors":[{"code":"UNAUTHORIZED","message":"auth"}]}',
+                         {"WWW-Authenticate":
+                          f'Bearer realm="{server.url}/token",service="scripted"'})
+
+        def token(req: Request) -> Reply:
+            right = "Basic " + base64.b64encode(b"alice:right-one").decode()
+            if req.headers.get("authorization") == right:
+                return Reply(200, b'{"token":"t0k","expires_in":300}')
+            return Reply(401, b'{"details":"incorrect username or password"}')
+
+        server.routes["/v2/"] = v2
+        server.routes["/token"] = token
+        bad = _barque(home, "login", "-u", "alice", "--password-stdin", server.host,
+                      stdin="wrong\n")
+        assert bad.returncode == 1
+        assert "unauthorized: incorrect username or password" in bad.stderr
+        assert not config.exists()
+        ok = _barque(home, "login", "-u", "alice", "--password-stdin", server.host,
+                     stdin="right-one\n")
+        assert ok.returncode == 0 and ok.stdout == "Login Succeeded\n", ok.stderr
+        asked = [r.path for r in server.requests if r.path.startswith("/token")]
+        assert all("service=scripted" in p and "account=alice" in p for p in asked)
+    saved = json.loads(config.read_text())["auths"][server.host]["auth"]
+    assert base64.b64decode(saved) == b"alice:right-one"
