@@ -88,14 +88,30 @@ pub enum Command {
     Version,
     Create(CreateArgs),
     Run(CreateArgs),
-    Start { id: String },
-    State { id: String },
-    Kill { id: String, signal: String, all: bool },
-    Delete { id: String, force: bool },
-    List { json: bool, quiet: bool },
+    Start {
+        id: String,
+    },
+    State {
+        id: String,
+    },
+    Kill {
+        id: String,
+        signal: String,
+        all: bool,
+    },
+    Delete {
+        id: String,
+        force: bool,
+    },
+    List {
+        json: bool,
+        quiet: bool,
+    },
     Exec(ExecArgs),
     Features,
-    Spec { bundle: Option<PathBuf> },
+    Spec {
+        bundle: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -283,7 +299,7 @@ fn create(c: &mut Cursor, command: &'static str, is_run: bool) -> Result<CreateA
 
 fn only_id(c: &mut Cursor, command: &'static str) -> Result<String, ArgsError> {
     let mut id = None;
-    while let Some(arg) = c.args.next() {
+    for arg in c.args.by_ref() {
         match flag(&arg) {
             Some(f) => return Err(unknown(command, &f)),
             None => id_or_extra(command, &mut id, arg)?,
@@ -316,7 +332,9 @@ fn kill(c: &mut Cursor) -> Result<Command, ArgsError> {
         }
     }
     let mut positional = positional.into_iter();
-    let id = positional.next().ok_or(ArgsError::NoId { command: "kill" })?;
+    let id = positional
+        .next()
+        .ok_or(ArgsError::NoId { command: "kill" })?;
     if let Some(s) = positional.next() {
         signal = Some(s);
     }
@@ -336,7 +354,7 @@ fn kill(c: &mut Cursor) -> Result<Command, ArgsError> {
 fn delete(c: &mut Cursor) -> Result<Command, ArgsError> {
     let mut id = None;
     let mut force = false;
-    while let Some(arg) = c.args.next() {
+    for arg in c.args.by_ref() {
         match flag(&arg) {
             Some(f) if f.name == "f" || f.name == "force" => force = boolean(&f)?,
             Some(f) => return Err(unknown("delete", &f)),
@@ -611,10 +629,7 @@ mod tests {
     #[test]
     fn errors_say_what_is_wrong() {
         assert_eq!(p(&[]), Err(ArgsError::NoCommand));
-        assert_eq!(
-            p(&["start"]),
-            Err(ArgsError::NoId { command: "start" })
-        );
+        assert_eq!(p(&["start"]), Err(ArgsError::NoId { command: "start" }));
         assert_eq!(
             p(&["start", "a", "b"]),
             Err(ArgsError::Extra {

@@ -208,7 +208,13 @@ pub fn writes(
                 out.push(("memory", "memory.swap.max", swap));
             }
         } else {
-            let v1 = |n: i64| if n < 0 { "-1".to_owned() } else { n.to_string() };
+            let v1 = |n: i64| {
+                if n < 0 {
+                    "-1".to_owned()
+                } else {
+                    n.to_string()
+                }
+            };
             if let Some(l) = m.limit() {
                 out.push(("memory", "memory.limit_in_bytes", v1(l)));
             }
@@ -292,7 +298,11 @@ pub fn writes(
             out.push(("devices", "devices.allow", rule.to_owned()));
         }
         for (t, major, minor) in devices {
-            out.push(("devices", "devices.allow", format!("{t} {major}:{minor} rwm")));
+            out.push((
+                "devices",
+                "devices.allow",
+                format!("{t} {major}:{minor} rwm"),
+            ));
         }
     }
     Ok(out)
@@ -389,7 +399,10 @@ pub fn remove(dirs: &[PathBuf], patience: std::time::Duration) -> Vec<PathBuf> {
 pub fn pids(dirs: &[PathBuf]) -> Vec<i32> {
     for d in dirs {
         if let Ok(text) = std::fs::read_to_string(d.join("cgroup.procs")) {
-            return text.split_whitespace().filter_map(|p| p.parse().ok()).collect();
+            return text
+                .split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect();
         }
     }
     Vec::new()
@@ -424,7 +437,10 @@ mod tests {
         };
         assert_eq!(
             v2.dirs(None, "c1").unwrap(),
-            vec![("unified".into(), PathBuf::from("/sys/fs/cgroup/user.slice/c1"))]
+            vec![(
+                "unified".into(),
+                PathBuf::from("/sys/fs/cgroup/user.slice/c1")
+            )]
         );
         assert_eq!(
             v2.dirs(Some(Path::new("/a/b")), "c1").unwrap()[0].1,
@@ -445,7 +461,11 @@ mod tests {
             w,
             vec![
                 ("memory", "memory.limit_in_bytes", "67108864".to_owned()),
-                ("memory", "memory.memsw.limit_in_bytes", "134217728".to_owned()),
+                (
+                    "memory",
+                    "memory.memsw.limit_in_bytes",
+                    "134217728".to_owned()
+                ),
                 ("cpu", "cpu.shares", "512".to_owned()),
                 ("cpu", "cpu.cfs_period_us", "100000".to_owned()),
                 ("cpu", "cpu.cfs_quota_us", "50000".to_owned()),
@@ -487,8 +507,14 @@ mod tests {
         for (field, v) in [
             ("blockIO", serde_json::json!({"blockIO": {"weight": 10}})),
             ("cpu.cpus", serde_json::json!({"cpu": {"cpus": "0"}})),
-            ("memory.swappiness", serde_json::json!({"memory": {"swappiness": 10}})),
-            ("hugepageLimits", serde_json::json!({"hugepageLimits": [{"pageSize": "2MB", "limit": 1}]})),
+            (
+                "memory.swappiness",
+                serde_json::json!({"memory": {"swappiness": 10}}),
+            ),
+            (
+                "hugepageLimits",
+                serde_json::json!({"hugepageLimits": [{"pageSize": "2MB", "limit": 1}]}),
+            ),
         ] {
             let err = writes(&resources(v), &[], false).unwrap_err();
             assert!(err.to_string().contains(field), "{err}");
@@ -507,7 +533,10 @@ mod tests {
         let made = create(
             &layout,
             &[("pids".into(), dir.clone())],
-            &[("pids", "pids.max", "5".into()), ("memory", "memory.limit_in_bytes", "1".into())],
+            &[
+                ("pids", "pids.max", "5".into()),
+                ("memory", "memory.limit_in_bytes", "1".into()),
+            ],
         )
         .unwrap();
         assert_eq!(std::fs::read_to_string(dir.join("pids.max")).unwrap(), "5");

@@ -16,7 +16,10 @@ use crate::error::{io, RuntimeError};
 use crate::lifecycle::load_spec;
 use crate::state::{Dir, Status};
 
-fn process(a: &ExecArgs, bundle: &Path) -> Result<(Process, Option<serde_json::Value>), RuntimeError> {
+fn process(
+    a: &ExecArgs,
+    bundle: &Path,
+) -> Result<(Process, Option<serde_json::Value>), RuntimeError> {
     let spec = load_spec(bundle)?;
     let seccomp = spec
         .linux()
@@ -70,15 +73,22 @@ fn openpty() -> Result<(OwnedFd, OwnedFd), RuntimeError> {
         }
         let master = OwnedFd::from_raw_fd(m);
         if libc::grantpt(m) != 0 || libc::unlockpt(m) != 0 {
-            return Err(io("unlock a pty from", ptmx)(std::io::Error::last_os_error()));
+            return Err(io("unlock a pty from", ptmx)(
+                std::io::Error::last_os_error(),
+            ));
         }
         let mut name = [0 as libc::c_char; 128];
         if libc::ptsname_r(m, name.as_mut_ptr(), name.len()) != 0 {
             return Err(io("name the pty of", ptmx)(std::io::Error::last_os_error()));
         }
-        let s = libc::open(name.as_ptr(), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
+        let s = libc::open(
+            name.as_ptr(),
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        );
         if s < 0 {
-            return Err(io("open the pty slave of", ptmx)(std::io::Error::last_os_error()));
+            return Err(io("open the pty slave of", ptmx)(
+                std::io::Error::last_os_error(),
+            ));
         }
         Ok((master, OwnedFd::from_raw_fd(s)))
     }

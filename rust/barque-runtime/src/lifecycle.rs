@@ -91,7 +91,10 @@ pub fn create(
             (t, d.major(), d.minor())
         })
         .collect();
-    let resources = linux.resources().clone().unwrap_or_else(LinuxResources::default);
+    let resources = linux
+        .resources()
+        .clone()
+        .unwrap_or_else(LinuxResources::default);
     let layout = Layout::detect()?;
     let writes = cgroups::writes(&resources, &devices, layout.v2)?;
     let cgroup_dirs = layout.dirs(linux.cgroups_path().as_deref(), &a.id)?;
@@ -130,7 +133,11 @@ pub fn create(
         if let (Some(master), Some((sock, path))) = (&spawned.pty_master, &socket) {
             console::send(sock, path, master.as_raw_fd()).map_err(|e| fail(e.into()))?;
         }
-        let root_path = spec.root().as_ref().map(|r| r.path().clone()).unwrap_or_default();
+        let root_path = spec
+            .root()
+            .as_ref()
+            .map(|r| r.path().clone())
+            .unwrap_or_default();
         let record = Record {
             id: a.id.clone(),
             pid,
@@ -263,7 +270,9 @@ pub fn delete(g: &Global, id: &str, force: bool) -> Result<(), RuntimeError> {
 fn destroy(dir: &Dir, record: &Record) -> Result<(), RuntimeError> {
     let left = cgroups::remove(&record.cgroups, std::time::Duration::from_secs(2));
     if let Some(p) = left.first() {
-        return Err(io("remove the cgroup", p)(std::io::Error::from_raw_os_error(libc::EBUSY)));
+        return Err(io("remove the cgroup", p)(
+            std::io::Error::from_raw_os_error(libc::EBUSY),
+        ));
     }
     dir.remove()?;
     Ok(())

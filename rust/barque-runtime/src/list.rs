@@ -39,7 +39,14 @@ pub fn table(rows: &[(Record, Status)], quiet: bool) -> String {
         ]);
     }
     let widths: Vec<usize> = (0..6)
-        .map(|i| lines.iter().map(|l| l[i].len() + 3).max().unwrap_or(0).max(12))
+        .map(|i| {
+            lines
+                .iter()
+                .map(|l| l[i].len() + 3)
+                .max()
+                .unwrap_or(0)
+                .max(12)
+        })
         .collect();
     let mut out = String::new();
     for l in &lines {
@@ -82,7 +89,10 @@ mod tests {
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines[0].find("PID"), lines[1].find(" 0 ").map(|i| i + 1));
         assert!(lines[1].contains("stopped"));
-        assert_eq!(table(&[(r.clone(), Status::Running)], true), "a-rather-long-container-id\n");
+        assert_eq!(
+            table(&[(r.clone(), Status::Running)], true),
+            "a-rather-long-container-id\n"
+        );
         let j: serde_json::Value = serde_json::from_str(&json(&[(r, Status::Running)])).unwrap();
         assert_eq!(j[0]["pid"], 7);
     }

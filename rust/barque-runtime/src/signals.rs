@@ -54,9 +54,15 @@ pub fn parse(text: &str) -> Result<i32, UnknownSignal> {
     }
     // RTMIN+n / RTMAX-n.
     let rt = |base: i32, rest: &str, sign: i32| -> Option<i32> {
-        let n: i32 = if rest.is_empty() { 0 } else { rest.parse().ok()? };
+        let n: i32 = if rest.is_empty() {
+            0
+        } else {
+            rest.parse().ok()?
+        };
         let v = base + sign * n;
-        (libc::SIGRTMIN()..=libc::SIGRTMAX()).contains(&v).then_some(v)
+        (libc::SIGRTMIN()..=libc::SIGRTMAX())
+            .contains(&v)
+            .then_some(v)
     };
     let found = if let Some(rest) = name.strip_prefix("RTMIN") {
         rt(libc::SIGRTMIN(), rest.trim_start_matches('+'), 1)

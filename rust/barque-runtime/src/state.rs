@@ -15,7 +15,9 @@ const STATE_FILE: &str = "state.json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    #[error("container id {0:?} is invalid (letters, digits, '_', '+', '-', '.'; not '.' or '..')")]
+    #[error(
+        "container id {0:?} is invalid (letters, digits, '_', '+', '-', '.'; not '.' or '..')"
+    )]
     InvalidId(String),
     #[error("container {0} does not exist")]
     NotFound(String),
@@ -319,7 +321,10 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let dir = Dir::of(root.path(), "c1").unwrap();
         dir.create(root.path()).unwrap();
-        assert!(matches!(dir.create(root.path()), Err(StateError::Exists(_))));
+        assert!(matches!(
+            dir.create(root.path()),
+            Err(StateError::Exists(_))
+        ));
         dir.save(&record("c1")).unwrap();
         let mut r = record("c1");
         r.pid = 43;

@@ -44,7 +44,11 @@ pub fn check(spec: &Spec) -> Result<(), Unsupported> {
     for m in spec.mounts().iter().flatten() {
         if matches!(m.typ().as_deref(), Some("cgroup" | "cgroup2")) {
             return Err(Unsupported {
-                field: format!("mounts: a {} mount on {}", m.typ().as_deref().unwrap_or_default(), m.destination().display()),
+                field: format!(
+                    "mounts: a {} mount on {}",
+                    m.typ().as_deref().unwrap_or_default(),
+                    m.destination().display()
+                ),
                 why: " (cgroup filesystems are not mounted in containers)",
             });
         }
@@ -93,8 +97,7 @@ pub fn check(spec: &Spec) -> Result<(), Unsupported> {
         if l.net_devices().as_ref().is_some_and(|t| !t.is_empty()) {
             return refuse("linux.netDevices", "");
         }
-        if l
-            .seccomp()
+        if l.seccomp()
             .as_ref()
             .is_some_and(|s| s.listener_path().is_some())
         {
@@ -127,19 +130,39 @@ mod tests {
     fn a_plain_spec_passes() {
         check(&spec(serde_json::json!({}))).unwrap();
         // Empty values mean "not asked for".
-        check(&spec(serde_json::json!({"process": {"apparmorProfile": ""}, "hooks": {"prestart": []}})))
-            .unwrap();
+        check(&spec(
+            serde_json::json!({"process": {"apparmorProfile": ""}, "hooks": {"prestart": []}}),
+        ))
+        .unwrap();
     }
 
     #[test]
     fn unsupported_fields_are_named() {
         for (field, extra) in [
-            ("hooks.poststart", serde_json::json!({"hooks": {"poststart": [{"path": "/bin/true"}]}})),
-            ("process.apparmorProfile", serde_json::json!({"process": {"apparmorProfile": "x"}})),
-            ("linux.personality", serde_json::json!({"linux": {"personality": {"domain": "LINUX32"}}})),
-            ("linux.uidMappings", serde_json::json!({"linux": {"uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}]}})),
-            ("linux.intelRdt", serde_json::json!({"linux": {"intelRdt": {"closID": "x"}}})),
-            ("process.scheduler", serde_json::json!({"process": {"scheduler": {"policy": "SCHED_OTHER"}}})),
+            (
+                "hooks.poststart",
+                serde_json::json!({"hooks": {"poststart": [{"path": "/bin/true"}]}}),
+            ),
+            (
+                "process.apparmorProfile",
+                serde_json::json!({"process": {"apparmorProfile": "x"}}),
+            ),
+            (
+                "linux.personality",
+                serde_json::json!({"linux": {"personality": {"domain": "LINUX32"}}}),
+            ),
+            (
+                "linux.uidMappings",
+                serde_json::json!({"linux": {"uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}]}}),
+            ),
+            (
+                "linux.intelRdt",
+                serde_json::json!({"linux": {"intelRdt": {"closID": "x"}}}),
+            ),
+            (
+                "process.scheduler",
+                serde_json::json!({"process": {"scheduler": {"policy": "SCHED_OTHER"}}}),
+            ),
         ] {
             let err = check(&spec(extra)).unwrap_err();
             assert!(err.to_string().contains(field), "{field}: {err}");
@@ -155,6 +178,9 @@ mod tests {
         .unwrap();
         s.set_mounts(Some(vec![m]));
         let err = check(&s).unwrap_err();
-        assert!(err.to_string().contains("cgroup mount on /sys/fs/cgroup"), "{err}");
+        assert!(
+            err.to_string().contains("cgroup mount on /sys/fs/cgroup"),
+            "{err}"
+        );
     }
 }
