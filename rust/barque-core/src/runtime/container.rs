@@ -161,13 +161,15 @@ pub struct SpawnOptions {
     /// The OCI `create`: the init reports ready and blocks reading one byte from this fd
     /// (inherited, close-on-exec) before exec; spawning returns once it is ready.
     pub start_fd: Option<RawFd>,
+    /// The caller runs the spec's hooks itself (they are refused otherwise).
+    pub caller_runs_hooks: bool,
 }
 
 impl Plan {
     pub fn build(opts: &SpawnOptions) -> Result<Plan, ContainerError> {
         let bundle =
             std::path::absolute(&opts.bundle).map_err(io("resolve", Some(&opts.bundle)))?;
-        let spec = spec::load(&bundle)?;
+        let spec = spec::load_checked(&bundle, opts.caller_runs_hooks)?;
         let process = spec.process().as_ref().ok_or(ContainerError::Unsupported {
             what: "a spec without a process",
         })?;

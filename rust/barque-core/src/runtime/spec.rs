@@ -34,12 +34,18 @@ impl SpecError {
 
 /// `bundle/config.json`, loaded and validated.
 pub fn load(bundle: &Path) -> Result<Spec, SpecError> {
+    load_checked(bundle, false)
+}
+
+/// As [`load`], for a caller that runs the spec's runtime-namespace hooks itself (the OCI
+/// runtime command): `hooks` is then not refused here.
+pub fn load_checked(bundle: &Path, caller_runs_hooks: bool) -> Result<Spec, SpecError> {
     let path = bundle.join("config.json");
     let spec = Spec::load(&path).map_err(|source| SpecError::Load {
         path: path.clone(),
         source,
     })?;
-    validate(&spec, &path)?;
+    check(&spec, &path, caller_runs_hooks)?;
     Ok(spec)
 }
 
@@ -60,6 +66,10 @@ fn unsupported(path: &Path, what: impl Into<String>) -> SpecError {
 /// Checks a spec against what the runtime spec requires and what barque supports; `path`
 /// names it in errors.
 pub fn validate(spec: &Spec, path: &Path) -> Result<(), SpecError> {
+    check(spec, path, false)
+}
+
+fn check(spec: &Spec, path: &Path, caller_runs_hooks: bool) -> Result<(), SpecError> {
     if !spec.version().starts_with("1.") {
         return Err(invalid(
             path,
@@ -82,7 +92,7 @@ pub fn validate(spec: &Spec, path: &Path) -> Result<(), SpecError> {
     if spec.root().is_none() {
         return Err(invalid(path, "no root"));
     }
-    if spec.hooks().is_some() {
+    if spec.hooks().is_some() && !caller_runs_hooks {
         return Err(unsupported(path, "hooks"));
     }
     if process.command_line().is_some() {
