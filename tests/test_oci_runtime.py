@@ -276,7 +276,7 @@ def test_cwd_outside_the_rootfs_is_refused(barque, rootfs, tmp_path):
 
 
 @pytest.mark.parametrize("field,edit", [
-    ("hooks.prestart", {"hooks": {"prestart": [{"path": "/bin/true"}]}}),
+    ("hooks.startContainer", {"hooks": {"startContainer": [{"path": "/bin/true"}]}}),
     ("linux.uidMappings", {"linux__uidMappings": [{"containerID": 0, "hostID": 100000, "size": 1}]}),
     ("process.apparmorProfile", {"process__apparmorProfile": "docker-default"}),
     ("linux.resources.blockIO", {"linux__resources": {"blockIO": {"weight": 100}}}),
@@ -288,6 +288,41 @@ def test_unsupported_fields_are_refused_by_name(barque, rootfs, tmp_path, field,
     r = barque.detached("create", "--bundle", str(b), "unsup", check=False)
     assert r.returncode == 1 and field in r.stderr and "not supported" in r.stderr, r.stderr
     assert json_list(barque) == []
+
+
+def test_hooks_get_the_state_and_run_at_their_steps(barque, rootfs, tmp_path):
+    log = tmp_path / "hooks.log"
+
+    def hook(name: str) -> dict:
+        # Each hook appends its name, the status and pid it was given, and its env.
+        script = (f"read -r state; echo \"{name} $(echo \"$state\" | tr -d ' ' | grep -o '\"status\":\"[a-z]*\"')"
+                  f" $HOOKVAR\" >> {log}")
+        return {"path": "/bin/sh", "args": ["sh", "-c", script], "env": ["HOOKVAR=set"], "timeout": 5}
+
+    hooks = {k: [hook(k)] for k in ("prestart", "createRuntime", "poststart", "poststop")}
+    b = bundle(tmp_path, rootfs, ["sleep", "30"], hooks=hooks)
+    barque.detached("create", "--bundle", str(b), "hk")
+    assert log.read_text().splitlines() == ['prestart "status":"created" set', 'createRuntime "status":"created" set']
+    barque("start", "hk")
+    assert log.read_text().splitlines()[2] == 'poststart "status":"running" set'
+    barque("delete", "--force", "hk")
+    assert log.read_text().splitlines()[3] == 'poststop "status":"stopped" set'
+
+    # A failing createRuntime hook stops the create and leaves nothing behind.
+    failing = {"createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", "echo no network >&2; exit 1"]}]}
+    b = bundle(tmp_path, rootfs, ["true"], "bad-hook", hooks=failing)
+    r = barque.detached("create", "--bundle", str(b), "hk2", check=False)
+    assert r.returncode == 1 and "createRuntime hook /bin/sh failed" in r.stderr and "no network" in r.stderr
+    assert json_list(barque) == []
+
+    # `run` runs the create hooks before the process starts.
+    pre = {"prestart": [{"path": "/bin/sh", "args": ["sh", "-c", f"echo from-hook > {rootfs}/hook-was-here"]}]}
+    b = bundle(tmp_path, rootfs, ["cat", "/hook-was-here"], "run-hook", hooks=pre,
+               root={"path": str(rootfs), "readonly": True})
+    try:
+        assert barque("run", "--bundle", str(b), "hk3").stdout == "from-hook\n"
+    finally:
+        (rootfs / "hook-was-here").unlink(missing_ok=True)
 
 
 def receive_fd(server: socket.socket, out: list) -> None:

@@ -27,10 +27,10 @@ fn dispatch(inv: args::Invocation, log: &Log) -> Result<i32, RuntimeError> {
             lifecycle::create(g, log, &a, true)?;
         }
         Command::Run(a) => return lifecycle::run(g, log, &a),
-        Command::Start { id } => lifecycle::start(g, &id)?,
+        Command::Start { id } => lifecycle::start(g, log, &id)?,
         Command::State { id } => print(&(lifecycle::state(g, &id)? + "\n"))?,
         Command::Kill { id, signal, all } => lifecycle::kill(g, &id, &signal, all)?,
-        Command::Delete { id, force } => lifecycle::delete(g, &id, force)?,
+        Command::Delete { id, force } => lifecycle::delete(g, log, &id, force)?,
         Command::List { json, quiet } => {
             let rows = list::rows(g)?;
             if json {

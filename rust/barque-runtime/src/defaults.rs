@@ -102,7 +102,7 @@ pub fn features(v2: bool) -> Value {
     json!({
         "ociVersionMin": "1.0.0",
         "ociVersionMax": "1.2.0",
-        "hooks": [],
+        "hooks": ["prestart", "createRuntime", "poststart", "poststop"],
         "mountOptions": ["async", "atime", "bind", "defaults", "dev", "diratime", "exec",
             "mand", "noatime", "nodev", "nodiratime", "noexec", "nomand", "norelatime",
             "nostrictatime", "nosuid", "nosymfollow", "private", "rbind", "relatime", "ro",

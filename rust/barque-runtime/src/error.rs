@@ -8,6 +8,7 @@ use barque_core::runtime::exec::ExecError;
 use crate::args::ArgsError;
 use crate::cgroups::CgroupsError;
 use crate::console::ConsoleError;
+use crate::hooks::HookError;
 use crate::signals::UnknownSignal;
 use crate::state::{StateError, Status};
 use crate::validate::Unsupported;
@@ -26,6 +27,8 @@ pub enum RuntimeError {
     Console(#[from] ConsoleError),
     #[error(transparent)]
     Signal(#[from] UnknownSignal),
+    #[error(transparent)]
+    Hook(#[from] HookError),
     #[error(transparent)]
     Container(#[from] ContainerError),
     #[error(transparent)]

@@ -13,6 +13,7 @@ use crate::args::{CreateArgs, Global};
 use crate::cgroups::{self, Layout};
 use crate::console;
 use crate::error::{io, RuntimeError};
+use crate::hooks;
 use crate::log::Log;
 use crate::signals;
 use crate::state::{self, Dir, Record, Status};
@@ -99,12 +100,20 @@ pub fn create(
     let writes = cgroups::writes(&resources, &devices, layout.v2)?;
     let cgroup_dirs = layout.dirs(linux.cgroups_path().as_deref(), &a.id)?;
 
+    let spec_hooks = spec.hooks().clone();
+    let create_hooks = spec_hooks.as_ref().is_some_and(|h| {
+        h.prestart().as_ref().is_some_and(|l| !l.is_empty())
+            || h.create_runtime().as_ref().is_some_and(|l| !l.is_empty())
+    });
+    // `run` with create hooks also waits on the fifo: the hooks run before the exec.
+    let use_fifo = wait_for_start || create_hooks;
+
     dir.create(&g.root)?;
     let mut made = Vec::new();
     let result = (|| {
         made = cgroups::create(&layout, &cgroup_dirs, &writes)?;
         log.debug(|| format!("{}: cgroups {made:?}", a.id));
-        let fifo = if wait_for_start {
+        let fifo = if use_fifo {
             Some(mkfifo(&dir.fifo())?)
         } else {
             None
@@ -123,6 +132,7 @@ pub fn create(
             cgroup_procs: made.iter().map(|d| d.join("cgroup.procs")).collect(),
             seccomp_cache: Some(cache),
             start_fd: fifo.as_ref().map(|f| f.as_raw_fd()),
+            caller_runs_hooks: true,
         };
         let spawned = container::spawn_with(&opts)?;
         let pid = spawned.pid;
@@ -154,8 +164,22 @@ pub fn create(
                 .collect(),
             cgroups: made.clone(),
             started: !wait_for_start,
+            hooks: spec_hooks.clone(),
         };
         dir.save(&record).map_err(|e| fail(e.into()))?;
+        if let Some(h) = &spec_hooks {
+            let state = state::oci_state(&record, Status::Created).to_string();
+            hooks::run("prestart", h.prestart().as_ref(), &state).map_err(|e| fail(e.into()))?;
+            hooks::run("createRuntime", h.create_runtime().as_ref(), &state)
+                .map_err(|e| fail(e.into()))?;
+        }
+        if let (Some(f), false) = (&fifo, wait_for_start) {
+            // `run`: start right away.
+            let mut w = std::fs::File::from(f.try_clone().map_err(io("dup", dir.fifo()))?);
+            std::io::Write::write_all(&mut w, b"0")
+                .map_err(|e| fail(io("write", dir.fifo())(e)))?;
+            let _ = std::fs::remove_file(dir.fifo());
+        }
         Ok(record)
     })();
     if result.is_err() {
@@ -192,9 +216,19 @@ fn kill_and_wait(pid: i32, start_time: u64, cgroups: &[PathBuf]) {
     }
 }
 
-pub fn start(g: &Global, id: &str) -> Result<(), RuntimeError> {
+/// The spec's poststart hooks: a failure is only a warning (runtime spec).
+fn poststart(log: &Log, record: &Record) {
+    if let Some(h) = &record.hooks {
+        let state = state::oci_state(record, Status::Running).to_string();
+        if let Err(e) = hooks::run("poststart", h.poststart().as_ref(), &state) {
+            log.warn(&e.to_string());
+        }
+    }
+}
+
+pub fn start(g: &Global, log: &Log, id: &str) -> Result<(), RuntimeError> {
     let dir = Dir::of(&g.root, id)?;
-    let (_, status) = dir.current()?;
+    let (record, status) = dir.current()?;
     if status != Status::Created {
         return Err(RuntimeError::WrongStatus {
             id: id.into(),
@@ -213,6 +247,7 @@ pub fn start(g: &Global, id: &str) -> Result<(), RuntimeError> {
     };
     std::io::Write::write_all(&mut f, b"0").map_err(io("write", &fifo))?;
     std::fs::remove_file(&fifo).map_err(io("remove", &fifo))?;
+    poststart(log, &record);
     Ok(())
 }
 
@@ -243,7 +278,7 @@ pub fn kill(g: &Global, id: &str, signal: &str, all: bool) -> Result<(), Runtime
     Ok(())
 }
 
-pub fn delete(g: &Global, id: &str, force: bool) -> Result<(), RuntimeError> {
+pub fn delete(g: &Global, log: &Log, id: &str, force: bool) -> Result<(), RuntimeError> {
     let dir = Dir::of(&g.root, id)?;
     let (record, status) = match dir.current() {
         Ok(r) => r,
@@ -264,10 +299,10 @@ pub fn delete(g: &Global, id: &str, force: bool) -> Result<(), RuntimeError> {
         }
         Status::Stopped => {}
     }
-    destroy(&dir, &record)
+    destroy(log, &dir, &record)
 }
 
-fn destroy(dir: &Dir, record: &Record) -> Result<(), RuntimeError> {
+fn destroy(log: &Log, dir: &Dir, record: &Record) -> Result<(), RuntimeError> {
     let left = cgroups::remove(&record.cgroups, std::time::Duration::from_secs(2));
     if let Some(p) = left.first() {
         return Err(io("remove the cgroup", p)(
@@ -275,6 +310,12 @@ fn destroy(dir: &Dir, record: &Record) -> Result<(), RuntimeError> {
         ));
     }
     dir.remove()?;
+    if let Some(h) = &record.hooks {
+        let state = state::oci_state(record, Status::Stopped).to_string();
+        if let Err(e) = hooks::run("poststop", h.poststop().as_ref(), &state) {
+            log.warn(&e.to_string());
+        }
+    }
     Ok(())
 }
 
@@ -311,6 +352,7 @@ pub fn run(g: &Global, log: &Log, a: &CreateArgs) -> Result<i32, RuntimeError> {
         unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
     }
     let record = create(g, log, a, false)?;
+    poststart(log, &record);
     if a.detach {
         return Ok(0);
     }
@@ -325,6 +367,6 @@ pub fn run(g: &Global, log: &Log, a: &CreateArgs) -> Result<i32, RuntimeError> {
     });
     let code = container::wait(pid)?;
     let dir = Dir::of(&g.root, &a.id)?;
-    destroy(&dir, &record)?;
+    destroy(log, &dir, &record)?;
     Ok(code)
 }

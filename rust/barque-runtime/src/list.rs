@@ -84,6 +84,7 @@ mod tests {
             annotations: Default::default(),
             cgroups: vec![],
             started: true,
+            hooks: None,
         };
         let t = table(&[(r.clone(), Status::Stopped)], false);
         let lines: Vec<&str> = t.lines().collect();

@@ -57,6 +57,11 @@ impl Log {
         }
     }
 
+    pub fn warn(&self, msg: &str) {
+        self.write("warning", msg);
+        eprintln!("barque-runtime: warning: {msg}");
+    }
+
     pub fn error(&self, msg: &str) {
         self.write("error", msg);
         eprintln!("barque-runtime: {msg}");

@@ -7,6 +7,7 @@ mod console;
 mod defaults;
 mod error;
 mod exec_cmd;
+mod hooks;
 mod lifecycle;
 mod list;
 mod log;

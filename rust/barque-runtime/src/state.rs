@@ -83,6 +83,9 @@ pub struct Record {
     /// `run` without `-d` owns the container: nothing to start.
     #[serde(default)]
     pub started: bool,
+    /// The spec's hooks (poststart and poststop run after `create` returned).
+    #[serde(default)]
+    pub hooks: Option<oci_spec::runtime::Hooks>,
 }
 
 /// Which process a record refers to, as `/proc` says now.
@@ -313,6 +316,7 @@ mod tests {
             annotations: BTreeMap::from([("k".into(), "v".into())]),
             cgroups: vec!["/sys/fs/cgroup/pids/c".into()],
             started: false,
+            hooks: None,
         }
     }
 
