@@ -535,6 +535,8 @@ class ContainerService:
         bundle = self._store.paths.container(record.id)
         layers = [bundle / "upper"] + [self._store.snapshots.path(x.chain_id)
                                        for x in reversed(img.layers)]
+        from .merged import merged_tree
+
         with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
             for arcname, path in merged_tree(layers):
                 tar.add(path, arcname=arcname, recursive=False)
@@ -1241,60 +1243,6 @@ def read_from_layers(layers_top_first: list[Path], path: str) -> bytes | None:
         with os.fdopen(fd, "rb") as f:
             return f.read()
     return None
-
-
-def merged_tree(layers_top_first: list[Path], rel: str = "") -> Iterator[tuple[str, Path]]:
-    """What an overlay of these layers shows under ``rel``, depth first and sorted: (path
-    relative to the root, the file in the layer that provides it). The first layer holding a
-    name wins; a whiteout (char 0:0) hides it; a directory merges the layers below it until
-    one marks it opaque or holds something else at that path. Never follows symlinks."""
-    import stat
-
-    owners: dict[str, list[Path]] = {}
-    hidden: set[str] = set()
-    for i, layer in enumerate(layers_top_first):
-        directory = layer / rel if rel else layer
-        try:
-            names = os.listdir(directory)
-        except (FileNotFoundError, NotADirectoryError):
-            continue
-        for name in names:
-            if name in owners or name in hidden:
-                continue
-            st = os.lstat(directory / name)
-            if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
-                hidden.add(name)
-            elif stat.S_ISDIR(st.st_mode):
-                below = []
-                if not _is_opaque(directory / name):
-                    for lower in layers_top_first[i + 1:]:
-                        try:
-                            if not stat.S_ISDIR(os.lstat(lower / rel / name).st_mode):
-                                break
-                        except FileNotFoundError:
-                            continue
-                        below.append(lower)
-                        if _is_opaque(lower / rel / name):
-                            break
-                owners[name] = [layer, *below]
-            else:
-                owners[name] = [layer]
-        if rel and _is_opaque(directory):
-            break
-    for name in sorted(owners):
-        child = f"{rel}/{name}" if rel else name
-        top = owners[name][0]
-        yield child, top / child
-        if len(owners[name]) > 1 or os.path.isdir(top / child) and \
-                not os.path.islink(top / child):
-            yield from merged_tree(owners[name], child)
-
-
-def _is_opaque(path: Path) -> bool:
-    try:
-        return os.getxattr(path, "trusted.overlay.opaque", follow_symlinks=False) == b"y"
-    except OSError:
-        return False
 
 
 def read_from_layers_exists(layers_top_first: list[Path], path: str) -> bool:

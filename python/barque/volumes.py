@@ -495,42 +495,23 @@ class VolumeService:
                 self._discard(name)
 
     def _copy_up(self, img: Image, pending: list[tuple[str, str]]) -> None:
-        """Docker's copy-up: the image's files at the mount path, with owners, modes,
-        links and xattrs, copied into each new empty volume. The image is seen through a
-        read-only overlay of its layers in a private mount namespace (``unshare``), so nothing
-        stays mounted if this process dies; the path is resolved within the image first, so a
-        symlink in it can never point the copy at the host."""
-        import subprocess
-        import tempfile
+        """Docker's copy-up: the image's files at the mount path, with owners, modes, links
+        and xattrs, copied into each new empty volume. The image's view is computed from its
+        layer directories (:mod:`barque.merged`), never mounted, so any number of layers
+        works; the path is resolved within the image first, so a symlink in it can never
+        point the copy at the host."""
+        from .merged import copy_merged
 
         layers = self._engine.containers._image_layers(img)
-        jobs = []
         for name, target in pending:
             resolved = resolve_in_image(layers, target)
-            if resolved is not None and image_entry_kind(layers, "/" + resolved) == "dir":
-                jobs.append((resolved, str(self._store.paths.volume_data(name))))
-        if not jobs:
-            return
-        root = self._store.paths.root
-        with tempfile.TemporaryDirectory(dir=self._store.paths.tmp) as tmp:
-            merged, empty = Path(tmp) / "merged", Path(tmp) / "empty"
-            merged.mkdir()
-            empty.mkdir()
-            # Relative lower dirs keep the option string short (it is limited to a page);
-            # an empty extra lower dir because overlay wants two without an upper.
-            lowers = [os.path.relpath(p, root) for p in layers] + [os.path.relpath(empty, root)]
-            script = ('M=$2; mount -t overlay overlay -o "ro,lowerdir=$1" "$M" || exit 1; '
-                      'shift 2; while [ $# -gt 0 ]; do cp -a -- "$M/$1/." "$2/" || exit 1; '
-                      "shift 2; done")
-            args = [a for job in jobs for a in job]
-            proc = subprocess.run(
-                ["unshare", "--mount", "--propagation", "private", "sh", "-c", script,
-                 "copy-up", ":".join(lowers), str(merged), *args],
-                cwd=root, capture_output=True, text=True, check=False)
-            if proc.returncode != 0:
+            if resolved is None or image_entry_kind(layers, "/" + resolved) != "dir":
+                continue
+            try:
+                copy_merged(layers, resolved.strip("/"), self._store.paths.volume_data(name))
+            except OSError as e:
                 raise InvalidArgumentError(
-                    "copying the image's content into the volume failed: "
-                    + (proc.stderr.strip().splitlines() or ["unknown error"])[-1])
+                    f"copying the image's content into the volume failed: {e}") from e
 
 
 def _volume_names(record: ContainerRecord) -> set[str]:
