@@ -368,6 +368,34 @@ def test_console_socket_receives_the_pty(barque, rootfs, tmp_path):
     assert "31 97" in text and "/dev/pts/" in text and "got hello" in text, text
 
 
+def test_exec_tty_through_the_console_socket(barque, rootfs, tmp_path):
+    b = bundle(tmp_path, rootfs, ["sleep", "30"], process__consoleSize={"height": 25, "width": 81})
+    barque.detached("run", "-d", "--bundle", str(b), "ext")
+    path = str(tmp_path / "exec.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(1)
+    got: list[int] = []
+    t = threading.Thread(target=receive_fd, args=(server, got))
+    t.start()
+    r = barque("exec", "-t", "--console-socket", path, "ext", "sh", "-c", "[ -t 0 ] && stty size; exit 3",
+               check=False)
+    t.join(10)
+    server.close()
+    assert r.returncode == 3 and len(got) == 1, r
+    out = b""
+    while True:
+        try:
+            chunk = os.read(got[0], 4096)
+        except OSError:  # EIO: the slave side is closed
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(got[0])
+    assert out == b"25 81\r\n"
+
+
 def test_features_and_spec(barque, tmp_path):
     f = json.loads(barque("features").stdout)
     assert f["ociVersionMin"] == "1.0.0" and "mount" in f["linux"]["namespaces"]

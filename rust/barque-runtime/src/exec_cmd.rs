@@ -35,7 +35,6 @@ fn process(
     let mut p = spec.process().clone().unwrap_or_default();
     p.set_args(Some(a.args.clone()));
     p.set_terminal(Some(a.tty));
-    p.set_console_size(None);
     if let Some(cwd) = &a.cwd {
         p.set_cwd(PathBuf::from(cwd));
     }
@@ -136,6 +135,20 @@ pub fn exec(g: &Global, a: &ExecArgs) -> Result<i32, RuntimeError> {
         (true, Some(sock)) => {
             let conn = console::connect(sock)?;
             let (master, slave) = openpty()?;
+            if let Some(size) = p.console_size() {
+                let ws = libc::winsize {
+                    ws_row: u16::try_from(size.height()).unwrap_or(u16::MAX),
+                    ws_col: u16::try_from(size.width()).unwrap_or(u16::MAX),
+                    ws_xpixel: 0,
+                    ws_ypixel: 0,
+                };
+                // SAFETY: a valid winsize on a pty master we own.
+                if unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) } != 0 {
+                    return Err(io("set the window size of", "/dev/ptmx")(
+                        std::io::Error::last_os_error(),
+                    ));
+                }
+            }
             console::send(&conn, sock, master.as_raw_fd())?;
             let fd = slave.as_raw_fd();
             pty = Some(slave);
