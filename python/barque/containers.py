@@ -954,7 +954,8 @@ class ContainerService:
         self._release_cgroup(container_id)
         record = self._store.metadata.get_container(container_id) if volumes else None
         self._store.metadata.remove_container(container_id)
-        if record is not None:
+        # Only a container with mounts pays for importing the volume service.
+        if record is not None and json.loads(record.config).get("Mounts"):
             from .volumes import _volume_names
 
             self._engine.volumes.remove_anonymous(sorted(_volume_names(record)))
