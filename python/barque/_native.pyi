@@ -100,6 +100,28 @@ def syncfs(path: str) -> None:
 def sha256_file(path: str) -> str:
     """"sha256:<hex>" of a file's content."""
 
+class LayerDigests(TypedDict):
+    diff_id: str  # "sha256:<hex>" of the uncompressed tar
+    digest: str   # "sha256:<hex>" of the compressed blob
+    size: int     # bytes of the compressed blob
+
+class ZstdLayerWriter:
+    """A binary sink for an uncompressed layer tar: writes it zstd-compressed to ``path``
+    (created mode 0600, or emptied), hashing the tar (DiffID) and the blob in the same pass.
+
+    Reproducible: the same tar gives the same blob however it is chunked into ``write``. After
+    ``finish``, ``abort`` or an error, ``write``/``finish`` raise ValueError. I/O failures raise
+    OSError.
+    """
+
+    def __init__(self, path: str, *, level: int = 3) -> None: ...
+    def write(self, data: bytes) -> int:
+        """Compress a chunk of the tar; returns ``len(data)``."""
+    def finish(self) -> LayerDigests:
+        """End the zstd frame and flush the file (no fsync)."""
+    def abort(self) -> None:
+        """Close without finishing and delete the file."""
+
 # --- Containers (OCI runtime bundles) ------------------------------------------------------
 
 class ContainerError(RuntimeError):

@@ -14,6 +14,7 @@ pub mod digest;
 pub mod error;
 pub mod ingest;
 pub mod kernel;
+pub mod layer_writer;
 pub mod limits;
 pub mod path;
 pub mod resolve;

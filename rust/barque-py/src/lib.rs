@@ -12,6 +12,7 @@
 mod errors;
 mod exec;
 mod ingest;
+mod layer_writer;
 mod runtime;
 
 /// Private native core of barque (Rust, via PyO3). Not a public API: use barque.Engine.
@@ -24,6 +25,8 @@ mod native {
     use crate::exec::exec_process;
     #[pymodule_export]
     use crate::ingest::{sha256_file, syncfs, unpack_blob, PyBlobIngest};
+    #[pymodule_export]
+    use crate::layer_writer::PyZstdLayerWriter;
     #[pymodule_export]
     use crate::runtime::{kill, spawn, spawn_terminal, wait};
 }
