@@ -40,8 +40,9 @@ from .layers import (
     add_images,
     compression_of_media_type,
     decompressed,
+    check_layer_compression,
+    compress_layer,
     diff_id_of,
-    gzip_layer,
     parse_config,
     sniff_compression,
 )
@@ -474,7 +475,7 @@ def _docker_layer(member: _Member, name: str, diff_id: str, scratch: Path) -> St
             raise DigestMismatchError(f"layer {name}: content hashes to {member.digest}, the "
                                       f"config expects {diff_id}")
         with open(member.path, "rb") as f:
-            return gzip_layer(f, scratch)
+            return compress_layer(f, scratch, "gzip")
     if compression not in ("gzip", "zstd"):
         raise InvalidArchiveError(f"layer {name}: unsupported compression {compression}")
     actual = diff_id_of(member.path, compression)
@@ -607,10 +608,11 @@ def now_rfc3339() -> str:
 
 def import_rootfs(engine: Engine, source: IO[bytes], *, source_name: str,
                   reference: str | None = None, changes: list[str] | None = None,
-                  message: str = "") -> str:
+                  message: str = "", compression: str = "gzip") -> str:
     """``docker import``: a one-layer image from a root filesystem tar (plain, gzip, bzip2,
     xz or zstd) read from ``source``; returns the image ID. The tar goes through the same
-    safe extractor as a pulled layer; the layer is stored gzip-compressed."""
+    safe extractor as a pulled layer; the layer is stored ``compression``-compressed (gzip or
+    zstd), whatever the tarball's own compression was."""
     import io
 
     from .config_changes import apply_changes
@@ -624,16 +626,18 @@ def import_rootfs(engine: Engine, source: IO[bytes], *, source_name: str,
         if ref.digest:
             raise InvalidArchiveError(f"cannot import to a digest reference {reference!r}")
         tags = [str(ref)]
-    image_config = apply_changes({}, changes or [])  # bad --change fails before any reading
+    check_layer_compression(compression)  # bad arguments fail before any reading
+    image_config = apply_changes({}, changes or [])
     reader = source if hasattr(source, "peek") else io.BufferedReader(source)  # type: ignore
-    compression = sniff_compression(reader.peek(8)[:8])  # type: ignore[attr-defined]
+    source_compression = sniff_compression(reader.peek(8)[:8])  # type: ignore[attr-defined]
     scratch = Path(tempfile.mkdtemp(dir=engine.store.paths.tmp, prefix="import-"))
     try:
         try:
-            with decompressed(reader, compression) as f:
-                layer = gzip_layer(f, scratch)
+            with decompressed(reader, source_compression) as f:
+                layer = compress_layer(f, scratch, compression)
         except (EOFError, zlib.error, ValueError) as e:
-            raise InvalidArchiveError(f"{source_name}: corrupt {compression} stream: {e}") from e
+            raise InvalidArchiveError(
+                f"{source_name}: corrupt {source_compression} stream: {e}") from e
         created = now_rfc3339()
         platform = host_platform()
         config: dict[str, Any] = {

@@ -184,15 +184,18 @@ class ContainerChanges:
         return sorted(upper_changes(upper, lowers), key=lambda c: c.path)
 
     def commit(self, name_or_id: str, reference: str | None = None, *, message: str = "",
-               author: str = "", changes: list[str] | None = None, pause: bool = True) -> str:
-        """``docker commit``: the container's changes become a new gzip layer on top of its
-        image's layers, with a history entry; returns the new image ID."""
+               author: str = "", changes: list[str] | None = None, pause: bool = True,
+               compression: str = "gzip") -> str:
+        """``docker commit``: the container's changes become a new layer (``compression``:
+        gzip or zstd) on top of its image's layers, with a history entry; returns the new
+        image ID."""
         from .archives import now_rfc3339
         from .config_changes import apply_changes
-        from .layers import GzipLayerWriter, add_image
+        from .layers import add_image, check_layer_compression, layer_writer
         from .reference import Reference
         from .store.snapshots import remove_tree
 
+        check_layer_compression(compression)
         engine = self._engine
         container = engine.containers.get(name_or_id)
         image = engine.images.get(container.image_id)
@@ -211,7 +214,7 @@ class ContainerChanges:
             paused = True
         scratch = Path(tempfile.mkdtemp(dir=engine.store.paths.tmp, prefix="commit-"))
         try:
-            writer = GzipLayerWriter(scratch)
+            writer = layer_writer(scratch, compression)
             try:
                 with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as tar:
                     write_layer_tar(tar, upper_changes(upper, lowers))

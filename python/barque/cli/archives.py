@@ -94,6 +94,9 @@ ChangeOpt = Annotated[Optional[list[str]], typer.Option(
     "--change", "-c", help="Apply a Dockerfile instruction (CMD, ENTRYPOINT, ENV, EXPOSE, "
     "LABEL, USER, VOLUME, WORKDIR) to the image's config.")]
 MessageOpt = Annotated[str, typer.Option("--message", "-m", help="Set a commit message.")]
+CompressionOpt = Annotated[str, typer.Option(
+    "--compression", help="Compress the new layer with 'gzip' (default) or 'zstd' (an OCI "
+    "manifest then, as Docker has no zstd media type).")]
 
 
 @app.command("import")
@@ -103,12 +106,14 @@ def import_(
     reference: Annotated[Optional[str], typer.Argument(metavar="[REPOSITORY[:TAG]]")] = None,
     change: ChangeOpt = None,
     message: MessageOpt = "",
+    compression: CompressionOpt = "gzip",
 ) -> None:
     """Import the contents from a tarball to create a filesystem image."""
     from ..archives import import_rootfs
 
     eng = engine()
-    kwargs = {"reference": reference, "changes": change or [], "message": message}
+    kwargs = {"reference": reference, "changes": change or [], "message": message,
+              "compression": compression}
     if source == "-":
         _refuse_terminal(sys.stdin, "read from")
         image_id = import_rootfs(eng, sys.stdin.buffer, source_name="-", **kwargs)
@@ -152,13 +157,14 @@ def commit(
     pause: Annotated[bool, typer.Option(
         "--pause/--no-pause", "-p", help="Pause the container during commit (default).")
     ] = True,
+    compression: CompressionOpt = "gzip",
 ) -> None:
     """Create a new image from a container's changes."""
     from ..changes import ContainerChanges
 
     image_id = ContainerChanges(engine()).commit(
         container, reference, message=message, author=author, changes=change or [],
-        pause=pause)
+        pause=pause, compression=compression)
     typer.echo(image_id)
 
 
