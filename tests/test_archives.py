@@ -409,3 +409,114 @@ def test_cp_in_and_out_of_stopped_and_running_containers_never_escapes(tmp_path)
         assert (out / "group").read_text().startswith("root:x:0:")
     finally:
         barque(root, "rm", "-f", "live")
+
+
+# -- compression of locally made layers ------------------------------------------------------
+
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+def _layer_blobs(root: Path, image: str) -> list[tuple[str, str, bytes]]:
+    """(media type, blob digest, first 4 bytes of the blob in the store) per layer."""
+    from barque import Engine
+
+    with Engine(root=root) as engine:
+        img = engine.images.get(image)
+        return [(x.media_type, x.blob_digest,
+                 engine.store.content.path(x.blob_digest).read_bytes()[:4]) for x in img.layers]
+
+
+def _push_and_check(root: Path, image: str, target: str, tmp_path: Path) -> dict:
+    """Push ``image`` as ``target``; skopeo must see the stored manifest and blobs, and a
+    fresh store must pull and run it. Returns the served manifest."""
+    from registry_server import skopeo_inspect
+
+    barque(root, "tag", image, target)
+    out = barque(root, "push", target).stdout
+    pushed_digest = out.splitlines()[-1].split(" digest: ")[1].split()[0]
+    raw = skopeo_inspect(target, "--raw")
+    import hashlib
+
+    assert "sha256:" + hashlib.sha256(raw).hexdigest() == pushed_digest
+    manifest = json.loads(raw)
+    assert [x["digest"] for x in manifest["layers"]] == [d for _, d, _ in _layer_blobs(root, image)]
+    fresh = tmp_path / f"fresh-{target.rsplit('/', 1)[-1].replace(':', '-')}"
+    barque(fresh, "pull", "-q", target)
+    assert json.loads(barque(fresh, "inspect", target).stdout)[0]["Id"] == \
+        json.loads(barque(root, "inspect", image).stdout)[0]["Id"]
+    assert [d for _, d, _ in _layer_blobs(fresh, target)] == \
+        [d for _, d, _ in _layer_blobs(root, image)]
+    return manifest
+
+
+@pytest.mark.registry
+@needs_root
+def test_import_with_zstd_is_reproducible_runs_and_pushes(tmp_path, registry) -> None:
+    root = tmp_path / "root"
+    rootfs = _busybox_rootfs(tmp_path)
+    barque(root, "import", "--compression", "zstd", "-c", 'CMD ["echo", "zstd works"]',
+           str(rootfs), "imported:zstd")
+    [(media_type, digest, head)] = _layer_blobs(root, "imported:zstd")
+    assert media_type == "application/vnd.oci.image.layer.v1.tar+zstd" and head == ZSTD_MAGIC
+    assert barque(root, "run", "--rm", "--network", "none", "imported:zstd").stdout == \
+        "zstd works\n"
+    # The same tarball again (another image: its config's time differs) -> the same layer blob.
+    barque(root, "import", "--compression", "zstd", str(rootfs), "again:zstd")
+    assert _layer_blobs(root, "again:zstd") == [(media_type, digest, head)]
+    # gzip stays the default and is reproducible too.
+    barque(root, "import", str(rootfs), "imported:gzip")
+    barque(root, "import", str(rootfs), "again:gzip")
+    [gzip_layer] = _layer_blobs(root, "imported:gzip")
+    assert gzip_layer[2][:2] == b"\x1f\x8b" and gzip_layer[0].endswith(".tar.gzip")
+    assert _layer_blobs(root, "again:gzip") == [gzip_layer]
+
+    manifest = _push_and_check(root, "imported:zstd", registry.ref("local/zstd-import:1"),
+                               tmp_path)
+    assert manifest["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
+    assert [x["mediaType"] for x in manifest["layers"]] == [media_type]
+    fresh = tmp_path / "fresh-zstd-import-1"
+    assert barque(fresh, "run", "--rm", "--network", "none",
+                  registry.ref("local/zstd-import:1")).stdout == "zstd works\n"
+
+
+@pytest.mark.registry
+@needs_root
+def test_commit_with_zstd_puts_one_zstd_layer_on_gzip_ones(tmp_path, registry) -> None:
+    root = tmp_path / "root"
+    barque(root, "load", "-i", str(BUSYBOX_TAR))
+    barque(root, "run", "--name", "work", "--network", "none", "barque-fixtures/busybox:1.35",
+           "sh", "-c", "echo committed > /note && rm /bin/vi")
+    barque(root, "commit", "--compression", "zstd", "-c", 'CMD ["cat", "/note"]', "work",
+           "committed:zstd")
+    layers = _layer_blobs(root, "committed:zstd")
+    base = _layer_blobs(root, "barque-fixtures/busybox:1.35")
+    assert layers[:-1] == base  # the image's own layers are kept as they were (gzip)
+    assert layers[-1][0].endswith("tar+zstd") and layers[-1][2] == ZSTD_MAGIC
+    assert barque(root, "run", "--rm", "--network", "none", "committed:zstd").stdout == \
+        "committed\n"
+
+    target = registry.ref("local/zstd-commit:1")
+    manifest = _push_and_check(root, "committed:zstd", target, tmp_path)
+    # No Docker media type exists for zstd: the whole image is described the OCI way.
+    assert manifest["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
+    assert [x["mediaType"] for x in manifest["layers"]] == \
+        ["application/vnd.oci.image.layer.v1.tar+gzip"] * len(base) + \
+        ["application/vnd.oci.image.layer.v1.tar+zstd"]
+    fresh = tmp_path / "fresh-zstd-commit-1"
+    proc = barque(fresh, "run", "--rm", "--network", "none", target, "sh", "-c",
+                  "cat /note; ls /bin/vi", check=False)
+    assert proc.stdout == "committed\n" and "/bin/vi: No such file" in proc.stderr
+
+
+def test_unknown_compression_is_refused_in_one_line(tmp_path) -> None:
+    root = tmp_path / "root"
+    barque(root, "load", "-i", str(BUSYBOX_TAR))
+    before = store_state(root)
+    rootfs = _busybox_rootfs(tmp_path)
+    for args in (["import", "--compression", "lz4", str(rootfs), "x:1"],
+                 ["commit", "--compression", "xz", "no-such-container", "x:2"]):
+        proc = barque(root, *args, check=False)
+        assert proc.returncode == 1 and proc.stdout == ""
+        assert proc.stderr.startswith("Error: unsupported compression ")
+        assert len(proc.stderr.splitlines()) == 1 and "gzip or zstd" in proc.stderr
+    assert store_state(root) == before
