@@ -369,11 +369,9 @@ def load(engine: Engine, source: IO[bytes]) -> list[str]:
     Docker's report lines (``Loaded image: REF`` per tag, ``Loaded image ID: ID`` for an
     untagged image). All or nothing: a bad archive raises and leaves the store unchanged."""
     from .native import load as load_native
-    from .store.snapshots import remove_tree
 
     load_native()  # fail before reading anything if the native core is missing
-    scratch = Path(tempfile.mkdtemp(dir=engine.store.paths.tmp, prefix="load-"))
-    try:
+    with engine.store.staging("load") as scratch:
         staged = _stage(source, scratch)
         if staged.find("manifest.json") is not None:
             pending = _plan_docker_archive(staged, scratch)
@@ -383,8 +381,6 @@ def load(engine: Engine, source: IO[bytes]) -> list[str]:
             raise InvalidArchiveError(
                 "archive has neither manifest.json (docker-archive) nor index.json (OCI layout)")
         image_ids = add_images(engine, pending)
-    finally:
-        remove_tree(scratch)
     lines = []
     for image_id, image in zip(image_ids, pending):
         if image.tags:
@@ -618,7 +614,6 @@ def import_rootfs(engine: Engine, source: IO[bytes], *, source_name: str,
     from .config_changes import apply_changes
     from .layers import add_image
     from .registry.platform import host_platform
-    from .store.snapshots import remove_tree
 
     tags = []
     if reference:
@@ -630,8 +625,7 @@ def import_rootfs(engine: Engine, source: IO[bytes], *, source_name: str,
     image_config = apply_changes({}, changes or [])
     reader = source if hasattr(source, "peek") else io.BufferedReader(source)  # type: ignore
     source_compression = sniff_compression(reader.peek(8)[:8])  # type: ignore[attr-defined]
-    scratch = Path(tempfile.mkdtemp(dir=engine.store.paths.tmp, prefix="import-"))
-    try:
+    with engine.store.staging("import") as scratch:
         try:
             with decompressed(reader, source_compression) as f:
                 layer = compress_layer(f, scratch, compression)
@@ -654,5 +648,3 @@ def import_rootfs(engine: Engine, source: IO[bytes], *, source_name: str,
             config["variant"] = platform.variant
         data = json.dumps(config, separators=(",", ":")).encode()
         return add_image(engine, data, [], [layer], tags=tags)
-    finally:
-        remove_tree(scratch)

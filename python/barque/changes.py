@@ -193,7 +193,6 @@ class ContainerChanges:
         from .config_changes import apply_changes
         from .layers import add_image, check_layer_compression, layer_writer
         from .reference import Reference
-        from .store.snapshots import remove_tree
 
         check_layer_compression(compression)
         engine = self._engine
@@ -209,45 +208,44 @@ class ContainerChanges:
         config["config"] = apply_changes(config.get("config") or {}, changes or [])
         upper, lowers = self._layers(container)
         paused = False
-        if pause and container.status == "running":
-            engine.containers.pause(container.id)  # a consistent snapshot of the upper dir
-            paused = True
-        scratch = Path(tempfile.mkdtemp(dir=engine.store.paths.tmp, prefix="commit-"))
-        try:
-            writer = layer_writer(scratch, compression)
+        with engine.store.staging("commit") as scratch:
             try:
-                with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-                    write_layer_tar(tar, upper_changes(upper, lowers))
-            except BaseException:
-                writer.abort()
-                raise
-            layer = writer.finish()
-            if paused:
-                engine.containers.unpause(container.id)
-                paused = False
-            created = now_rfc3339()
-            cmd = (container.config.get("Config") or {}).get("Cmd") or []
-            config.update({"created": created, "container": container.id})
-            if author:
-                config["author"] = author
-            if message:
-                config["comment"] = message
-            else:
-                config.pop("comment", None)
-            entry = {"created": created, "created_by": " ".join(cmd)}
-            if author:
-                entry["author"] = author
-            if message:
-                entry["comment"] = message
-            config["history"] = list(config.get("history") or []) + [entry]
-            config["rootfs"] = {"type": "layers",
-                                "diff_ids": [x.diff_id for x in image.layers] + [layer.diff_id]}
-            data = json.dumps(config, separators=(",", ":")).encode()
-            return add_image(engine, data, list(image.layers), [layer], tags=tags)
-        finally:
-            if paused:
-                engine.containers.unpause(container.id)
-            remove_tree(scratch)
+                if pause and container.status == "running":
+                    engine.containers.pause(container.id)  # a consistent snapshot of the upper dir
+                    paused = True
+                writer = layer_writer(scratch, compression)
+                try:
+                    with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+                        write_layer_tar(tar, upper_changes(upper, lowers))
+                except BaseException:
+                    writer.abort()
+                    raise
+                layer = writer.finish()
+                if paused:
+                    engine.containers.unpause(container.id)
+                    paused = False
+                created = now_rfc3339()
+                cmd = (container.config.get("Config") or {}).get("Cmd") or []
+                config.update({"created": created, "container": container.id})
+                if author:
+                    config["author"] = author
+                if message:
+                    config["comment"] = message
+                else:
+                    config.pop("comment", None)
+                entry = {"created": created, "created_by": " ".join(cmd)}
+                if author:
+                    entry["author"] = author
+                if message:
+                    entry["comment"] = message
+                config["history"] = list(config.get("history") or []) + [entry]
+                config["rootfs"] = {"type": "layers",
+                                    "diff_ids": [x.diff_id for x in image.layers] + [layer.diff_id]}
+                data = json.dumps(config, separators=(",", ":")).encode()
+                return add_image(engine, data, list(image.layers), [layer], tags=tags)
+            finally:
+                if paused:
+                    engine.containers.unpause(container.id)
 
 
 def write_layer_tar(tar: tarfile.TarFile, changes: list[Change]) -> None:

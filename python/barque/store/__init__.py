@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from .content import ContentStore
@@ -10,6 +13,7 @@ from .locks import file_lock
 from .metadata import Metadata
 from .paths import StorePaths
 from .snapshots import SnapshotStore, current_boot_id, remove_tree
+from .staging import create_staging, remove_abandoned_staging
 
 __all__ = ["Store", "StorePaths", "ContentStore", "SnapshotStore", "Metadata", "file_lock"]
 
@@ -59,8 +63,8 @@ class Store:
         load().syncfs(str(self.paths.root))
 
     def collect_garbage(self) -> list[str]:
-        """Delete snapshots and blobs no image uses, and unpack leftovers; returns the removed
-        ChainIDs. Callers hold
+        """Delete snapshots and blobs no image uses, unpack leftovers and the staging files of
+        killed loads, imports and commits; returns the removed ChainIDs. Callers hold
         the exclusive GC lock (pulls hold it shared, so nothing they are adding is taken)."""
         removed: list[str] = []
         used_chains = self.metadata.chain_ids_in_use()
@@ -79,7 +83,21 @@ class Store:
         if self.paths.trash.is_dir():
             for entry in self.paths.trash.iterdir():
                 remove_tree(entry)
+        remove_abandoned_staging(self.paths.tmp)
         return removed
+
+    @contextmanager
+    def staging(self, operation: str) -> Iterator[Path]:
+        """A scratch directory under ``tmp/`` for one ``load``, ``import`` or ``commit``,
+        removed on leaving the block; owned (flock) meanwhile, so only a killed operation's is
+        collected (see :mod:`barque.store.staging`)."""
+        with self.gc_lock(shared=True):  # the GC never sees it before its owner lock is held
+            directory, owner_fd = create_staging(self.paths.tmp, operation)
+        try:
+            yield directory
+        finally:
+            remove_tree(directory)
+            os.close(owner_fd)
 
     def gc_lock(self, *, shared: bool):
         """Shared by operations that add content, exclusive for the GC that deletes it."""
