@@ -520,3 +520,57 @@ def test_unknown_compression_is_refused_in_one_line(tmp_path) -> None:
         assert proc.stderr.startswith("Error: unsupported compression ")
         assert len(proc.stderr.splitlines()) == 1 and "gzip or zstd" in proc.stderr
     assert store_state(root) == before
+
+
+# -- leftovers of killed operations -----------------------------------------------------------
+
+
+def _staging(root: Path) -> set[str]:
+    return {p.name for p in (root / "tmp").iterdir() if p.name.startswith(("load-", "import-"))}
+
+
+def _start_load(root: Path, data: bytes) -> tuple[subprocess.Popen[bytes], str]:
+    """A ``barque load`` from a pipe, fed the first half of ``data`` and left waiting for the
+    rest; returns it and the staging directory it made."""
+    import time
+
+    before = _staging(root)
+    proc = subprocess.Popen([sys.executable, "-m", "barque", "--root", str(root), "load"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert proc.stdin is not None
+    proc.stdin.write(data[: len(data) // 2])
+    proc.stdin.flush()
+    deadline = time.monotonic() + 60
+    while not (new := _staging(root) - before):
+        assert proc.poll() is None and time.monotonic() < deadline, "load made no staging dir"
+        time.sleep(0.05)
+    [name] = new
+    return proc, name
+
+
+def test_prune_removes_a_killed_loads_staging_but_not_a_live_ones(tmp_path) -> None:
+    root = tmp_path / "root"
+    barque(root, "images")  # creates the store
+    data = LAYERS_TAR.read_bytes()
+    killed, killed_dir = _start_load(root, data)
+    killed.kill()
+    killed.wait()
+    # one killed before it could even lock its directory (or by an older barque)
+    (root / "tmp" / "import-unlocked").mkdir()
+    (root / "tmp" / "import-unlocked" / "m0").write_bytes(b"partial")
+    live, live_dir = _start_load(root, data)
+    try:
+        assert {killed_dir, live_dir, "import-unlocked"} <= _staging(root)
+        barque(root, "image", "prune", "-f")
+        assert _staging(root) == {live_dir}
+        # the live load was not disturbed: it finishes and cleans up after itself
+        out, err = live.communicate(data[len(data) // 2:], timeout=120)
+        assert live.returncode == 0, err.decode()
+        assert out == b"Loaded image: barque-fixtures/layers:1\n"
+    finally:
+        if live.poll() is None:
+            live.kill()
+            live.wait()
+    assert _staging(root) == set()
+    assert barque(root, "images", "-q", "--no-trunc").stdout.split() == [LAYERS_ID]

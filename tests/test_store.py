@@ -154,3 +154,35 @@ def test_this_boots_pulls_are_trusted_then_made_durable(tmp_path: Path) -> None:
     assert db.execute("SELECT durable FROM images WHERE id = ?", (image_id,)).fetchone()[0] == 1
     assert db.execute("SELECT durable FROM snapshots WHERE chain_id = ?", (chain,)).fetchone()[0] == 1
     assert store.snapshots.has(chain) and store.content.has(blob)
+
+
+def test_gc_collects_only_ownerless_staging_dirs(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    tmp = store.paths.tmp
+    other = tmp / "cp-merged"  # another command's scratch (maybe a mount point): not ours
+    other.mkdir()
+    with store.staging("commit") as live:
+        (live / "layer").write_bytes(b"x")
+        with store.staging("import") as finished:
+            pass
+        assert not finished.exists()  # an operation cleans up after itself
+        store.collect_garbage()
+        assert live.is_dir() and (live / "layer").exists()
+    assert not live.exists()
+    # A process killed mid-operation: its directory stays, its flock dies with it.
+    proc = multiprocessing.get_context("fork").Process(target=_stage_and_die,
+                                                       args=(tmp_path / "store",))
+    proc.start()
+    proc.join()
+    [left] = [p for p in tmp.iterdir() if p.name.startswith("load-")]
+    store.collect_garbage()
+    assert not left.exists() and other.is_dir()
+    store.close()
+
+
+def _stage_and_die(root: Path) -> None:
+    import os
+
+    store = Store(root)
+    with store.staging("load"):
+        os._exit(0)  # no cleanup, as after SIGKILL
