@@ -11,6 +11,8 @@ Layout under the root (mode 0700, so no other user can traverse it; CVE-2021-410
     locks/                      advisory lock files (flock) coordinating barque processes
     metadata.db                 SQLite (WAL): images, tags, digests, snapshots
     tmp/                        scratch space on the store's filesystem, for atomic writes
+    tmp/<op>-<random>/          a load, import or commit's staging files; .owner.lock inside
+                                is flock'ed by the live owner (see store/staging.py)
     trash/                      trees taken out of the store, being deleted in the background
     cache/seccomp/<key>.bpf     compiled seccomp programs, keyed by profile, arch and libseccomp
     volumes/<name>/_data        a named or anonymous volume's files (its record: metadata.db)
