@@ -19,7 +19,7 @@ pub enum CapabilityError {
 }
 
 /// Capability names (without `CAP_`) by number, as in `linux/capability.h`.
-const NAMES: [&str; 41] = [
+pub const NAMES: [&str; 41] = [
     "CHOWN",
     "DAC_OVERRIDE",
     "DAC_READ_SEARCH",
