@@ -25,6 +25,16 @@ def barque(root: Path, *args: str, check: bool = True, timeout: float = 300,
     return proc
 
 
+def busybox_rootfs(path: Path) -> Path:
+    """A busybox root filesystem from the host's busybox-static (scripts/mkimage.py), plus a
+    non-executable file the runtime tests exec to get 126."""
+    subprocess.run([sys.executable, str(REPO / "scripts" / "mkimage.py"), "--busybox-rootfs",
+                    str(path)], check=True, capture_output=True)
+    (path / "notexec").write_text("just text\n")
+    (path / "notexec").chmod(0o644)
+    return path
+
+
 def merged_listing(lower_dirs_top_first: list[Path]) -> list[str]:
     """Mount the layers as a read-only overlay (as a container's rootfs would be) and list it
     with the shared ``rootfs-manifest`` tool. Needs root."""

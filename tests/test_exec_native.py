@@ -10,18 +10,16 @@ import copy
 import errno
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from helpers import busybox_rootfs
+
 from test_runtime_native import BASE_CONFIG, DOCKER_CAPEFF, SECCOMP, make_bundle, status_field
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root (namespaces, mounts)")
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -33,11 +31,7 @@ def native():
 
 @pytest.fixture(scope="module")
 def busybox(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("busybox") / "rootfs"
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "mkimage.py"), "--busybox-rootfs", str(root)],
-                   check=True, capture_output=True)
-    (root / "notexec").write_text("just text\n")
-    (root / "notexec").chmod(0o644)
+    root = busybox_rootfs(tmp_path_factory.mktemp("busybox") / "rootfs")
     (root / "work").mkdir()
     return root
 

@@ -12,11 +12,12 @@ import copy
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+
+from helpers import busybox_rootfs
 
 from test_runtime_native import BASE_CONFIG, make_bundle, run
 
@@ -42,11 +43,7 @@ def native():
 
 @pytest.fixture(scope="module")
 def busybox(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("busybox") / "rootfs"
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "mkimage.py"), "--busybox-rootfs", str(root)],
-                   check=True, capture_output=True)
-    (root / "notexec").write_text("just text\n")
-    (root / "notexec").chmod(0o644)
+    root = busybox_rootfs(tmp_path_factory.mktemp("busybox") / "rootfs")
     return root
 
 

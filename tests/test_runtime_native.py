@@ -11,14 +11,14 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from helpers import busybox_rootfs
+
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root (namespaces, mounts)")
 
-ROOT = Path(__file__).resolve().parent.parent
 
 DOCKER_CAPS = [
     "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
@@ -83,11 +83,7 @@ def native():
 
 @pytest.fixture(scope="module")
 def busybox(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("busybox") / "rootfs"
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "mkimage.py"), "--busybox-rootfs", str(root)],
-                   check=True, capture_output=True)
-    (root / "notexec").write_text("just text\n")
-    (root / "notexec").chmod(0o644)
+    root = busybox_rootfs(tmp_path_factory.mktemp("busybox") / "rootfs")
     return root
 
 
