@@ -304,6 +304,15 @@ def test_it_runs_a_shell_on_a_real_terminal(store, busybox) -> None:
     assert term.exit_code() == 0
 
 
+def test_it_without_a_terminal_is_refused(store, busybox) -> None:
+    before = barque(store, "ps", "-a", "-q").stdout
+    proc = subprocess.run([sys.executable, "-m", "barque", "--root", str(store), "run", "-it",
+                           "--network", "none", busybox, "sh"], stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 125 and proc.stderr == "Error: the input device is not a TTY\n"
+    assert barque(store, "ps", "-a", "-q").stdout == before  # nothing created
+
+
 def test_it_detach_keys_leave_it_running(store, busybox) -> None:
     term = _Terminal(store, "run", "-it", "--name", "lingerer", "--network", "none", busybox,
                      "sh")

@@ -82,6 +82,10 @@ def run_or_create(kind: str, args: RunArgs) -> int:
         print(container.id)
         return 0
     if args.tty:
+        if args.interactive and not os.isatty(0):
+            from ..errors import InvalidArgumentError
+
+            raise InvalidArgumentError("the input device is not a TTY")
         # A terminal goes through the supervisor, which holds the pty: detaching
         # (ctrl-p ctrl-q) then leaves the container running.
         container = service.create(args.image, command, options=options, create=create,
