@@ -689,7 +689,7 @@ class Suite:
                 wd.mkdir()
                 bench = pull.Bench(bargs, self.registry, wd, self.barque, layout)
                 bench.ref = ref
-                if prev_ref and bench.docker and sh(["docker", "image", "rm", "-f", prev_ref]).returncode == 0:
+                if prev_ref and self.docker_ok() and sh(["docker", "image", "rm", "-f", prev_ref]).returncode == 0:
                     # docker keys layers by their uncompressed digest: the gzip variant's layers
                     # would make the zstd pull a no-op
                     last_delete = time.monotonic()
@@ -705,8 +705,10 @@ class Suite:
                          error=bench.errors.get("docker pull", ""),
                          note="" if bench.docker else "no dockerd")
                 su_err = bench.errors.get("skopeo copy", "") or bench.errors.get("umoci unpack", "")
+                su_note = ""
                 if "not correct mediatype" in su_err:  # umoci 0.4.7 has no zstd: not our failure
                     su_err = ""
+                    su_note = "umoci cannot unpack zstd layers"
                     self.notes.append(f"({case}) umoci {first_line(['umoci', '--version']).split()[-1]} "
                                       "cannot unpack zstd layers (\"blob is not correct mediatype\"), "
                                       "so skopeo + umoci has no zstd figure")
@@ -714,7 +716,7 @@ class Suite:
                          error=su_err,
                          note=("skopeo " + fmt(statistics.median(t["skopeo copy"])) + " s + umoci "
                                + fmt(statistics.median(t["umoci unpack"])) + " s")
-                         if t.get("skopeo copy") else "")
+                         if t.get("skopeo copy") else su_note)
                 try:
                     self.add(case, floor_name, self.floor(layout, dec, rounds), "s", anchor=True,
                              note="layers one after the other into tmpfs")
