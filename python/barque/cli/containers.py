@@ -309,28 +309,10 @@ def ps(
     size: Annotated[bool, typer.Option("--size", "-s", help="Display total file sizes.")] = False,
 ) -> None:
     """List containers."""
-    from ..errors import InvalidArgumentError
-    from .render import container_rows, print_container_table
+    from .listing import ps as list_containers
 
-    filters: dict[str, list[str]] = {}
-    for item in filter:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise InvalidArgumentError(f"bad format of filter (expected name=value): {item}")
-        filters.setdefault(key, []).append(value)
-    service = engine().containers
-    rows = container_rows(service.list(all=all, filters=filters), no_trunc,
-                          sizes=service.sizes if size else None)
-    if quiet:
-        for row in rows:
-            typer.echo(row["ID"])
-    elif format == "json":
-        import json
-
-        for row in rows:
-            typer.echo(json.dumps(row, separators=(",", ":")))
-    else:
-        print_container_table(rows)
+    list_containers(all=all, quiet=quiet, no_trunc=no_trunc, format=format, filter=filter,
+                    size=size)
 
 
 @app.command("rename")

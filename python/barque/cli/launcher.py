@@ -1,5 +1,5 @@
-"""The ``barque`` entry point. ``run`` and ``create`` -- the commands whose start-up time users
-measure -- are parsed here by a small table-driven parser and executed without importing typer,
+"""The ``barque`` entry point. ``run``, ``create`` and ``ps`` -- the commands whose start-up
+time users measure -- are parsed here by a small table-driven parser and executed without importing typer,
 click or rich (about 100 ms of imports); anything this parser does not know, including
 ``--help`` and malformed values, goes to the full typer app, so the two never disagree on what
 they both accept: :mod:`barque.cli.run` implements the command for both.
@@ -36,11 +36,15 @@ _VALUED = {
 }
 
 
-def parse_run(argv: list[str]):  # type: ignore[no-untyped-def]
-    """``(kind, RunArgs, root, config)`` for a plain ``run``/``create`` command line, or None
-    when the full parser must handle it."""
-    from .run import RunArgs
+#: ``ps``'s flags, parsed the same way (fields of :func:`barque.cli.listing.ps`).
+_PS_BOOLEAN = {"-a": "all", "--all": "all", "-q": "quiet", "--quiet": "quiet",
+               "--no-trunc": "no_trunc", "-s": "size", "--size": "size"}
+_PS_VALUED = {"--format": ("format", False, str), "-f": ("filter", True, str),
+              "--filter": ("filter", True, str)}
 
+
+def _global_options(argv: list[str]) -> tuple[str | None, str | None, int] | None:
+    """``--root``/``--config`` before the command: (root, config, index of the command)."""
     root = config = None
     i = 0
     while i < len(argv) and argv[i].startswith("--") and argv[i].split("=")[0] in (
@@ -58,37 +62,42 @@ def parse_run(argv: list[str]):  # type: ignore[no-untyped-def]
         i += 1
     if argv[i:i + 1] == ["container"]:
         i += 1
-    if i >= len(argv) or argv[i] not in ("run", "create"):
-        return None
-    kind = argv[i]
-    i += 1
+    return root, config, i
+
+
+def _options(argv: list[str], i: int, boolean: dict[str, str],
+             valued: dict[str, tuple[str, bool, type]],
+             extra: dict[str, tuple[str, bool]] | None = None) -> tuple[dict, int] | None:
+    """Options from ``argv[i]`` up to the first operand: (values, index of the operand), or
+    None for anything these tables do not know (the full parser then handles it)."""
     values: dict = {}
     while i < len(argv):
         arg = argv[i]
         if arg == "--" or not arg.startswith("-") or arg == "-":
             break
-        if arg in ("--sig-proxy", "--no-sig-proxy"):
-            values["sig_proxy"] = arg == "--sig-proxy"
-        elif arg in _BOOLEAN:
-            values[_BOOLEAN[arg]] = True
+        if extra and arg in extra:
+            name, value = extra[arg]
+            values[name] = value
+        elif arg in boolean:
+            values[boolean[arg]] = True
         elif arg.startswith("--"):
             key, eq, value = arg.partition("=")
-            if key not in _VALUED:
+            if key not in valued:
                 return None
             if not eq:
                 if i + 1 >= len(argv):
                     return None
                 value = argv[i + 1]
                 i += 1
-            if not _store(values, key, value):
+            if not _store(values, valued[key], value):
                 return None
         else:  # short options: bundled booleans (-it), or one valued option (-e X, -eX)
             for at, letter in enumerate(arg[1:], start=1):
                 flag = "-" + letter
-                if flag in _BOOLEAN:
-                    values[_BOOLEAN[flag]] = True
+                if flag in boolean:
+                    values[boolean[flag]] = True
                     continue
-                if flag not in _VALUED:
+                if flag not in valued:
                     return None
                 value = arg[at + 1:]
                 if not value:
@@ -96,10 +105,30 @@ def parse_run(argv: list[str]):  # type: ignore[no-untyped-def]
                         return None
                     value = argv[i + 1]
                     i += 1
-                if not _store(values, flag, value):
+                if not _store(values, valued[flag], value):
                     return None
                 break
         i += 1
+    return values, i
+
+
+def parse_run(argv: list[str]):  # type: ignore[no-untyped-def]
+    """``(kind, RunArgs, root, config)`` for a plain ``run``/``create`` command line, or None
+    when the full parser must handle it."""
+    found = _global_options(argv)
+    if found is None:
+        return None
+    root, config, i = found
+    if i >= len(argv) or argv[i] not in ("run", "create"):
+        return None
+    from .run import RunArgs
+
+    kind = argv[i]
+    parsed = _options(argv, i + 1, _BOOLEAN, _VALUED,
+                      {"--sig-proxy": ("sig_proxy", True), "--no-sig-proxy": ("sig_proxy", False)})
+    if parsed is None:
+        return None
+    values, i = parsed
     if i < len(argv) and argv[i] == "--":
         i += 1
     if i >= len(argv):
@@ -107,8 +136,23 @@ def parse_run(argv: list[str]):  # type: ignore[no-untyped-def]
     return kind, RunArgs(image=argv[i], command=argv[i + 1:], **values), root, config
 
 
-def _store(values: dict, flag: str, text: str) -> bool:
-    name, repeatable, convert = _VALUED[flag]
+def parse_ps(argv: list[str]):  # type: ignore[no-untyped-def]
+    """``(values, root, config)`` for a ``ps``/``container ls`` command line, or None."""
+    found = _global_options(argv)
+    if found is None:
+        return None
+    root, config, i = found
+    if i >= len(argv) or argv[i] not in ("ps", "ls") or (argv[i] == "ls" and argv[i - 1:i] !=
+                                                         ["container"]):
+        return None
+    parsed = _options(argv, i + 1, _PS_BOOLEAN, _PS_VALUED)
+    if parsed is None or parsed[1] != len(argv):  # operands: not ps's
+        return None
+    return parsed[0], root, config
+
+
+def _store(values: dict, option: tuple[str, bool, type], text: str) -> bool:
+    name, repeatable, convert = option
     try:
         value = convert(text)
     except ValueError:
@@ -121,27 +165,37 @@ def _store(values: dict, flag: str, text: str) -> bool:
 
 
 def main() -> None:
-    parsed = parse_run(sys.argv[1:])
-    if parsed is None:
+    argv = sys.argv[1:]
+    run = parse_run(argv)
+    ps = None if run is not None else parse_ps(argv)
+    if run is None and ps is None:
         from .main import main as full_main
 
         full_main()
         return
     from .context import Options
     from .errors import exit_code, report
-    from .run import run_or_create
 
-    kind, args, root, config = parsed
+    root, config = (run[2], run[3]) if run is not None else (ps[1], ps[2])
     root = root or os.environ.get("BARQUE_ROOT") or None
     Options.root = Path(root) if root else None
     Options.config = Path(config) if config else None
+    command = run[0] if run is not None else "ps"
     try:
-        code = run_or_create(kind, args)
+        if run is not None:
+            from .run import run_or_create
+
+            code = run_or_create(run[0], run[1])
+        else:
+            from .listing import ps as list_containers
+
+            list_containers(**ps[0])
+            code = 0
     except KeyboardInterrupt:
         sys.stderr.write("\n")
         code = 130
     except Exception as e:  # noqa: BLE001 - mapped in one place: cli.errors
-        code = exit_code(e, kind)
+        code = exit_code(e, command)
         if code is None:
             raise
         report(e)
