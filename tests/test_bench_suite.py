@@ -61,7 +61,7 @@ def test_targets_pass_miss_and_na(suite) -> None:  # type: ignore[no-untyped-def
     assert status(ev, "d", "engine.containers.run (Python)", "< crun run") == "PASS"
     assert status(ev, "e-gzip", "barque pull", "≤ 0.25× docker pull") == "PASS"
     assert status(ev, "e-gzip", "barque pull", "≤ 1.3× floor") == "MISS"
-    assert status(ev, "e-zstd", "barque pull", "≤ 0.25× docker pull") == "n/a"
+    assert status(ev, "e-zstd", "barque pull", "≤ 0.25× docker pull (gzip)") == "n/a"
     assert status(ev, "f", "barque sha256_file", "≥ 0.9× openssl GB/s") == "PASS"
     assert status(ev, "g", "barque-shim", "≤ 2 MB") == "MISS"
     ratio = next(t["ratio"] for t in ev if t["target"] == "≤ 0.5× runc")
@@ -120,3 +120,14 @@ def test_plain_png_is_a_valid_png(suite, tmp_path: Path) -> None:  # type: ignor
     length = int.from_bytes(data[8:12], "big")
     chunk = data[12:16 + length]
     assert int.from_bytes(data[16 + length:20 + length], "big") == zlib.crc32(chunk)
+
+
+def test_an_anchors_missing_feature_is_a_note_not_a_failure(suite) -> None:  # type: ignore[no-untyped-def]
+    rows = [row("e-zstd", "docker pull", [], unit="s", anchor=True,
+                error="exit 1:\n failed to register layer: archive/tar: invalid tar header"),
+            row("e-zstd", "barque pull", [], unit="s", error="exit 1: boom")]
+    errors = {"(e-zstd) docker pull": rows[0]["error"], "(e-zstd) barque pull": "exit 1: boom"}
+    notes: list[str] = []
+    suite.reclassify(rows, errors, notes)
+    assert list(errors) == ["(e-zstd) barque pull"]  # barque's own failure stays a failure
+    assert rows[0]["error"] == "" and "zstd" in rows[0]["note"] and len(notes) == 1
