@@ -709,6 +709,8 @@ class Suite:
                 wd.mkdir()
                 bench = pull.Bench(bargs, self.registry, wd, self.barque, layout)
                 bench.ref = ref
+                if self.quick:  # no 61 s quiet period after deletions: faster, noisier
+                    bench.QUIET_AFTER_DELETE = 0.0
                 if prev_ref and self.docker_ok() and sh(["docker", "image", "rm", "-f", prev_ref]).returncode == 0:
                     # docker keys layers by their uncompressed digest: the gzip variant's layers
                     # would make the zstd pull a no-op
@@ -860,8 +862,10 @@ def main() -> int:
         "Lower is better everywhere; ratios are of medians from this one run.",
         "(a)–(c) state roots and bundle are per tool; crun runs inside one private mount "
         "namespace with cgroup2 detached on a hybrid host.",
-        "(e) rounds are cold (page cache dropped, fresh target); pull.py's 61 s wait after "
-        "large deletions applies (ext4 without a journal).",
+        "(e) rounds are cold (page cache dropped, fresh target); " + (
+            "--quick: no wait after large deletions (ext4 without a journal), so noisier."
+            if args.quick else "pull.py's 61 s wait after large deletions applies (ext4 "
+            "without a journal)."),
     ]
     return write_outputs(args.out, suite.rows, env, suite.errors)
 
