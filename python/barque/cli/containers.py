@@ -10,7 +10,8 @@ import typer
 
 from .main import app, engine, inspect
 
-container_app = typer.Typer(help="Manage containers.", no_args_is_help=True)
+container_app = typer.Typer(help="Manage containers.", no_args_is_help=True,
+                            rich_markup_mode=None)
 app.add_typer(container_app, name="container")
 container_app.command("inspect")(inspect)
 

@@ -9,7 +9,8 @@ import typer
 
 from .main import app, engine
 
-volume_app = typer.Typer(help="Manage volumes.", no_args_is_help=True)
+volume_app = typer.Typer(help="Manage volumes.", no_args_is_help=True,
+                         rich_markup_mode=None)
 app.add_typer(volume_app, name="volume")
 
 
