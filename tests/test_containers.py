@@ -177,6 +177,8 @@ def test_create_then_start_attached(store, busybox) -> None:
     assert started.returncode == 4 and started.stdout == f"hi from {cid[:12]}\n"
     [doc] = json.loads(barque(store, "inspect", cid[:8]).stdout)
     assert doc["Id"] == cid and doc["Name"] == "/later" and doc["State"]["ExitCode"] == 4
+    # Recorded as exited by the time start -a returns: rm works straight away, as in Docker.
+    assert doc["State"]["Status"] == "exited"
     barque(store, "rm", cid[:12])
 
 

@@ -128,6 +128,10 @@ def start_attached(container_id: str, *, interactive: bool, tty: bool,
         deadline = time.monotonic() + 30
         while supervisor.shim_alive(state) and time.monotonic() < deadline:
             time.sleep(0.01)
+    else:
+        # Recorded as exited before this returns (the supervisor's exit command may not have
+        # run yet), so that a `rm` straight after sees a stopped container, as with Docker.
+        service.wait(container_id)
     return code
 
 
