@@ -9,7 +9,7 @@ import json
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from barque.records import replace
 from pathlib import Path
 
 import pytest

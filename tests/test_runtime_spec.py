@@ -14,7 +14,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import replace
+from barque.records import replace
 from pathlib import Path
 from typing import Any
 

@@ -24,7 +24,7 @@ import tempfile
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from .records import field, record
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -280,14 +280,14 @@ class _HashingReader:
 # -- load ---------------------------------------------------------------------------------
 
 
-@dataclass
+@record
 class _Member:
     path: Path
     digest: str
     size: int
 
 
-@dataclass
+@record
 class _StagedArchive:
     """The archive's regular files copied to scratch space, by normalised name."""
 

@@ -18,7 +18,7 @@ import os
 import stat
 import tarfile
 import tempfile
-from dataclasses import dataclass
+from .records import record
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +32,7 @@ WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Change:
     """``kind`` is ``A`` (added), ``C`` (changed) or ``D`` (deleted), as ``docker diff``."""
 

@@ -19,14 +19,14 @@ Example ``/etc/barque/config.toml``::
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from .records import field, record
 from pathlib import Path
 
 DEFAULT_ROOT = Path("/var/lib/barque")
 DEFAULT_CONFIG_FILE = Path("/etc/barque/config.toml")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Settings:
     """Everything an :class:`~barque.Engine` is configured with."""
 

@@ -10,14 +10,14 @@ the host when the container's last process exits.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
+from . import records
 import json
 import os
 import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from .records import field, record
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 _HEX = frozenset("0123456789abcdef")
 
 
-@dataclass
+@record
 class CreateOptions:
     """What ``barque create``/``run`` accept beyond the runtime options of the spec.
 
@@ -376,7 +376,7 @@ class ContainerService:
             options.command = command
         create = create or CreateOptions()
         if volumes or mounts:
-            create = dataclasses.replace(
+            create = records.replace(
                 create, volumes=_as_list(create.volumes) + _as_list(volumes),
                 mounts=list(create.mounts) + list(mounts or []))
         images = self._engine.images
@@ -400,7 +400,7 @@ class ContainerService:
             plan = self._engine.volumes.plan(
                 img, volumes=_as_list(create.volumes), mounts=create.mounts,
                 tmpfs=create.tmpfs, volumes_from=create.volumes_from)
-            options = dataclasses.replace(options, mounts=[*options.mounts, *plan.oci])
+            options = records.replace(options, mounts=[*options.mounts, *plan.oci])
         spec = build_spec(img.config.get("config") or {}, options, self._rootfs_reader(img),
                           container_id)
         cmd = list(spec["process"]["args"])
@@ -428,7 +428,7 @@ class ContainerService:
                 if create.name:  # the user's choice: Docker's conflict error
                     raise ConflictError(_name_conflict(name, owner))
                 # A generated name another process took meanwhile: draw another.
-                record = dataclasses.replace(record, name=self._generate_name())
+                record = records.replace(record, name=self._generate_name())
             else:
                 raise ConflictError("could not find a free container name")
         except BaseException:

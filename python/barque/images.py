@@ -12,7 +12,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from .records import record
 from datetime import datetime, timezone
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -173,7 +173,7 @@ def _rfc3339(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-@dataclass
+@record
 class PruneReport:
     deleted: list[dict[str, str]]
     space_reclaimed: int
@@ -429,7 +429,7 @@ class ImageService:
         return total
 
 
-@dataclass
+@record
 class PushResult:
     """A finished push: the tag pushed, the manifest digest and size the registry serves,
     and per blob digest how it got there (``exists``, ``mounted`` or ``uploaded``)."""

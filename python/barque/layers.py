@@ -18,7 +18,7 @@ import tempfile
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from .records import record
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -46,7 +46,7 @@ OCI_LAYER_TYPES = {"gzip": MEDIA_TYPE_OCI_LAYER_GZIP, "none": "application/vnd.o
 _CHUNK = 1 << 20
 
 
-@dataclass
+@record
 class StagedLayer:
     """A verified layer blob waiting to enter the store. ``path`` is a file in the store's
     scratch space (renamed into ``blobs/`` on commit), or None when the blob is stored already."""
@@ -262,7 +262,7 @@ def parse_config(data: bytes, where: str) -> dict[str, Any]:
     return config
 
 
-@dataclass
+@record
 class PendingImage:
     """An image to record: ``base`` layers already in the store, then ``new`` staged ones."""
 

@@ -15,14 +15,14 @@ import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from .records import record
 from datetime import datetime, timezone
 from pathlib import Path
 
 from .errors import InvalidArgumentError
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class LogEntry:
     stream: str  # "stdout" or "stderr"
     data: bytes

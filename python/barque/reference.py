@@ -18,14 +18,14 @@ registry is ``docker.io``. ``index.docker.io`` and ``registry-1.docker.io`` mean
 A single-component repository on ``docker.io`` gets ``library/``. A reference with neither tag
 nor digest gets ``default_tag`` (``latest``).
 
-Only the standard library's ``re`` and ``dataclasses`` are imported: this module is loaded at
+Only the standard library's ``re`` and barque's ``records`` are imported: this module is loaded at
 CLI start-up.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from .records import record
 
 from .errors import InvalidReferenceError
 
@@ -112,7 +112,7 @@ def _check_digest(text: str, digest: str) -> None:
         raise _invalid(text, "invalid digest: sha256 needs 64 lowercase hexadecimal characters")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Reference:
     """A normalised image reference: ``registry/repository[:tag][@digest]``.
 

@@ -18,7 +18,7 @@ import stat
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from .records import field, record
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -89,7 +89,7 @@ class Volume:
                 "Options": self.options or None, "Scope": "local"}
 
 
-@dataclass
+@record
 class MountPlan:
     """A container's mounts, checked but not made yet (see :meth:`VolumeService.plan`).
 

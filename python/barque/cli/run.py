@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
+from ..records import field, record
 from typing import Optional
 
 from .context import engine
@@ -14,7 +14,7 @@ NETWORK_NOTICE = ("barque: no bridge network yet; the container gets --network n
                   "(pass --network host or none to silence this)")
 
 
-@dataclass
+@record
 class RunArgs:
     """Everything ``barque run``/``create`` accept, as parsed from the command line."""
 

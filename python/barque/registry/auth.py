@@ -24,7 +24,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from ..records import field, record
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
@@ -53,7 +53,7 @@ _MAX_TOKEN_RESPONSE = 1 << 20
 
 # --------------------------------------------------------------------------- challenges
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Challenge:
     """One challenge of a ``WWW-Authenticate`` header: scheme (lowercased) and parameters.
 
@@ -190,7 +190,7 @@ def parse_www_authenticate(values: str | Iterable[str]) -> list[Challenge]:
 
 # --------------------------------------------------------------------------- credentials
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Credentials:
     """A username and password (or token) for one registry. ``repr`` hides the password."""
 
@@ -275,7 +275,7 @@ def load_docker_auths(path: Path) -> dict[str, Credentials]:
 
 # --------------------------------------------------------------------------- tokens
 
-@dataclass
+@record
 class _Token:
     value: str
     expires_at: float

@@ -46,7 +46,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from ..records import record
 from types import TracebackType
 from typing import Self, TypeVar
 from urllib.parse import urljoin, urlsplit
@@ -238,7 +238,7 @@ def _classify_network_error(host: str, exc: Exception) -> RegistryError:
     return _TransientError(f"request to registry {host} failed: {_reason(exc)}")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Endpoint:
     """Where a registry's API is reached: the registry itself or one of its mirrors."""
 

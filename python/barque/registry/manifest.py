@@ -1,4 +1,4 @@
-"""Image manifests and indexes (Docker schema 2 and OCI), parsed strictly into dataclasses.
+"""Image manifests and indexes (Docker schema 2 and OCI), parsed strictly into records.
 
 :func:`parse_manifest` is the only way bytes from a registry become an :class:`ImageManifest` or
 an :class:`ImageIndex`. It refuses, with :class:`~barque.errors.InvalidManifestError`:
@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from ..records import field, record
 from typing import Any, Literal
 
 from ..errors import InvalidManifestError
@@ -112,7 +112,7 @@ def compression_of(media_type: str) -> Compression:
         raise InvalidManifestError(f"unsupported layer media type {media_type!r}") from None
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Descriptor:
     """A content descriptor: what a manifest says about one blob or child manifest.
 
@@ -149,7 +149,7 @@ class Descriptor:
         return out
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ImageManifest:
     """One image: its config descriptor and its layers, bottom first.
 
@@ -165,7 +165,7 @@ class ImageManifest:
     annotations: Mapping[str, str] = field(default_factory=dict, hash=False)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ImageIndex:
     """A manifest list / OCI index: one entry per platform (and possibly attestations)."""
 

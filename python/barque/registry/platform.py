@@ -20,7 +20,7 @@ import os
 import re
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from ..records import record
 from typing import TYPE_CHECKING
 
 from ..errors import InvalidPlatformError, PlatformNotFoundError
@@ -79,7 +79,7 @@ def normalize_arch(arch: str, variant: str | None) -> tuple[str, str | None]:
     return arch, (v or None)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Platform:
     """An OCI platform: ``os``, ``architecture`` and optional ``variant`` (Go's spellings)."""
 

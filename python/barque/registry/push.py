@@ -26,7 +26,7 @@ import hashlib
 import logging
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from ..records import record
 from pathlib import Path
 from typing import IO
 from urllib.parse import quote, urljoin, urlsplit
@@ -54,7 +54,7 @@ log = logging.getLogger("barque.registry")
 DEFAULT_CHUNK_SIZE = 16 << 20
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class BlobToPush:
     """One blob of the image: what the manifest says about it and where its bytes are."""
 
@@ -66,7 +66,7 @@ class BlobToPush:
     mount_sources: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class PushOutcome:
     """What a push did: the manifest digest and size the registry now serves under the tag,
     and per blob digest how it got there: ``exists``, ``mounted`` or ``uploaded``."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from ..records import record
 from urllib.parse import urlencode, urljoin, urlsplit
 
 from ..errors import AuthenticationError, RegistryError
@@ -36,7 +36,7 @@ _MAX_PAGE_BYTES = 8 << 20
 _LINK_NEXT_RE = re.compile(r'<([^>]*)>\s*;[^,]*rel="?next"?', re.IGNORECASE)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class SearchResult:
     name: str
     description: str = ""

@@ -12,7 +12,7 @@ import errno
 import os
 import re
 import time
-from dataclasses import dataclass
+from ..records import record
 from pathlib import Path
 
 from ..errors import InvalidArgumentError
@@ -41,7 +41,7 @@ def parse_memory(text: str | int) -> int:
     return int(float(m.group(1)) * _UNITS[(m.group(2) or "").lower()])
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class CgroupLimits:
     """``--memory`` in bytes, ``--pids-limit`` (``None`` or <= 0: unlimited), ``--cpus``."""
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import posixpath
 import re
-from dataclasses import dataclass, field, replace
+from ..records import field, record, replace
 
 from ..errors import InvalidArgumentError
 
@@ -35,7 +35,7 @@ _TMPFS_KEYS = frozenset({"size", "mode", "nr_inodes", "nr_blocks", "uid", "gid"}
 TMPFS_DEFAULTS = ("noexec", "nosuid", "nodev")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class MountSpec:
     """One requested mount.
 

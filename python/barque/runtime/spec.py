@@ -19,7 +19,7 @@ import os
 import posixpath
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from ..records import field, record
 from typing import Any
 
 from ..errors import InvalidArgumentError
@@ -83,7 +83,7 @@ _TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})     # Go's strconv.Pa
 _FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
 
 
-@dataclass(slots=True)
+@record
 class RunOptions:
     """The ``docker run`` options that shape the spec; defaults are Docker's.
 
@@ -128,7 +128,7 @@ class RunOptions:
         return CgroupLimits(memory=memory, pids=self.pids_limit, cpus=self.cpus).validate()
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class SecurityOptions:
     """Parsed ``--security-opt`` values.
 

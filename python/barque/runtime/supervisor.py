@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import struct
-from dataclasses import dataclass, field
+from ..records import field, record
 from pathlib import Path
 
 from ..errors import ContainerStartError, StoreError
@@ -44,7 +44,7 @@ def helper_binary(name: str) -> Path:
                      "or set BARQUE_LIBEXEC")
 
 
-@dataclass
+@record
 class ShimOptions:
     bundle: Path
     state_dir: Path
@@ -83,7 +83,7 @@ class ShimOptions:
         return args
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Started:
     pid: int
     shim_pid: int
@@ -114,7 +114,7 @@ def start(options: ShimOptions) -> Started:
     raise ContainerStartError(message, exit_code=int(reply.get("exit_code") or 125))
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ExitRecord:
     exit_code: int
     finished_at: float

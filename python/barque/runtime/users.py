@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from ..records import field, record
 
 from ..errors import InvalidArgumentError
 
@@ -36,7 +36,7 @@ ERR_NO_PASSWD = "no matching entries in passwd file"
 ERR_NO_GROUP = "no matching entries in group file"
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class PasswdEntry:
     """One ``/etc/passwd`` line: ``name:password:uid:gid:gecos:home:shell``."""
 
@@ -47,7 +47,7 @@ class PasswdEntry:
     shell: str
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class GroupEntry:
     """One ``/etc/group`` line: ``name:password:gid:member,member``."""
 
@@ -56,7 +56,7 @@ class GroupEntry:
     members: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class ExecUser:
     """The identity a container process runs as.
 

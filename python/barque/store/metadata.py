@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from ..records import field, record
 from pathlib import Path
 
 from ..errors import StoreError
@@ -89,7 +89,7 @@ CREATE TABLE IF NOT EXISTS snapshots (
 """
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class LayerRecord:
     diff_id: str
     chain_id: str
@@ -98,7 +98,7 @@ class LayerRecord:
     blob_size: int
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ImageRecord:
     id: str
     config: bytes
@@ -114,7 +114,7 @@ class ImageRecord:
     repo_digests: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ContainerRecord:
     id: str
     name: str
@@ -132,7 +132,7 @@ class ContainerRecord:
     error: str
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class VolumeRecord:
     name: str
     driver: str
@@ -145,7 +145,7 @@ _CONTAINER_COLUMNS = ("id, name, image_id, image, created, config, status, pid, 
                       " exit_code, started_at, finished_at, oom_killed, error")
 
 
-@dataclass
+@record
 class NewImage:
     """What a pull hands to :meth:`Metadata.add_image`."""
 

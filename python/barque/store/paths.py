@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from ..records import record
 from pathlib import Path
 
 from ..digest import digest_hex
@@ -36,7 +36,7 @@ from ..digest import digest_hex
 RUN_ROOT = Path("/run/barque")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class StorePaths:
     root: Path
 
