@@ -5,7 +5,9 @@ Imports are lazy so that ``import barque`` (and the CLI's start-up) costs almost
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+TYPE_CHECKING = False  # typing itself costs start-up time; checkers see the imports
+if TYPE_CHECKING:
+    from typing import Any
 
 __version__ = "0.1.0"
 __all__ = ["Engine", "Image", "errors", "__version__"]

@@ -24,10 +24,10 @@ import tempfile
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from .records import field, record
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from . import records
 from .digest import chain_ids, is_digest, sha256_digest
 from .errors import DigestMismatchError, InvalidArchiveError
 from .layers import (
@@ -38,14 +38,15 @@ from .layers import (
     PendingImage,
     StagedLayer,
     add_images,
-    compression_of_media_type,
-    decompressed,
     check_layer_compression,
     compress_layer,
+    compression_of_media_type,
+    decompressed,
     diff_id_of,
     parse_config,
     sniff_compression,
 )
+from .records import field
 from .reference import Reference
 
 if TYPE_CHECKING:
@@ -280,14 +281,14 @@ class _HashingReader:
 # -- load ---------------------------------------------------------------------------------
 
 
-@record
+@records.record
 class _Member:
     path: Path
     digest: str
     size: int
 
 
-@record
+@records.record
 class _StagedArchive:
     """The archive's regular files copied to scratch space, by normalised name."""
 

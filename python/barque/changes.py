@@ -18,11 +18,11 @@ import os
 import stat
 import tarfile
 import tempfile
-from .records import record
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidArgumentError
+from .records import record
 
 if TYPE_CHECKING:
     from .containers import Container

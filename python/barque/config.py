@@ -19,8 +19,9 @@ Example ``/etc/barque/config.toml``::
 from __future__ import annotations
 
 import os
-from .records import field, record
 from pathlib import Path
+
+from .records import field, record
 
 DEFAULT_ROOT = Path("/var/lib/barque")
 DEFAULT_CONFIG_FILE = Path("/etc/barque/config.toml")

@@ -10,26 +10,28 @@ the host when the container's last process exits.
 from __future__ import annotations
 
 import contextlib
-from . import records
 import json
 import os
 import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
-from .records import field, record
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
+from . import records
 from .errors import (
     ConflictError,
     ContainerNotFoundError,
     ImageNotFoundError,
     InvalidArgumentError,
 )
+from .records import field
 from .store.metadata import ContainerRecord
 
+TYPE_CHECKING = False  # typing itself costs start-up time; checkers see the imports
 if TYPE_CHECKING:
+    from typing import Any
+
     from .engine import Engine
     from .images import Image
     from .runtime.spec import RunOptions
@@ -37,7 +39,7 @@ if TYPE_CHECKING:
 _HEX = frozenset("0123456789abcdef")
 
 
-@record
+@records.record
 class CreateOptions:
     """What ``barque create``/``run`` accept beyond the runtime options of the spec.
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 
 from .errors import InvalidManifestError
@@ -27,6 +26,8 @@ def digest_hex(digest: str) -> str:
 
 
 def sha256_digest(data: bytes) -> str:
+    import hashlib  # here: OpenSSL's bindings cost start-up time on commands that never hash
+
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 from functools import cached_property
-from typing import TYPE_CHECKING
 
 from .config import Settings, load_settings
 
+TYPE_CHECKING = False  # typing itself costs start-up time; checkers see the imports
 if TYPE_CHECKING:
     from .containers import ContainerService
     from .images import ImageService

@@ -6,18 +6,16 @@ prefix), a tag (``busybox`` means ``docker.io/library/busybox:latest``) or a dig
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import threading
 import time
 from collections.abc import Callable
-from .records import record
 from datetime import datetime, timezone
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
 
-from .digest import chain_ids, validate_digest
+from . import records
+from .digest import chain_ids, sha256_digest, validate_digest
 from .errors import (
     AmbiguousImageError,
     ConflictError,
@@ -32,7 +30,10 @@ from .reference import Reference
 from .store.metadata import ImageRecord, LayerRecord, NewImage
 from .store.snapshots import current_boot_id
 
+TYPE_CHECKING = False  # typing itself costs start-up time; checkers see the imports
 if TYPE_CHECKING:
+    from typing import Any
+
     from .engine import Engine
 
 #: Docker's overlay2 limit: more lower dirs than this cannot be mounted as one rootfs.
@@ -173,7 +174,7 @@ def _rfc3339(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-@record
+@records.record
 class PruneReport:
     deleted: list[dict[str, str]]
     space_reclaimed: int
@@ -429,7 +430,7 @@ class ImageService:
         return total
 
 
-@record
+@records.record
 class PushResult:
     """A finished push: the tag pushed, the manifest digest and size the registry serves,
     and per blob digest how it got there (``exists``, ``mounted`` or ``uploaded``)."""
@@ -444,7 +445,7 @@ def _stored_manifest(record: ImageRecord, ref: Reference) -> Any:
     """The image's manifest as stored, parsed (the bytes pushed are exactly these)."""
     from .registry.manifest import ImageManifest, parse_manifest
 
-    digest = "sha256:" + hashlib.sha256(record.manifest).hexdigest()
+    digest = sha256_digest(record.manifest)
     if not record.manifest or digest != record.manifest_digest:
         raise StoreError(f"cannot push {ref.familiar}: its stored manifest is missing or does "
                          f"not hash to {record.manifest_digest}")

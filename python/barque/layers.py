@@ -18,12 +18,12 @@ import tempfile
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from .records import record
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from .digest import chain_ids, sha256_digest, validate_digest
 from .errors import DigestMismatchError, InvalidLayerError
+from .records import record
 from .store.metadata import LayerRecord, NewImage
 from .store.snapshots import current_boot_id
 

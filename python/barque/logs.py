@@ -15,11 +15,11 @@ import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from .records import record
 from datetime import datetime, timezone
 from pathlib import Path
 
 from .errors import InvalidArgumentError
+from .records import record
 
 
 @record(frozen=True)

@@ -6,7 +6,11 @@ or get :class:`NullProgress`. Statuses and their order follow Docker's pull outp
 
 from __future__ import annotations
 
-from typing import Protocol
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Protocol
+else:  # a plain base class at run time: importing typing costs start-up time
+    Protocol = object
 
 
 class Progress(Protocol):

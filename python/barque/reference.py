@@ -25,9 +25,9 @@ CLI start-up.
 from __future__ import annotations
 
 import re
-from .records import record
 
 from .errors import InvalidReferenceError
+from .records import record
 
 __all__ = [
     "DEFAULT_REGISTRY",

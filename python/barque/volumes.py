@@ -18,16 +18,17 @@ import stat
 import threading
 import time
 from collections.abc import Iterator
-from .records import field, record
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import records
 from .errors import (
     ContainerNotFoundError,
     InvalidArgumentError,
     VolumeInUseError,
     VolumeNotFoundError,
 )
+from .records import field
 from .runtime import mountspec
 from .runtime.mountspec import BIND, TMPFS, VOLUME, MountSpec
 from .store.metadata import VolumeRecord
@@ -89,7 +90,7 @@ class Volume:
                 "Options": self.options or None, "Scope": "local"}
 
 
-@record
+@records.record
 class MountPlan:
     """A container's mounts, checked but not made yet (see :meth:`VolumeService.plan`).
 

@@ -75,7 +75,8 @@ def run_or_create(
     ] = True,
 ) -> None:
     """`run` and `create` take the same options; `run` also starts and waits."""
-    from .run import RunArgs, run_or_create as run_command
+    from .run import RunArgs
+    from .run import run_or_create as run_command
 
     raise typer.Exit(run_command(ctx.info_name or "run", RunArgs(
         image=image, command=command or [], rm=rm, name=name, env=env, env_file=env_file,

@@ -6,16 +6,16 @@ Free of typer, so the launcher's fast path (:mod:`barque.cli.launcher`) can use 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
 
+TYPE_CHECKING = False  # typing itself costs start-up time; checkers see the imports
 if TYPE_CHECKING:
     from ..engine import Engine
 
 
 class Options:
-    root: Optional[Path] = None
-    config: Optional[Path] = None
-    engine: Optional["Engine"] = None
+    root: Path | None = None
+    config: Path | None = None
+    engine: Engine | None = None
 
 
 def engine() -> "Engine":

@@ -234,10 +234,10 @@ def prune(
 
 
 # Registers run, create, start, ps, ... on `app` (after it exists: that module imports it).
+from . import archives as _archives  # noqa: E402,F401  (save, load, import, commit...)
 from . import containers as _containers  # noqa: E402,F401
 from . import registry as _registry  # noqa: E402,F401  (push, login, logout, search)
 from . import volumes as _volumes  # noqa: E402,F401  (volume create, ls, rm...)
-from . import archives as _archives  # noqa: E402,F401  (save, load, import, commit...)
 
 
 def _command_name(argv: list[str]) -> str | None:

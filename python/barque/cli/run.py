@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import os
 import sys
-from ..records import field, record
-from typing import Optional
 
+from ..records import field, record
 from .context import engine
 
 NETWORK_NOTICE = ("barque: no bridge network yet; the container gets --network none "
@@ -21,28 +20,28 @@ class RunArgs:
     image: str
     command: list[str] = field(default_factory=list)
     rm: bool = False
-    name: Optional[str] = None
+    name: str | None = None
     env: list[str] = field(default_factory=list)
     env_file: list[str] = field(default_factory=list)
-    workdir: Optional[str] = None
-    user: Optional[str] = None
-    hostname: Optional[str] = None
-    entrypoint: Optional[str] = None
-    network: Optional[str] = None
+    workdir: str | None = None
+    user: str | None = None
+    hostname: str | None = None
+    entrypoint: str | None = None
+    network: str | None = None
     read_only: bool = False
     privileged: bool = False
     cap_add: list[str] = field(default_factory=list)
     cap_drop: list[str] = field(default_factory=list)
     security_opt: list[str] = field(default_factory=list)
     label: list[str] = field(default_factory=list)
-    memory: Optional[str] = None
-    pids_limit: Optional[int] = None
-    cpus: Optional[float] = None
+    memory: str | None = None
+    pids_limit: int | None = None
+    cpus: float | None = None
     detach: bool = False
     interactive: bool = False
     tty: bool = False
     init: bool = False
-    stop_signal: Optional[str] = None
+    stop_signal: str | None = None
     log_driver: str = "json-file"
     log_opt: list[str] = field(default_factory=list)
     sig_proxy: bool = True

@@ -24,11 +24,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from ..records import field, record
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
 from ..errors import AuthenticationError
+from ..records import field, record
 
 __all__ = [
     "DOCKER_HUB_AUTH_KEY",

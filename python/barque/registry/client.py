@@ -46,7 +46,6 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
-from ..records import record
 from types import TracebackType
 from typing import Self, TypeVar
 from urllib.parse import urljoin, urlsplit
@@ -71,6 +70,7 @@ from ..errors import (
     ManifestUnknownError,
     RegistryError,
 )
+from ..records import record
 from ..reference import Reference
 from .auth import Authenticator, normalize_auth_key
 from .manifest import (

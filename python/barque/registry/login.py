@@ -17,8 +17,13 @@ from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
 from ..errors import AuthenticationError, BarqueError, RegistryError
-from .auth import DOCKER_HUB_AUTH_KEY, Credentials, normalize_auth_key, parse_www_authenticate
-from .client import RegistryClient, _MAX_ERROR_BODY, _registry_message, _release
+from .auth import (
+    DOCKER_HUB_AUTH_KEY,
+    Credentials,
+    normalize_auth_key,
+    parse_www_authenticate,
+)
+from .client import _MAX_ERROR_BODY, RegistryClient, _registry_message, _release
 
 __all__ = ["auth_key", "login", "logout", "remove_credentials", "save_credentials",
            "verify_credentials"]

@@ -21,10 +21,10 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from ..records import field, record
 from typing import Any, Literal
 
 from ..errors import InvalidManifestError
+from ..records import field, record
 from .platform import Platform
 
 __all__ = [

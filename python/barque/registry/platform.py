@@ -20,10 +20,10 @@ import os
 import re
 import sys
 from collections.abc import Sequence
-from ..records import record
 from typing import TYPE_CHECKING
 
 from ..errors import InvalidPlatformError, PlatformNotFoundError
+from ..records import record
 
 if TYPE_CHECKING:
     from .manifest import Descriptor

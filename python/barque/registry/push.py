@@ -26,7 +26,6 @@ import hashlib
 import logging
 import threading
 from collections.abc import Sequence
-from ..records import record
 from pathlib import Path
 from typing import IO
 from urllib.parse import quote, urljoin, urlsplit
@@ -35,6 +34,7 @@ import urllib3
 
 from ..errors import DigestMismatchError, RegistryError
 from ..progress import NullProgress, Progress
+from ..records import record
 from ..reference import Reference
 from .client import (
     _MAX_ERROR_BODY,

@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from ..records import record
 from urllib.parse import urlencode, urljoin, urlsplit
 
 from ..errors import AuthenticationError, RegistryError
+from ..records import record
 from ..reference import Reference
 from .client import (
     _MAX_ERROR_BODY,

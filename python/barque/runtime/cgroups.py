@@ -12,10 +12,10 @@ import errno
 import os
 import re
 import time
-from ..records import record
 from pathlib import Path
 
 from ..errors import InvalidArgumentError
+from ..records import record
 
 #: Where the cgroup filesystems are mounted.
 CGROUP_ROOT = Path("/sys/fs/cgroup")

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import posixpath
 import re
-from ..records import field, record, replace
 
 from ..errors import InvalidArgumentError
+from ..records import field, record, replace
 
 __all__ = ["MountSpec", "parse_volume", "parse_mount", "parse_tmpfs", "check_duplicates",
            "valid_volume_name", "volume_name_error", "clean_target", "from_api"]

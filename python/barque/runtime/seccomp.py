@@ -36,9 +36,13 @@ import functools
 import json
 import os
 from collections.abc import Iterable, Mapping
-from typing import Any
 
 from ..errors import InvalidArgumentError
+
+TYPE_CHECKING = False  # typing itself costs start-up time; checkers see the imports
+if TYPE_CHECKING:
+    from typing import Any
+
 
 __all__ = ["default_profile", "default_docker_profile", "convert_docker_profile",
            "normalize_arch", "host_arch", "kernel_version", "ALWAYS_ALLOWED"]

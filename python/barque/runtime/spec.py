@@ -19,12 +19,16 @@ import os
 import posixpath
 import re
 from collections.abc import Callable, Iterable, Mapping
-from ..records import field, record
-from typing import Any
 
 from ..errors import InvalidArgumentError
+from ..records import field, record
 from . import seccomp as _seccomp
 from .users import resolve_user
+
+TYPE_CHECKING = False  # typing itself costs start-up time; checkers see the imports
+if TYPE_CHECKING:
+    from typing import Any
+
 
 __all__ = ["RunOptions", "SecurityOptions", "build_spec", "parse_security_opts",
            "resolve_args", "resolve_env", "resolve_capabilities", "available_capabilities",

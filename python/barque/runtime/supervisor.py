@@ -14,10 +14,10 @@ from __future__ import annotations
 import json
 import os
 import struct
-from ..records import field, record
 from pathlib import Path
 
 from ..errors import ContainerStartError, StoreError
+from ..records import field, record
 
 #: Attach-socket frame types (both directions share one 8-byte header: type, 3 zero bytes,
 #: big-endian u32 length).

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from ..records import field, record
 
 from ..errors import InvalidArgumentError
+from ..records import field, record
 
 __all__ = ["ExecUser", "PasswdEntry", "GroupEntry", "parse_passwd", "parse_group",
            "resolve_user"]

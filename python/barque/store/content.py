@@ -7,11 +7,10 @@ no-op. Blobs are immutable; deletion is the garbage collector's job (under the G
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
-from ..digest import validate_digest
+from ..digest import sha256_digest, validate_digest
 from ..errors import DigestMismatchError
 from .paths import StorePaths
 
@@ -29,7 +28,7 @@ class ContentStore:
     def read(self, digest: str) -> bytes:
         """The blob's bytes, re-verified (a store corrupted on disk is never trusted)."""
         data = self._paths.blob(digest).read_bytes()
-        actual = "sha256:" + hashlib.sha256(data).hexdigest()
+        actual = sha256_digest(data)
         if actual != digest:
             raise DigestMismatchError(f"blob {digest} in the store is corrupt (hashes to {actual})")
         return data
@@ -39,7 +38,7 @@ class ContentStore:
         ``sync=False`` skips the fsyncs, for a pull whose durability ``Store.settle`` handles
         (an fsync on ext4 commits the journal, flushing every file the pull wrote)."""
         validate_digest(digest)
-        actual = "sha256:" + hashlib.sha256(data).hexdigest()
+        actual = sha256_digest(data)
         if actual != digest:
             raise DigestMismatchError(f"content does not match {digest} (got {actual})")
         target = self._paths.blob(digest)
@@ -67,9 +66,10 @@ def write_atomic(target: Path, data: bytes, scratch: Path, mode: int = 0o644, *,
     """Write a file so that readers see the old content or the new, never a mix: a temp file in
     ``scratch`` (same filesystem), fsync, rename over ``target``, fsync of the directory.
     Without ``sync`` the rename is still atomic for readers, but not durable yet."""
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(dir=scratch, prefix=".write-")
+    # O_EXCL with a random name, as tempfile.mkstemp, without importing tempfile (and with it
+    # random and shutil) on every command's path.
+    tmp = os.path.join(scratch, f".write-{os.urandom(8).hex()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

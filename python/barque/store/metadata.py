@@ -13,10 +13,10 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from ..records import field, record
 from pathlib import Path
 
 from ..errors import StoreError
+from ..records import field, record
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS images (

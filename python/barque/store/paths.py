@@ -24,13 +24,12 @@ as that state dies with the processes, and short enough for a unix socket path (
 
 from __future__ import annotations
 
-import hashlib
 import os
-from ..records import record
+from functools import cached_property
 from pathlib import Path
 
 from ..digest import digest_hex
-
+from ..records import record
 
 #: Where supervised containers' live state goes (a tmpfs on systemd hosts).
 RUN_ROOT = Path("/run/barque")
@@ -68,8 +67,13 @@ class StorePaths:
     def run_state(self, container_id: str) -> Path:
         """The live-state directory of a supervised container (see the module docstring)."""
         self.container(container_id)  # validates the id
-        key = hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:12]
-        return RUN_ROOT / key / container_id
+        return self._run_root / container_id
+
+    @cached_property
+    def _run_root(self) -> Path:
+        from ..digest import sha256_digest
+
+        return RUN_ROOT / sha256_digest(str(self.root.resolve()).encode())[7:19]
 
     @property
     def volumes(self) -> Path:

@@ -9,7 +9,6 @@ hold the per-layer lock around prepare/commit.
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 from .metadata import Metadata
@@ -136,5 +135,7 @@ def remove_tree(path: Path) -> None:
             return  # removed meanwhile by someone else (a supervisor cleaning its state)
         os.chmod(os.path.dirname(p), 0o700)
         func(p)
+
+    import shutil  # here: it imports the compression modules, start-up time for every command
 
     shutil.rmtree(path, onerror=make_writable_and_retry)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import fcntl
 import os
 import stat
-import tempfile
 from pathlib import Path
 
 from .snapshots import remove_tree
@@ -28,6 +27,8 @@ def create_staging(tmp: Path, operation: str) -> tuple[Path, int]:
     the fd gives the directory up to the GC)."""
     if operation not in OPERATIONS:
         raise ValueError(f"unknown staging operation {operation!r}")
+    import tempfile  # here: start-up time for commands that never stage
+
     directory = Path(tempfile.mkdtemp(dir=tmp, prefix=f"{operation}-"))
     try:
         fd = os.open(directory / OWNER_LOCK, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
