@@ -1,11 +1,17 @@
 //! Joining the container's cgroups: the caller (barque's Python service) creates the cgroup
-//! directories and sets their limits; the parent opens each `cgroup.procs` before clone and the
-//! init writes "0" (itself) to each as its first step, before anything of the container runs.
+//! directories and sets their limits; the parent opens each `cgroup.procs` before clone.
+//!
+//! A container's init is moved in by the parent ([`CgroupPlan::join_pid`]) while the init sets
+//! up its mounts: the first migration into a cgroup waits for an RCU grace period (the kernel's
+//! threadgroup rwsem), several milliseconds that would otherwise be spent before anything
+//! else. The init waits for the parent's word ([`CgroupPlan::await_join`]) before its
+//! privileges are set and before anything of the container runs. An `exec` joins from the
+//! child itself ([`CgroupPlan::join`]), as its first step.
 //!
 //! A new cgroup namespace must be rooted at the container's cgroup, so when there are cgroups
 //! to join, `CLONE_NEWCGROUP` moves from the clone flags to an `unshare` right after the join.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
 use crate::runtime::failure::{Fail, FailAt, Step};
@@ -66,6 +72,43 @@ impl CgroupPlan {
         Ok(())
     }
 
+    /// Parent side: moves the task `pid` into every cgroup. On failure, the index of the
+    /// `cgroup.procs` that refused it and the errno.
+    pub fn join_pid(&self, pid: libc::pid_t) -> Result<(), (usize, i32)> {
+        let mut text = [0u8; 12];
+        let len = decimal(pid, &mut text);
+        for (i, (_, fd)) in self.procs.iter().enumerate() {
+            // SAFETY: writing a buffer we own to a descriptor we own.
+            let n = unsafe { libc::write(fd.as_raw_fd(), text.as_ptr().cast(), len) };
+            if n < 0 {
+                return Err((i, std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Init side: waits until the parent has moved this task into its cgroups (one byte on
+    /// `fd`; end of file means the parent could not), closes the descriptors, then enters a
+    /// new cgroup namespace if one is wanted.
+    pub fn await_join<S: Sys>(&self, sys: &S, fd: RawFd) -> Result<(), Fail> {
+        if self.procs.is_empty() {
+            return Ok(());
+        }
+        let mut byte = [0u8; 1];
+        if sys.read(fd, &mut byte).at(Step::Cgroup, 0)? == 0 {
+            return Err(Fail::at(Step::Cgroup, 0, libc::EPIPE));
+        }
+        sys.close(fd);
+        for (_, procs) in &self.procs {
+            sys.close(procs.as_raw_fd());
+        }
+        if self.unshare_ns {
+            sys.unshare(libc::CLONE_NEWCGROUP)
+                .at(Step::Cgroup, self.procs.len())?;
+        }
+        Ok(())
+    }
+
     /// The path of the `index`th join (or of the namespace step past the end).
     pub fn describe(&self, index: usize) -> String {
         match self.procs.get(index) {
@@ -73,6 +116,25 @@ impl CgroupPlan {
             None => "unshare the cgroup namespace".to_owned(),
         }
     }
+}
+
+/// `pid` in decimal into `out`; returns the length.
+fn decimal(pid: libc::pid_t, out: &mut [u8; 12]) -> usize {
+    let mut digits = [0u8; 12];
+    let mut n = pid.unsigned_abs();
+    let mut len = 0;
+    loop {
+        digits[len] = b'0' + (n % 10) as u8;
+        len += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for i in 0..len {
+        out[i] = digits[len - 1 - i];
+    }
+    len
 }
 
 #[cfg(test)]
@@ -106,6 +168,45 @@ mod tests {
         assert!(calls[1].starts_with("write("));
         assert!(calls[2].starts_with("close(") && calls[3].starts_with("close("));
         assert_eq!(calls[4], format!("unshare({:#x})", libc::CLONE_NEWCGROUP));
+    }
+
+    #[test]
+    fn the_parent_writes_the_pid_and_the_init_waits_for_its_word() {
+        let (_dir, paths) = tmp_procs(2);
+        let mut flags = libc::CLONE_NEWCGROUP as u64;
+        let plan = plan(&paths, &mut flags).unwrap();
+        plan.join_pid(40312).unwrap();
+        for p in &paths {
+            assert_eq!(std::fs::read_to_string(p).unwrap(), "40312");
+        }
+        let sys = FakeSys::default();
+        plan.await_join(&sys, 9).unwrap();
+        let calls = sys.calls();
+        assert_eq!(calls[0], "read(9, 1)");
+        assert_eq!(calls[1], "close(9)");
+        assert!(calls[2].starts_with("close(") && calls[3].starts_with("close("));
+        assert_eq!(calls[4], format!("unshare({:#x})", libc::CLONE_NEWCGROUP));
+    }
+
+    #[test]
+    fn no_word_from_the_parent_fails_the_init() {
+        let (_dir, paths) = tmp_procs(1);
+        let plan = plan(&paths, &mut 0).unwrap();
+        let sys = FakeSys::default();
+        sys.end_of_file();
+        assert_eq!(
+            plan.await_join(&sys, 9),
+            Err(Fail::at(Step::Cgroup, 0, libc::EPIPE))
+        );
+    }
+
+    #[test]
+    fn decimal_pids() {
+        let mut out = [0u8; 12];
+        let n = decimal(7, &mut out);
+        assert_eq!(&out[..n], b"7");
+        let n = decimal(4194304, &mut out);
+        assert_eq!(&out[..n], b"4194304");
     }
 
     #[test]

@@ -145,6 +145,9 @@ pub struct Plan {
     pub terminal: Option<TerminalPlan>,
     /// `create` without `start`: block before exec until a byte arrives.
     pub start_wait: Option<StartWait>,
+    /// The pipe on which the parent tells the init it is in its cgroups (read end, write
+    /// end; set just before clone when there are cgroups to join, else -1).
+    pub cgroup_word: [RawFd; 2],
 }
 
 /// How to start a container.
@@ -154,7 +157,8 @@ pub struct SpawnOptions {
     /// Descriptors (in the caller) that become the init's 0, 1 and 2.
     pub stdio: [RawFd; 3],
     pub pid_file: Option<PathBuf>,
-    /// `cgroup.procs` files the init joins (writes itself to) before anything else.
+    /// `cgroup.procs` files the init is moved into, before its privileges are set and
+    /// anything of the container runs.
     pub cgroup_procs: Vec<PathBuf>,
     /// Where compiled seccomp filters are kept across processes (`None`: this process only).
     pub seccomp_cache: Option<PathBuf>,
@@ -223,6 +227,7 @@ impl Plan {
             empty_sigset,
             terminal,
             start_wait: opts.start_fd.map(|fd| StartWait { fd, report: -1 }),
+            cgroup_word: [-1, -1],
         })
     }
 
@@ -476,6 +481,17 @@ fn start(plan: &mut Plan, opts: &SpawnOptions) -> Result<Spawned, ContainerError
     if let Some(w) = &mut plan.start_wait {
         w.report = write_end.as_raw_fd();
     }
+    let cgroup_word = if plan.cgroups.procs.is_empty() {
+        None
+    } else {
+        // SAFETY: fds is a valid out-array of two ints.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return Err(io("create a pipe", None)(std::io::Error::last_os_error()));
+        }
+        plan.cgroup_word = fds;
+        // SAFETY: both descriptors were just created and are owned here.
+        Some(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    };
     let plan = &*plan;
 
     // Block every signal across clone so no handler of the parent (Python's) runs in the child
@@ -497,6 +513,20 @@ fn start(plan: &mut Plan, opts: &SpawnOptions) -> Result<Spawned, ContainerError
     drop(write_end);
     // Only the init may hold its end: recvmsg then sees EOF if it dies before sending.
     let console = console.map(|(parent, _child)| parent);
+    // Into its cgroups while it mounts; no word (end of file) if that fails. A write to a
+    // pipe whose reader has died is EPIPE: barque's processes ignore SIGPIPE (Python and
+    // Rust's runtime both do).
+    let mut join_failure = None;
+    if let Some((read, write)) = cgroup_word {
+        drop(read);
+        match plan.cgroups.join_pid(pid) {
+            // SAFETY: one byte from a static buffer to a descriptor we own.
+            Ok(()) => unsafe {
+                libc::write(write.as_raw_fd(), b"j".as_ptr().cast(), 1);
+            },
+            Err(failed) => join_failure = Some(failed),
+        }
+    }
 
     let mut buf = [0u8; FAIL_LEN];
     let mut got = 0;
@@ -529,6 +559,12 @@ fn start(plan: &mut Plan, opts: &SpawnOptions) -> Result<Spawned, ContainerError
         return Ok(Spawned { pid, pty_master });
     }
     kill_and_reap(pid);
+    if let Some((index, errno)) = join_failure {
+        // The init saw no word and gave up: the parent's own error is the one to report.
+        if errno != libc::ESRCH {
+            return Err(plan.explain(Fail::at(Step::Cgroup, index, errno)));
+        }
+    }
     match Fail::decode(&buf) {
         Some(fail) if got == FAIL_LEN => Err(plan.explain(fail)),
         _ => Err(ContainerError::Child {

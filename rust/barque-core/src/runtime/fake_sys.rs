@@ -18,6 +18,8 @@ pub struct FakeSys {
     fds: RefCell<HashMap<RawFd, String>>,
     next_fd: RefCell<RawFd>,
     quiet: HashSet<&'static str>,
+    /// Every `read` sees end of file.
+    eof: std::cell::Cell<bool>,
 }
 
 impl FakeSys {
@@ -45,6 +47,11 @@ impl FakeSys {
 
     pub fn fail(&self, prefix: &str, errno: Errno) {
         self.failures.borrow_mut().push((prefix.to_owned(), errno));
+    }
+
+    /// Every later `read` returns 0 (end of file).
+    pub fn end_of_file(&self) {
+        self.eof.set(true);
     }
 
     pub fn calls(&self) -> Vec<String> {
@@ -110,6 +117,9 @@ impl Sys for FakeSys {
     }
     fn read(&self, fd: RawFd, buf: &mut [u8]) -> SysResult<usize> {
         self.record("read", format!("read({fd}, {})", buf.len()))?;
+        if self.eof.get() {
+            return Ok(0);
+        }
         match buf.first_mut() {
             Some(b) => {
                 *b = b'1';

@@ -15,9 +15,11 @@ pub fn run<S: Sys>(sys: &S, plan: &Plan) -> Result<Infallible, Fail> {
     // and ignores before anything else, so a SIG_IGN (Python ignores SIGPIPE) does not leak
     // into the container.
     sys.reset_signal_dispositions();
-    // Into the container's cgroups before anything else runs (and before a new cgroup
-    // namespace, which is rooted where the task is when it is created).
-    plan.cgroups.join(sys)?;
+    // Only the parent may hold the write end of its cgroup word: end of file then means no
+    // word will come.
+    if plan.cgroup_word[1] >= 0 {
+        sys.close(plan.cgroup_word[1]);
+    }
     // Nobody may ptrace or read /proc/<pid>/mem of the init while barque code runs in it;
     // execve resets this.
     sys.prctl(libc::PR_SET_DUMPABLE, 0, 0).on(Step::Dumpable)?;
@@ -51,6 +53,10 @@ pub fn run<S: Sys>(sys: &S, plan: &Plan) -> Result<Infallible, Fail> {
     plan.rootfs.finish(sys, root.raw())?;
     process.enter_cwd(sys, root.raw())?;
     drop(root);
+    // In the container's cgroups (the parent moved this task meanwhile) before the
+    // privileges are set and anything of the container runs; then a new cgroup namespace,
+    // rooted where the task now is.
+    plan.cgroups.await_join(sys, plan.cgroup_word[0])?;
 
     // Privileges: limits, bounding set, user, capabilities, no_new_privs, seccomp.
     process.set_rlimits(sys)?;
