@@ -373,3 +373,14 @@ def test_exec_joins_the_running_container(store, busybox) -> None:
     stopped = barque(store, "exec", "host1", "true", check=False)
     assert stopped.returncode == 1 and "is not running" in stopped.stderr
     barque(store, "rm", "host1")
+
+
+def test_a_container_gone_before_its_start_is_booked_shows_as_exited(store, busybox) -> None:
+    # `true` may exit before `run -d` records its process start time: the books must still
+    # come out as exited, never as a ghost that is "Up" forever.
+    ids = [barque(store, "run", "-d", "--network", "none", busybox, "true").stdout.strip()
+           for _ in range(5)]
+    for cid in ids:
+        _until(lambda: _status_by_id(store, cid).startswith("Exited (0)"),
+               what=f"{cid[:12]} to show as exited")
+        barque(store, "rm", cid)

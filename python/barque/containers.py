@@ -328,8 +328,11 @@ class ContainerService:
         if record.status not in ("running", "paused"):
             return record
         # A zombie still counts as running: its parent (a foreground `run`, or the
-        # supervisor) is about to reap it and record the real exit code.
-        if record.pid and _process_start_time(record.pid) == record.pid_start:
+        # supervisor) is about to reap it and record the real exit code. A start time of 0
+        # was recorded for a process already gone when its start was booked (a quick
+        # `echo`): gone, whatever runs under that pid now.
+        if record.pid and record.pid_start \
+                and _process_start_time(record.pid) == record.pid_start:
             return record
         state = self._store.paths.run_state(record.id)
         exit_record = supervisor.read_exit(state)
