@@ -323,3 +323,16 @@ def test_export_shows_the_containers_own_changes(store, busybox, tmp_path) -> No
     # /home was replaced by an opaque directory: only the new file shows, not the image's.
     assert {n for n in names if n.startswith("home/")} == {"home/only"}
     barque(store, "rm", cid)
+
+
+def test_only_a_discarded_upper_is_volatile(store, busybox) -> None:
+    # --rm: the overlay skips syncing the store's filesystem when the container stops (its
+    # upper is deleted anyway); a kept container's upper is synced as usual.
+    def root_mount(*flags: str) -> str:
+        out = barque(store, "run", *flags, "--network", "none", busybox, "cat",
+                     "/proc/mounts").stdout
+        return next(line for line in out.splitlines() if line.split()[1] == "/")
+
+    assert "volatile" in root_mount("--rm")
+    assert "volatile" not in root_mount("--name", "kept")
+    barque(store, "rm", "kept")

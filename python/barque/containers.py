@@ -419,7 +419,7 @@ class ContainerService:
                 # this container is about to use.
                 held.enter_context(self._engine.volumes.lock())
                 created_volumes = self._engine.volumes.apply(plan, img)
-            self._make_bundle(bundle, img, spec, options)
+            self._make_bundle(bundle, img, spec, options, discard_upper=create.auto_remove)
             record = ContainerRecord(
                 id=container_id, name=name, image_id=img.id, image=image, created=time.time(),
                 config=json.dumps(self._docker_config(img, image, spec, cmd, options,
@@ -466,9 +466,10 @@ class ContainerService:
         return [self._store.snapshots.path(layer.chain_id) for layer in reversed(img.layers)]
 
     def _make_bundle(self, bundle: Path, img: Image, spec: dict[str, Any],
-                     options: RunOptions) -> None:
-        import shutil
-
+                     options: RunOptions, *, discard_upper: bool = False) -> None:
+        """The container's directory: upper/work/rootfs, its /etc files, ``config.json``.
+        ``discard_upper`` (``--rm``): the overlay is mounted volatile, so stopping the
+        container does not sync the store's filesystem for an upper about to be deleted."""
         from .store.content import write_atomic
 
         for sub in ("upper", "work", "rootfs"):
@@ -481,9 +482,11 @@ class ContainerService:
             "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
             f"127.0.1.1\t{hostname}\n")
         try:
-            shutil.copyfile("/etc/resolv.conf", bundle / "resolv.conf")
+            with open("/etc/resolv.conf", "rb") as f:
+                resolv = f.read()
         except OSError:
-            (bundle / "resolv.conf").write_text("")
+            resolv = b""
+        (bundle / "resolv.conf").write_bytes(resolv)
         for name in ("hostname", "hosts", "resolv.conf"):
             spec.setdefault("mounts", []).append({
                 "destination": f"/etc/{name}", "type": "bind", "source": str(bundle / name),
@@ -495,6 +498,8 @@ class ContainerService:
             "org.barque.overlay.upper": str(bundle / "upper"),
             "org.barque.overlay.work": str(bundle / "work"),
         })
+        if discard_upper:
+            spec["annotations"]["org.barque.overlay.volatile"] = "true"
         # Not synced: a bundle lost to a power cut fails its next start with a clear error,
         # and run --rm would pay two fsyncs for nothing. Compact: only json's C encoder is
         # fast, and it does not indent (the seccomp profile makes this document large).

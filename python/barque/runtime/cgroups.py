@@ -9,6 +9,7 @@ parent before clone), so nothing of Python runs in the container's process.
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import re
 import time
@@ -65,6 +66,7 @@ class CgroupLimits:
         return None if self.cpus is None else max(1000, round(self.cpus * CFS_PERIOD))
 
 
+@functools.cache  # the host's cgroup layout does not change under a running barque
 def is_v2() -> bool:
     """A pure cgroup v2 host (the unified hierarchy mounted at /sys/fs/cgroup)."""
     return (CGROUP_ROOT / "cgroup.controllers").exists()
@@ -156,9 +158,11 @@ class Cgroup:
                     time.sleep(0.02)
 
 
+@functools.cache  # read once per process: a container start and stop each need it twice
 def _v1_dirs() -> dict[str, Path]:
     """The mounted v1 controllers barque manages: name -> hierarchy root, from
-    /proc/self/mountinfo (``cpu`` and ``cpuacct`` are often one hierarchy, ``cpu,cpuacct``)."""
+    /proc/self/mountinfo (``cpu`` and ``cpuacct`` are often one hierarchy, ``cpu,cpuacct``).
+    Callers must not change the returned dict."""
     out: dict[str, Path] = {}
     try:
         lines = Path("/proc/self/mountinfo").read_text().splitlines()

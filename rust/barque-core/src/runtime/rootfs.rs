@@ -4,6 +4,10 @@
 //! The overlay is built with the new mount API (`fsopen`/`fsconfig`/`fsmount`/`move_mount`),
 //! one `lowerdir+` parameter per layer, so a long lower list never overflows the one-page
 //! option string of `mount(2)` (kernels without `lowerdir+` get the joined string instead).
+//!
+//! A container whose writable layer is thrown away when it stops (`--rm`) gets a `volatile`
+//! overlay: its unmount then skips the sync of the whole upper filesystem (about 1 ms on an
+//! idle disk, far more while a pull is writing), which a deleted upper never needs.
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -17,6 +21,8 @@ use crate::runtime::sys::{Fd, Sys, MOUNT_ATTR_RDONLY};
 pub const ANNOTATION_LOWER: &str = "org.barque.overlay.lower";
 pub const ANNOTATION_UPPER: &str = "org.barque.overlay.upper";
 pub const ANNOTATION_WORK: &str = "org.barque.overlay.work";
+/// "true": mount the overlay `volatile` (its upper is discarded with the container).
+pub const ANNOTATION_VOLATILE: &str = "org.barque.overlay.volatile";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RootfsError {
@@ -35,12 +41,20 @@ pub enum RootfsError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot remove {}: {source}", path.display())]
+    Remove {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl RootfsError {
     pub fn path(&self) -> Option<&Path> {
         match self {
-            RootfsError::Invalid { path, .. } | RootfsError::Create { path, .. } => Some(path),
+            RootfsError::Invalid { path, .. }
+            | RootfsError::Create { path, .. }
+            | RootfsError::Remove { path, .. } => Some(path),
             _ => None,
         }
     }
@@ -56,6 +70,8 @@ pub enum RootfsSource {
         upper: Option<(CString, CString)>,
         /// `a:b:c` for kernels without `lowerdir+`.
         joined: CString,
+        /// No syncs of the upper filesystem (kernels without the option ignore it).
+        volatile: bool,
     },
 }
 
@@ -159,11 +175,12 @@ pub fn plan(spec: &Spec, bundle: &Path) -> Result<RootfsPlan, RootfsError> {
             }
             RootfsSource::Overlay {
                 lowers: dirs.iter().map(|d| cpath(d)).collect::<Result<_, _>>()?,
-                upper,
                 joined: CString::new(joined).map_err(|_| RootfsError::Annotation {
                     annotation: ANNOTATION_LOWER,
                     reason: "contains a NUL byte",
                 })?,
+                volatile: upper.is_some() && get(ANNOTATION_VOLATILE) == Some("true"),
+                upper,
             }
         }
     };
@@ -185,7 +202,27 @@ impl RootfsPlan {
     /// Parent side: the overlay's mount point is created if missing; a plain rootfs must exist.
     pub fn prepare(&self) -> Result<(), RootfsError> {
         match self.source {
-            RootfsSource::Overlay { .. } => {
+            RootfsSource::Overlay {
+                ref upper,
+                volatile,
+                ..
+            } => {
+                if let (Some((_, work)), true) = (upper, volatile) {
+                    // A volatile overlay leaves work/work/incompat/volatile behind, and the
+                    // kernel refuses to mount that work dir again (the upper may have lost
+                    // writes in a crash). Its upper is discarded with the container, which a
+                    // host crash removes: a restart of the same container may reuse it.
+                    let incompat = Path::new(std::ffi::OsStr::from_bytes(work.as_bytes()))
+                        .join("work/incompat");
+                    for dir in [incompat.join("volatile"), incompat] {
+                        match std::fs::remove_dir(&dir) {
+                            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                                return Err(RootfsError::Remove { path: dir, source: e })
+                            }
+                            _ => {}
+                        }
+                    }
+                }
                 std::fs::create_dir_all(&self.path).map_err(|source| RootfsError::Create {
                     path: self.path.clone(),
                     source,
@@ -219,6 +256,7 @@ impl RootfsPlan {
                 lowers,
                 upper,
                 joined,
+                volatile,
             } => {
                 let fs = Fd::new(sys, sys.fsopen(c"overlay").on(Step::Rootfs)?);
                 let mut one_by_one = true;
@@ -242,6 +280,10 @@ impl RootfsPlan {
                         .on(Step::Rootfs)?;
                     sys.fsconfig_string(fs.raw(), c"workdir", work)
                         .on(Step::Rootfs)?;
+                    // Before Linux 5.10 there is no "volatile": the mount is merely synced.
+                    if *volatile {
+                        let _ = sys.fsconfig_flag(fs.raw(), c"volatile");
+                    }
                 }
                 sys.fsconfig_create(fs.raw()).on(Step::Rootfs)?;
                 Fd::new(sys, sys.fsmount(fs.raw(), 0).on(Step::Rootfs)?)
@@ -300,13 +342,14 @@ mod tests {
             lowers,
             upper,
             joined,
+            volatile,
         } = &plan.source
         else {
             panic!("{plan:?}")
         };
         assert_eq!(lowers.len(), 3);
         assert_eq!(joined.to_str().unwrap(), "/l/top:/l/mid:/b/rel");
-        assert!(upper.is_some());
+        assert!(upper.is_some() && !volatile);
 
         let sys = FakeSys::default();
         plan.mount(&sys).unwrap();
@@ -328,6 +371,47 @@ mod tests {
                 "move_mount(mnt:fs:overlay -> /b/rootfs)".into(),
             ]
         );
+    }
+
+    #[test]
+    fn a_discarded_upper_is_mounted_volatile() {
+        let s = spec(serde_json::json!({
+            "ociVersion": "1.0.2",
+            "root": {"path": "rootfs"},
+            "annotations": {
+                ANNOTATION_LOWER: "/l",
+                ANNOTATION_UPPER: "/u",
+                ANNOTATION_WORK: "/w",
+                ANNOTATION_VOLATILE: "true",
+            }
+        }));
+        let plan = plan(&s, Path::new("/b")).unwrap();
+        let sys = FakeSys::default();
+        plan.mount(&sys).unwrap();
+        let calls = sys.calls();
+        let work = calls.iter().position(|c| c == "fsconfig(workdir=/w)").unwrap();
+        assert_eq!(calls[work + 1], "fsconfig_flag(volatile)");
+        assert_eq!(calls[work + 2], "fsconfig_create");
+    }
+
+    #[test]
+    fn a_volatile_work_dir_is_cleared_for_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let work = dir.path().join("work");
+        std::fs::create_dir_all(work.join("work/incompat/volatile")).unwrap();
+        let s = spec(serde_json::json!({
+            "ociVersion": "1.0.2",
+            "root": {"path": "rootfs"},
+            "annotations": {
+                ANNOTATION_LOWER: "/l",
+                ANNOTATION_UPPER: dir.path().join("upper").to_str().unwrap(),
+                ANNOTATION_WORK: work.to_str().unwrap(),
+                ANNOTATION_VOLATILE: "true",
+            }
+        }));
+        plan(&s, dir.path()).unwrap().prepare().unwrap();
+        assert!(!work.join("work/incompat").exists());
+        assert!(work.join("work").is_dir() && dir.path().join("rootfs").is_dir());
     }
 
     #[test]
