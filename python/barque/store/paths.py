@@ -71,9 +71,14 @@ class StorePaths:
 
     @cached_property
     def _run_root(self) -> Path:
-        from ..digest import sha256_digest
-
-        return RUN_ROOT / sha256_digest(str(self.root.resolve()).encode())[7:19]
+        key = str(self.root.resolve()).encode()
+        try:
+            # CPython's own sha256: loading OpenSSL (hashlib) costs a few ms of every
+            # container start.
+            from _sha256 import sha256  # type: ignore[import-not-found]
+        except ImportError:
+            from hashlib import sha256
+        return RUN_ROOT / sha256(key).hexdigest()[:12]
 
     @property
     def volumes(self) -> Path:
