@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from barque.cli.launcher import parse_ps, parse_run
+from barque.cli.launcher import parse_ps, parse_pull, parse_run
 
 
 def test_run_options_bundled_and_attached_values() -> None:
@@ -46,3 +46,34 @@ def test_ps() -> None:
     assert parse_ps(["ls"]) is None            # not `barque ls`
     assert parse_ps(["ps", "extra"]) is None   # an operand: typer's error
     assert parse_ps(["ps", "--last", "3"]) is None
+
+
+def test_pull() -> None:
+    assert parse_pull(["--root", "/r", "pull", "-q", "busybox"]) == (
+        {"quiet": True, "reference": "busybox"}, "/r", None)
+    assert parse_pull(["image", "pull", "--platform=linux/arm64", "--quiet", "a/b:1"]) == (
+        {"platform": "linux/arm64", "quiet": True, "reference": "a/b:1"}, None, None)
+    assert parse_pull(["pull", "busybox", "-q"]) is None   # options after the operand: typer's
+    assert parse_pull(["pull", "--help"]) is None
+    assert parse_pull(["pull"]) is None
+    assert parse_pull(["pull", "-a", "busybox"]) is None
+    assert parse_pull(["images", "pull"]) is None
+
+
+def test_fast_commands_do_not_import_typer(tmp_path) -> None:
+    """The point of the fast path: a failing pull (nothing listens on port 1) gets as far as
+    the network and reports like the full CLI, without typer ever being imported."""
+    import subprocess
+    import sys
+
+    probe = ("import sys\n"
+             "from barque.cli.launcher import main\n"
+             "sys.argv = ['barque', '--root', sys.argv[1], 'pull', '-q', '127.0.0.1:1/x/y:z']\n"
+             "try:\n"
+             "    main()\n"
+             "finally:\n"
+             "    print('typer' in sys.modules, file=sys.stderr)\n")
+    proc = subprocess.run([sys.executable, "-c", probe, str(tmp_path / "root")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.startswith("Error: ") and proc.stderr.rstrip().endswith("False")

@@ -37,6 +37,10 @@ class BlobIngest:
     ``expected_diff_id`` raises DigestError. After ``finish``, ``abort`` or any error the object is
     closed: further ``write``/``finish`` calls raise ValueError. A LayerError or DigestError deletes
     the partial file (those bytes can never become valid); an OSError keeps it for a resume.
+
+    ``writeback=True`` starts writing the blob and the large unpacked files to disk as they
+    arrive, so that ``finish(sync=True)`` finds little left to flush. Without it (the default,
+    what pulls use) the kernel's flusher writes them in the background, off the critical path.
     """
 
     def __init__(
@@ -50,6 +54,7 @@ class BlobIngest:
         expected_diff_id: str | None = None,
         max_bytes: int = 64 << 30,
         max_entries: int = 2_000_000,
+        writeback: bool = False,
     ) -> None: ...
     @property
     def offset(self) -> int:

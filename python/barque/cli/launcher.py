@@ -1,4 +1,4 @@
-"""The ``barque`` entry point. ``run``, ``create`` and ``ps`` -- the commands whose start-up
+"""The ``barque`` entry point. ``run``, ``create``, ``ps`` and ``pull`` -- the commands whose start-up
 time users measure -- are parsed here by a small table-driven parser and executed without importing typer,
 click or rich (about 100 ms of imports); anything this parser does not know, including
 ``--help`` and malformed values, goes to the full typer app, so the two never disagree on what
@@ -41,6 +41,10 @@ _PS_BOOLEAN = {"-a": "all", "--all": "all", "-q": "quiet", "--quiet": "quiet",
                "--no-trunc": "no_trunc", "-s": "size", "--size": "size"}
 _PS_VALUED = {"--format": ("format", False, str), "-f": ("filter", True, str),
               "--filter": ("filter", True, str)}
+
+#: ``pull``'s flags (arguments of :func:`barque.cli.pulling.pull_image`).
+_PULL_BOOLEAN = {"-q": "quiet", "--quiet": "quiet"}
+_PULL_VALUED = {"--platform": ("platform", False, str)}
 
 
 def _global_options(argv: list[str]) -> tuple[str | None, str | None, int] | None:
@@ -151,6 +155,26 @@ def parse_ps(argv: list[str]):  # type: ignore[no-untyped-def]
     return parsed[0], root, config
 
 
+def parse_pull(argv: list[str]):  # type: ignore[no-untyped-def]
+    """``(values, root, config)`` for a ``pull``/``image pull`` command line with its options
+    before the one reference, or None (options after it, no reference...: typer's)."""
+    found = _global_options(argv)
+    if found is None:
+        return None
+    root, config, i = found
+    if argv[i:i + 2] == ["image", "pull"]:
+        i += 1
+    elif argv[i:i + 1] != ["pull"]:
+        return None
+    parsed = _options(argv, i + 1, _PULL_BOOLEAN, _PULL_VALUED)
+    if parsed is None:
+        return None
+    values, i = parsed
+    if i != len(argv) - 1 or argv[i] == "--":
+        return None
+    return {**values, "reference": argv[i]}, root, config
+
+
 def _store(values: dict, option: tuple[str, bool, type], text: str) -> bool:
     name, repeatable, convert = option
     try:
@@ -168,7 +192,8 @@ def main() -> None:
     argv = sys.argv[1:]
     run = parse_run(argv)
     ps = None if run is not None else parse_ps(argv)
-    if run is None and ps is None:
+    pull = None if run is not None or ps is not None else parse_pull(argv)
+    if run is None and ps is None and pull is None:
         from .main import main as full_main
 
         full_main()
@@ -176,20 +201,29 @@ def main() -> None:
     from .context import Options
     from .errors import exit_code, report
 
-    root, config = (run[2], run[3]) if run is not None else (ps[1], ps[2])
+    if run is not None:
+        command, root, config = run[0], run[2], run[3]
+    elif ps is not None:
+        command, root, config = "ps", ps[1], ps[2]
+    else:
+        command, root, config = "pull", pull[1], pull[2]  # type: ignore[index]
     root = root or os.environ.get("BARQUE_ROOT") or None
     Options.root = Path(root) if root else None
     Options.config = Path(config) if config else None
-    command = run[0] if run is not None else "ps"
     try:
         if run is not None:
             from .run import run_or_create
 
             code = run_or_create(run[0], run[1])
-        else:
+        elif ps is not None:
             from .listing import ps as list_containers
 
             list_containers(**ps[0])
+            code = 0
+        else:
+            from .pulling import pull_image
+
+            pull_image(**pull[0])  # type: ignore[index]
             code = 0
     except KeyboardInterrupt:
         sys.stderr.write("\n")

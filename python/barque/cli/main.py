@@ -72,20 +72,9 @@ def pull(
     ] = None,
 ) -> None:
     """Download an image from a registry."""
-    from ..progress import NullProgress
-    from .progress import PullRenderer
+    from .pulling import pull_image
 
-    renderer = NullProgress() if quiet else PullRenderer(sys.stdout)
-    try:
-        image = engine().images.pull(reference, platform=platform, progress=renderer)
-    finally:
-        if not quiet:
-            renderer.close()  # type: ignore[union-attr]
-    from ..reference import Reference
-
-    ref = Reference.parse(reference)
-    typer.echo(str(ref if (ref.tag or ref.digest) else ref.with_tag("latest")))
-    del image
+    pull_image(reference, quiet=quiet, platform=platform)
 
 
 # -- images -------------------------------------------------------------------------------

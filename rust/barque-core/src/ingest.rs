@@ -87,6 +87,9 @@ pub struct UnpackOptions {
     pub compression: Compression,
     pub expected_diff_id: Option<Digest>,
     pub limits: Limits,
+    /// Start the writeback of large files as they are written: only worth it when the tree is
+    /// synced right after (see [`Unpacker::with_writeback`]).
+    pub writeback: bool,
 }
 
 impl UnpackOptions {
@@ -96,6 +99,7 @@ impl UnpackOptions {
             compression: Compression::Auto,
             expected_diff_id: None,
             limits: Limits::default(),
+            writeback: false,
         }
     }
 }
@@ -106,6 +110,9 @@ pub struct IngestOptions {
     pub expected_size: Option<u64>,
     /// Unpack while receiving; `None` only stores the blob.
     pub unpack: Option<UnpackOptions>,
+    /// Start the ingest file's writeback as its bytes arrive: only worth it when `finish` will
+    /// sync. Without it the kernel's flusher writes the blob in the background.
+    pub writeback: bool,
 }
 
 /// What an ingest or unpack produced.
@@ -193,7 +200,8 @@ fn extract(
     opts: &UnpackOptions,
 ) -> Result<crate::unpack::UnpackSummary, IngestError> {
     let mut archive = Archive::new(chunks);
-    let mut unpacker = Unpacker::new(Linux, root, &opts.dir, opts.limits, is_root());
+    let mut unpacker = Unpacker::new(Linux, root, &opts.dir, opts.limits, is_root())
+        .with_writeback(opts.writeback);
     unpacker.unpack(&mut archive)?;
     let summary = unpacker.finish()?;
     let mut rest = archive.into_inner();
@@ -656,6 +664,9 @@ impl BlobIngest {
 
     /// Starts writing back each completed [`WRITEBACK_CHUNK`] of the ingest file.
     fn start_writeback(&mut self) {
+        if !self.options.writeback {
+            return;
+        }
         let end = self.hasher.len() / WRITEBACK_CHUNK * WRITEBACK_CHUNK;
         if end > self.written_back {
             if let Some(f) = &self.file {
@@ -888,6 +899,8 @@ mod tests {
             expected_digest: sha(blob),
             expected_size: Some(blob.len() as u64),
             unpack: Some(unpack),
+            // Exercised here on the real kernel; pulls leave it off.
+            writeback: true,
         }
     }
 
@@ -1025,6 +1038,7 @@ mod tests {
             expected_digest: sha(&blob),
             expected_size: None,
             unpack: None,
+            writeback: false,
         };
         let mut ingest = BlobIngest::new(&s.partial, opts).unwrap();
         ingest.write(&blob).unwrap();

@@ -20,9 +20,9 @@ use crate::whiteout::{self, Whiteout, WhiteoutError};
 
 /// Copy buffer for file contents.
 const COPY_BUFFER: usize = 256 << 10;
-/// Files at least this big start their writeback as soon as their data is written, so the
-/// final syncfs finds little left to do; smaller ones are left to the flusher, which batches
-/// them better than one request per file.
+/// With writeback on (see [`Unpacker::with_writeback`]), files at least this big start their
+/// writeback as soon as their data is written, so the final syncfs finds little left to do;
+/// smaller ones are left to the flusher, which batches them better than one request per file.
 pub const WRITEBACK_MIN: u64 = 64 << 10;
 /// Directories are created private and get their real mode once they exist.
 const NEW_DIR_MODE: u32 = 0o700;
@@ -111,6 +111,7 @@ struct Context<K: Kernel> {
     root_path: PathBuf,
     limits: Limits,
     chown: bool,
+    writeback: bool,
     entries: u64,
     unpacked_bytes: u64,
     /// Directory times are applied at the end, since creating children changes them.
@@ -130,6 +131,7 @@ impl<K: Kernel> Unpacker<K> {
                 root_path: root_path.to_owned(),
                 limits,
                 chown,
+                writeback: false,
                 entries: 0,
                 unpacked_bytes: 0,
                 dir_times: HashMap::new(),
@@ -137,6 +139,15 @@ impl<K: Kernel> Unpacker<K> {
                 buf: Vec::new(),
             },
         }
+    }
+
+    /// Starts the writeback of each large file as soon as it is written. Only worth it when
+    /// the caller syncs the tree right after: otherwise it puts the disk writes, and a later
+    /// flush's wait for them, on the unpack's critical path, where the kernel's flusher would
+    /// have written the data in the background anyway.
+    pub fn with_writeback(mut self, on: bool) -> Self {
+        self.ctx.writeback = on;
+        self
     }
 
     /// Applies every entry up to the end-of-archive marker.
@@ -517,7 +528,7 @@ impl<K: Kernel> Context<K> {
         };
         self.buf = buf;
         copied?;
-        if entry.size >= WRITEBACK_MIN {
+        if self.writeback && entry.size >= WRITEBACK_MIN {
             // Only a hint: a failure here shows up, if it matters, in the final syncfs.
             let _ = self.kernel.start_writeback(&file, 0, 0);
         }

@@ -32,6 +32,7 @@ fn unpack_options(
             max_bytes,
             max_entries,
         },
+        writeback: false,
     })
 }
 
@@ -46,6 +47,10 @@ fn result_dict<'py>(py: Python<'py>, r: &IngestResult) -> PyResult<Bound<'py, Py
 }
 
 /// One blob streamed once: sha256 -> append to an ingest file -> (decompress -> sha256 -> untar).
+///
+/// ``writeback=True`` starts writing the blob and the large unpacked files to disk as they
+/// arrive, which pays off only for ``finish(sync=True)``; without it (the default) the kernel
+/// writes them back in the background, off the ingest's critical path.
 #[pyclass(module = "barque._native", name = "BlobIngest")]
 pub struct PyBlobIngest {
     inner: BlobIngest,
@@ -64,6 +69,7 @@ impl PyBlobIngest {
         expected_diff_id = None,
         max_bytes = DEFAULT_MAX_BYTES,
         max_entries = DEFAULT_MAX_ENTRIES,
+        writeback = false,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -76,6 +82,7 @@ impl PyBlobIngest {
         expected_diff_id: Option<&str>,
         max_bytes: u64,
         max_entries: u64,
+        writeback: bool,
     ) -> PyResult<Self> {
         let expected_digest = Digest::parse(expected_digest).map_err(NativeError::from)?;
         // Validated even when not unpacking: a malformed argument is a bug worth surfacing.
@@ -86,11 +93,15 @@ impl PyBlobIngest {
             max_bytes,
             max_entries,
         )?;
-        let unpack = unpack_dir.map(|_| unpack);
+        let unpack = unpack_dir.map(|_| UnpackOptions {
+            writeback,
+            ..unpack
+        });
         let options = IngestOptions {
             expected_digest,
             expected_size,
             unpack,
+            writeback,
         };
         let inner = py
             .detach(|| BlobIngest::new(&partial_path, options))
@@ -157,13 +168,15 @@ pub fn unpack_blob<'py>(
     max_entries: u64,
     sync: bool,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let opts = unpack_options(
+    let mut opts = unpack_options(
         unpack_dir,
         compression,
         expected_diff_id,
         max_bytes,
         max_entries,
     )?;
+    // Writeback as files are written only pays off when the tree is synced right after.
+    opts.writeback = sync;
     let result = py
         .detach(|| ingest::unpack_blob(&blob_path, &opts, sync))
         .map_err(NativeError::from)?;
