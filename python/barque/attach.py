@@ -85,7 +85,7 @@ def relay(sock: socket.socket, *, stdin: bool, tty: bool, in_fd: int = 0, out_fd
     if tty:
         size = window_size(in_fd) or window_size(out_fd)
         if size:
-            sock.sendall(sv.resize_frame(*size))
+            _send(sock, sv.resize_frame(*size))
         # SIGWINCH only wakes the loop (a handler does little in Python anyway).
         previous = signal.signal(signal.SIGWINCH, lambda *_: os.write(wake_w, b"w"))
     matched = 0
@@ -102,23 +102,26 @@ def relay(sock: socket.socket, *, stdin: bool, tty: bool, in_fd: int = 0, out_fd
                     os.read(wake_r, 64)
                     size = window_size(in_fd) or window_size(out_fd)
                     if size:
-                        sock.sendall(sv.resize_frame(*size))
+                        _send(sock, sv.resize_frame(*size))
                 if reading_stdin and in_fd in ready:
                     data = os.read(in_fd, 65536)
                     if not data:
                         reading_stdin = False
-                        sock.sendall(sv.encode(sv.STDIN))  # EOF for the container's stdin
+                        _send(sock, sv.encode(sv.STDIN))  # EOF for the container's stdin
                     else:
                         if tty and detach_keys:
                             data, matched, detach = _scan_detach(data, matched, detach_keys)
                             if detach:
                                 if data:
-                                    sock.sendall(sv.encode(sv.STDIN, data))
+                                    _send(sock, sv.encode(sv.STDIN, data))
                                 return None
                         if data:
-                            sock.sendall(sv.encode(sv.STDIN, data))
+                            _send(sock, sv.encode(sv.STDIN, data))
                 if sock in ready:
-                    chunk = sock.recv(65536)
+                    try:
+                        chunk = sock.recv(65536)
+                    except ConnectionResetError:  # it closed with our frames unread
+                        chunk = b""
                     if not chunk:
                         return None  # the supervisor went away without an exit frame
                     for kind, payload in frames.feed(chunk):
@@ -130,6 +133,15 @@ def relay(sock: socket.socket, *, stdin: bool, tty: bool, in_fd: int = 0, out_fd
             signal.signal(signal.SIGWINCH, previous)
         os.close(wake_r)
         os.close(wake_w)
+
+
+def _send(sock: socket.socket, data: bytes) -> None:
+    """To the supervisor; one that already closed the connection (its container exited
+    right away) is not an error: its output and exit frame are still there to be read."""
+    try:
+        sock.sendall(data)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
 
 
 def _scan_detach(data: bytes, matched: int, keys: bytes) -> tuple[bytes, int, bool]:
