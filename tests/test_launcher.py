@@ -66,13 +66,17 @@ def test_fast_commands_do_not_import_typer(tmp_path) -> None:
     import subprocess
     import sys
 
-    probe = ("import sys\n"
+    # The fast path leaves with os._exit: the probe reports from there.
+    probe = ("import os, sys\n"
              "from barque.cli.launcher import main\n"
              "sys.argv = ['barque', '--root', sys.argv[1], 'pull', '-q', '127.0.0.1:1/x/y:z']\n"
-             "try:\n"
-             "    main()\n"
-             "finally:\n"
-             "    print('typer' in sys.modules, file=sys.stderr)\n")
+             "leave = os._exit\n"
+             "def report(code):\n"
+             "    print('typer' in sys.modules, file=sys.stderr)\n"
+             "    sys.stderr.flush()\n"
+             "    leave(code)\n"
+             "os._exit = report\n"
+             "main()\n")
     proc = subprocess.run([sys.executable, "-c", probe, str(tmp_path / "root")],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1, proc.stderr
