@@ -62,14 +62,7 @@ impl CgroupPlan {
         for (i, (_, fd)) in self.procs.iter().enumerate() {
             sys.write_all(fd.as_raw_fd(), b"0").at(Step::Cgroup, i)?;
         }
-        for (_, fd) in &self.procs {
-            sys.close(fd.as_raw_fd());
-        }
-        if self.unshare_ns {
-            sys.unshare(libc::CLONE_NEWCGROUP)
-                .at(Step::Cgroup, self.procs.len())?;
-        }
-        Ok(())
+        self.joined(sys)
     }
 
     /// Parent side: moves the task `pid` into every cgroup. On failure, the index of the
@@ -99,8 +92,14 @@ impl CgroupPlan {
             return Err(Fail::at(Step::Cgroup, 0, libc::EPIPE));
         }
         sys.close(fd);
-        for (_, procs) in &self.procs {
-            sys.close(procs.as_raw_fd());
+        self.joined(sys)
+    }
+
+    /// In the cgroups: the descriptors are closed, then a new cgroup namespace is entered if
+    /// one is wanted (rooted where the task now is).
+    fn joined<S: Sys>(&self, sys: &S) -> Result<(), Fail> {
+        for (_, fd) in &self.procs {
+            sys.close(fd.as_raw_fd());
         }
         if self.unshare_ns {
             sys.unshare(libc::CLONE_NEWCGROUP)
