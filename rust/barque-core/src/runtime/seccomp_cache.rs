@@ -22,7 +22,7 @@ use sha2::{Digest as _, Sha256};
 use crate::runtime::seccomp::SeccompError;
 
 /// Bumped whenever what a key covers or what a file holds changes.
-const FORMAT: &str = "barque-seccomp-bpf-1";
+const FORMAT: &str = "barque-seccomp-bpf-2"; // 2: compiled as a binary tree
 /// The kernel's limit on a classic BPF program (`BPF_MAXINSNS`).
 pub const MAX_INSNS: usize = 4096;
 const INSN_LEN: usize = std::mem::size_of::<libc::sock_filter>();
