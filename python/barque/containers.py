@@ -661,30 +661,28 @@ class ContainerService:
         write_atomic(path, json.dumps(spec, separators=(",", ":")).encode(), self._store.paths.tmp,
                      mode=0o600, sync=False)
 
-    def _start_foreground(self, container_id: str, *, stdin: int, stdout: int,
-                          stderr: int) -> Container:
-        """Start with the given fds as the container's stdio, as a child of this process
-        (no supervisor, no log): ``run`` in the foreground without a tty."""
+    def _start_foreground(self, record: ContainerRecord, *, stdin: int, stdout: int,
+                          stderr: int) -> tuple[int, int]:
+        """Start a container just created with the given fds as its stdio, as a child of
+        this process (no supervisor, no log): ``run`` in the foreground without a tty.
+        Returns its pid and the pid's kernel start time."""
         from .native import container_errors, load
 
-        record = self._load(container_id)
-        if record.status in ("running", "paused"):
-            return Container(self, record)
-        _remove_tree(self._store.paths.run_state(container_id))
         cgroup = self._cgroup_for(record)
         try:
             with container_errors():
-                pid = load().spawn(str(self._store.paths.container(container_id)),
+                pid = load().spawn(str(self._store.paths.container(record.id)),
                                    stdin_fd=stdin, stdout_fd=stdout, stderr_fd=stderr,
                                    cgroup_procs=cgroup.procs,
                                    seccomp_cache_dir=str(self._store.paths.seccomp_cache))
         except BaseException:
             cgroup.remove()
             raise
+        pid_start = _process_start_time(pid)
         self._store.metadata.update_container(
-            container_id, status="running", pid=pid, pid_start=_process_start_time(pid),
-            started_at=time.time(), finished_at=0.0, exit_code=0, error="", oom_killed=False)
-        return Container(self, self._load(container_id))
+            record.id, status="running", pid=pid, pid_start=pid_start, started_at=time.time(),
+            finished_at=0.0, exit_code=0, error="", oom_killed=False)
+        return pid, pid_start
 
     def wait(self, name_or_id: str) -> int:
         """Wait for the container to exit and return its exit code (128+N for signal N)."""
@@ -1002,20 +1000,26 @@ class ContainerService:
             # Installed before the start, so a signal that arrives while the container is being
             # set up is held and forwarded once its pid is known, not lost.
             with proxy.installed() if sig_proxy else contextlib.nullcontext():
-                started = self._start_foreground(container.id, stdin=stdin, stdout=stdout,
-                                                 stderr=stderr)
-                proxy.attach(started.pid)
-                return self.wait(container.id)
+                pid, pid_start = self._start_foreground(
+                    container._record, stdin=stdin, stdout=stdout, stderr=stderr)
+                proxy.attach(pid)
+                code = _wait_pid(pid, pid_start)
         except BaseException:
-            if not create.auto_remove:
+            if create.auto_remove:
+                self.remove(container.id, force=True, volumes=True)
+            else:
                 self._store.metadata.update_container(container.id, status="exited",
                                                       exit_code=125)
             raise
         finally:
             if devnull is not None:
                 os.close(devnull)
-            if create.auto_remove:
-                self.remove(container.id, force=True, volumes=True)
+        if create.auto_remove:
+            # Reaped, so nothing of it runs: its books and files go straight away.
+            self._remove_stopped(container.id, volumes=True)
+        else:
+            self._finish(container.id, code, time.time())
+        return code
 
     def _abandon(self, container_id: str, auto_remove: bool) -> None:
         """After a failed start: removed with ``--rm``, else recorded as exited (125)."""
