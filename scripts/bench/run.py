@@ -49,6 +49,7 @@ def main() -> None:
     import mkimage
 
     from barque import Engine
+    from barque.containers import CreateOptions
     from barque.runtime.spec import RunOptions
 
     work = Path(tempfile.mkdtemp(prefix="barque-bench-run.", dir="/var/tmp"))
@@ -83,7 +84,8 @@ def main() -> None:
                             ref, "true"], check=True, stdout=devnull, stderr=devnull)
 
         def api() -> None:
-            code = engine.containers.run(ref, ["true"], options=RunOptions(network="none"))
+            code = engine.containers.run(ref, ["true"], options=RunOptions(network="none"),
+                                           create=CreateOptions(auto_remove=True))
             assert code == 0
 
         for fn in (runc, cli, api):  # warm the page cache and any first-use set-up
