@@ -336,3 +336,25 @@ def test_only_a_discarded_upper_is_volatile(store, busybox) -> None:
     assert "volatile" in root_mount("--rm")
     assert "volatile" not in root_mount("--name", "kept")
     barque(store, "rm", "kept")
+
+
+def test_a_start_that_fails_early_does_not_sigpipe_the_caller(store, busybox) -> None:
+    # The init may die (here: a working directory outside its rootfs) before the parent tells
+    # it that it joined its cgroups; a library caller with SIGPIPE's default action must get
+    # the start error, not be killed by the signal.
+    probe = ("import signal, sys\n"
+             "from barque.engine import Engine\n"
+             "from barque.errors import ContainerStartError\n"
+             "from barque.runtime.spec import RunOptions\n"
+             "signal.signal(signal.SIGPIPE, signal.SIG_DFL)\n"
+             "engine = Engine(root=sys.argv[1])\n"
+             "for _ in range(5):\n"
+             "    try:\n"
+             "        engine.containers.run(sys.argv[2], ['true'], options=RunOptions(\n"
+             "            network='none', workdir='/proc/self/fd/7'))\n"
+             "    except ContainerStartError as e:\n"
+             "        print(e.exit_code)\n")
+    proc = subprocess.run([sys.executable, "-c", probe, str(store), busybox],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["125"] * 5

@@ -145,8 +145,8 @@ pub struct Plan {
     pub terminal: Option<TerminalPlan>,
     /// `create` without `start`: block before exec until a byte arrives.
     pub start_wait: Option<StartWait>,
-    /// The pipe on which the parent tells the init it is in its cgroups (read end, write
-    /// end; set just before clone when there are cgroups to join, else -1).
+    /// The socket pair on which the parent tells the init it is in its cgroups (the init's
+    /// end, the parent's end; set just before clone when there are cgroups to join, else -1).
     pub cgroup_word: [RawFd; 2],
 }
 
@@ -262,7 +262,8 @@ impl Plan {
                 } else {
                     ""
                 };
-                (format!("working directory {}{why}", p.display()), Some(p))
+                // The step already says "change to working directory".
+                (format!("{}{why}", p.display()), Some(p))
             }
             Step::Mount | Step::MountTarget => match self.mounts.get(i) {
                 Some(m) => (
@@ -484,9 +485,19 @@ fn start(plan: &mut Plan, opts: &SpawnOptions) -> Result<Spawned, ContainerError
     let cgroup_word = if plan.cgroups.procs.is_empty() {
         None
     } else {
+        // A socket pair rather than a pipe: the word is sent with MSG_NOSIGNAL, so an init
+        // that died first cannot SIGPIPE a caller that has SIGPIPE's default action.
         // SAFETY: fds is a valid out-array of two ints.
-        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-            return Err(io("create a pipe", None)(std::io::Error::last_os_error()));
+        if unsafe {
+            libc::socketpair(
+                libc::AF_UNIX,
+                libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+                0,
+                fds.as_mut_ptr(),
+            )
+        } != 0
+        {
+            return Err(io("create a socket pair", None)(std::io::Error::last_os_error()));
         }
         plan.cgroup_word = fds;
         // SAFETY: both descriptors were just created and are owned here.
@@ -513,16 +524,15 @@ fn start(plan: &mut Plan, opts: &SpawnOptions) -> Result<Spawned, ContainerError
     drop(write_end);
     // Only the init may hold its end: recvmsg then sees EOF if it dies before sending.
     let console = console.map(|(parent, _child)| parent);
-    // Into its cgroups while it mounts; no word (end of file) if that fails. A write to a
-    // pipe whose reader has died is EPIPE: barque's processes ignore SIGPIPE (Python and
-    // Rust's runtime both do).
+    // Into its cgroups while it mounts; no word (end of file) if that fails.
     let mut join_failure = None;
     if let Some((read, write)) = cgroup_word {
         drop(read);
         match plan.cgroups.join_pid(pid) {
-            // SAFETY: one byte from a static buffer to a descriptor we own.
+            // SAFETY: one byte from a static buffer to a socket we own. An init already gone
+            // makes this EPIPE (no signal), and its status pipe then says why.
             Ok(()) => unsafe {
-                libc::write(write.as_raw_fd(), b"j".as_ptr().cast(), 1);
+                libc::send(write.as_raw_fd(), b"j".as_ptr().cast(), 1, libc::MSG_NOSIGNAL);
             },
             Err(failed) => join_failure = Some(failed),
         }
