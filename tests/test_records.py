@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from barque.records import FrozenInstanceError, field, fields, record, replace
 
 
