@@ -52,7 +52,10 @@ def lower_dirs(root: Path, image: str) -> list[Path]:
 def store_state(root: Path) -> dict[str, object]:
     """What a refused load must not change: images, tags, blobs, snapshots, scratch space."""
     return {
-        "images": barque(root, "images", "-a", "--no-trunc").stdout,
+        # Every column but the relative age ("14 hours ago" may turn over between two looks).
+        "images": [{k: v for k, v in json.loads(line).items() if k != "CreatedSince"}
+                   for line in barque(root, "images", "-a", "--no-trunc", "--digests",
+                                      "--format", "json").stdout.splitlines()],
         "blobs": sorted(os.listdir(root / "blobs" / "sha256")),
         "snapshots": sorted(os.listdir(root / "snapshots")),
         "tmp": sorted(os.listdir(root / "tmp")),
