@@ -127,6 +127,16 @@ def test_rm_leaves_no_mounts_or_directories(store, busybox) -> None:
     assert str(store) not in Path("/proc/self/mountinfo").read_text()
 
 
+def test_a_relative_root_works_from_any_directory(store, busybox) -> None:
+    # Containers start with their bundle as the working directory, so a relative --root must
+    # be made absolute before any path inside it is handed to the runtime.
+    proc = subprocess.run([sys.executable, "-m", "barque", "--root", store.name, "run", "--rm",
+                           "--network", "none", busybox, "cat", "/etc/hostname"],
+                          capture_output=True, text=True, timeout=120, cwd=store.parent)
+    assert proc.returncode == 0, proc.stderr
+    assert len(proc.stdout.strip()) == 12
+
+
 def _barque_cgroups() -> set[Path]:
     return {d for d in Path("/sys/fs/cgroup").glob("*/barque/*") if d.is_dir()} | \
         {d for d in Path("/sys/fs/cgroup/barque").glob("*") if d.is_dir()}

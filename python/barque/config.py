@@ -91,7 +91,8 @@ def load_settings(root: str | os.PathLike[str] | None = None,
         kwargs["docker_config"] = Path(values["docker_config"])
     chosen_root = root or os.environ.get("BARQUE_ROOT") or values.get("root")
     if chosen_root:
-        kwargs["root"] = Path(chosen_root)
+        # Absolute, because containers start with their bundle as the working directory.
+        kwargs["root"] = Path(os.path.abspath(chosen_root))
     return Settings(**kwargs)
 
 
