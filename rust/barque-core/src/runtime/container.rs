@@ -146,7 +146,8 @@ pub struct Plan {
     /// `create` without `start`: block before exec until a byte arrives.
     pub start_wait: Option<StartWait>,
     /// The socket pair on which the parent tells the init it is in its cgroups (the init's
-    /// end, the parent's end; set just before clone when there are cgroups to join, else -1).
+    /// end, the parent's end; set just before clone when the parent joins any (cgroup v2),
+    /// else -1).
     pub cgroup_word: [RawFd; 2],
 }
 
@@ -312,7 +313,7 @@ impl Plan {
                     message: format!("cannot {what}: {reason}"),
                     step: fail.step,
                     errno: fail.errno,
-                    path: self.cgroups.procs.get(i).map(|(p, _)| p.clone()),
+                    path: self.cgroups.path(i).map(Path::to_path_buf),
                 };
             }
             Step::Rlimit => (
@@ -482,7 +483,7 @@ fn start(plan: &mut Plan, opts: &SpawnOptions) -> Result<Spawned, ContainerError
     if let Some(w) = &mut plan.start_wait {
         w.report = write_end.as_raw_fd();
     }
-    let cgroup_word = if plan.cgroups.procs.is_empty() {
+    let cgroup_word = if !plan.cgroups.needs_parent() {
         None
     } else {
         // A socket pair rather than a pipe: the word is sent with MSG_NOSIGNAL, so an init
@@ -497,7 +498,9 @@ fn start(plan: &mut Plan, opts: &SpawnOptions) -> Result<Spawned, ContainerError
             )
         } != 0
         {
-            return Err(io("create a socket pair", None)(std::io::Error::last_os_error()));
+            return Err(io("create a socket pair", None)(
+                std::io::Error::last_os_error(),
+            ));
         }
         plan.cgroup_word = fds;
         // SAFETY: both descriptors were just created and are owned here.
@@ -532,7 +535,12 @@ fn start(plan: &mut Plan, opts: &SpawnOptions) -> Result<Spawned, ContainerError
             // SAFETY: one byte from a static buffer to a socket we own. An init already gone
             // makes this EPIPE (no signal), and its status pipe then says why.
             Ok(()) => unsafe {
-                libc::send(write.as_raw_fd(), b"j".as_ptr().cast(), 1, libc::MSG_NOSIGNAL);
+                libc::send(
+                    write.as_raw_fd(),
+                    b"j".as_ptr().cast(),
+                    1,
+                    libc::MSG_NOSIGNAL,
+                );
             },
             Err(failed) => join_failure = Some(failed),
         }

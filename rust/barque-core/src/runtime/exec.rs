@@ -304,12 +304,12 @@ impl ExecPlan {
                 let profile: LinuxSeccomp =
                     serde_json::from_slice(&read(path)?).map_err(parse_error(path))?;
                 Some(
-                    seccomp::plan(&profile, opts.seccomp_cache.as_deref()).map_err(
-                        |source| ExecError::Seccomp {
+                    seccomp::plan(&profile, opts.seccomp_cache.as_deref()).map_err(|source| {
+                        ExecError::Seccomp {
                             path: path.clone(),
                             source,
-                        },
-                    )?,
+                        }
+                    })?,
                 )
             }
         };
@@ -407,7 +407,7 @@ impl ExecPlan {
             },
             Step::Cgroup => child(
                 format!("cannot {}: {reason}", self.cgroups.describe(i)),
-                self.cgroups.procs.get(i).map(|(p, _)| p.clone()),
+                self.cgroups.path(i).map(Path::to_path_buf),
             ),
             Step::Rlimit => {
                 let name = self.process.rlimits.get(i).map_or("", |l| l.name.as_str());

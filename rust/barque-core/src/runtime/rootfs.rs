@@ -217,7 +217,10 @@ impl RootfsPlan {
                     for dir in [incompat.join("volatile"), incompat] {
                         match std::fs::remove_dir(&dir) {
                             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                                return Err(RootfsError::Remove { path: dir, source: e })
+                                return Err(RootfsError::Remove {
+                                    path: dir,
+                                    source: e,
+                                })
                             }
                             _ => {}
                         }
@@ -389,7 +392,10 @@ mod tests {
         let sys = FakeSys::default();
         plan.mount(&sys).unwrap();
         let calls = sys.calls();
-        let work = calls.iter().position(|c| c == "fsconfig(workdir=/w)").unwrap();
+        let work = calls
+            .iter()
+            .position(|c| c == "fsconfig(workdir=/w)")
+            .unwrap();
         assert_eq!(calls[work + 1], "fsconfig_flag(volatile)");
         assert_eq!(calls[work + 2], "fsconfig_create");
     }
