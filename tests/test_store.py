@@ -186,3 +186,28 @@ def _stage_and_die(root: Path) -> None:
     store = Store(root)
     with store.staging("load"):
         os._exit(0)  # no cleanup, as after SIGKILL
+
+
+def test_opening_the_store_waits_for_no_writer_and_adds_missing_tables(tmp_path) -> None:
+    import sqlite3
+    import threading
+
+    path = tmp_path / "meta.db"
+    Metadata(path).close()
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # another barque process in the middle of a write
+    opened = threading.Event()
+
+    def open_store() -> None:
+        Metadata(path).close()
+        opened.set()
+
+    threading.Thread(target=open_store, daemon=True).start()
+    assert opened.wait(5), "opening the store waited for another process's write"
+    writer.execute("DROP TABLE volumes")  # a store made before that table existed
+    writer.execute("PRAGMA user_version = 0")
+    writer.execute("COMMIT")
+    writer.close()
+    meta = Metadata(path)
+    assert meta.volumes() == []
+    meta.close()

@@ -159,6 +159,16 @@ class NewImage:
     layers: list[LayerRecord] = field(default_factory=list)
 
 
+def _schema_version() -> int:
+    """A number that changes with ``_SCHEMA`` (24 bits of its sha256), kept in the
+    database's ``user_version``: a store made by another version gets its new tables."""
+    try:
+        from _sha256 import sha256  # type: ignore[import-not-found]  # no OpenSSL load
+    except ImportError:
+        from hashlib import sha256
+    return int.from_bytes(sha256(_SCHEMA.encode()).digest()[:3], "big")
+
+
 class Metadata:
     def __init__(self, path: Path) -> None:
         self._path = path
@@ -169,10 +179,15 @@ class Metadata:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA foreign_keys=ON")
-        with self.transaction():
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    self._db.execute(statement)
+            # The schema is created once per store, not on every open: that would take the
+            # write lock (BEGIN IMMEDIATE) in every command, readers included.
+            current = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if current != _schema_version():
+            with self.transaction():
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version = {_schema_version()}")
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
