@@ -198,6 +198,43 @@ def test_exit_codes(native, busybox, tmp_path):
     assert "permission denied" in str(e.value) and "/notexec" in str(e.value)
 
 
+def _dumpable() -> int:
+    import ctypes
+
+    return ctypes.CDLL(None, use_errno=True).prctl(3, 0, 0, 0, 0)  # PR_GET_DUMPABLE
+
+
+def test_starting_containers_leaves_the_callers_memory_and_threads_alone(native, busybox,
+                                                                       tmp_path):
+    # The init starts in the caller's memory (as posix_spawn does) and makes it non-dumpable
+    # while barque code runs in it: the caller must get its own state back, whether the init
+    # execs or fails, while its other threads keep allocating.
+    import threading
+
+    assert _dumpable() == 1
+    stop = threading.Event()
+    churn: list[int] = []
+
+    def allocate() -> None:
+        while not stop.is_set():
+            churn.append(len([str(i) * 3 for i in range(2000)]))
+            del churn[:-1]
+
+    worker = threading.Thread(target=allocate)
+    worker.start()
+    try:
+        bundle = make_bundle(tmp_path, busybox, ["sh", "-c", "echo $$"])
+        for _ in range(30):
+            assert run(native, bundle) == (0, "1\n")
+        with pytest.raises(native.ContainerError):
+            run(native, make_bundle(tmp_path, busybox, ["no-such-binary"]))
+    finally:
+        stop.set()
+        worker.join()
+    assert _dumpable() == 1
+    assert churn == [2000]
+
+
 def test_only_stdio_fds_reach_the_container(native, busybox, tmp_path):
     leaked = os.open("/", os.O_RDONLY)  # inheritable descriptors stay in the caller
     os.set_inheritable(leaked, True)

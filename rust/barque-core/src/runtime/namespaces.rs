@@ -83,6 +83,13 @@ pub fn plan(namespaces: &[LinuxNamespace]) -> Result<NamespacePlan, NamespaceErr
     Ok(plan)
 }
 
+impl Join {
+    /// The `CLONE_NEW*` type of the namespace joined.
+    pub fn nstype(&self) -> i32 {
+        self.nstype
+    }
+}
+
 impl NamespacePlan {
     pub fn join<S: Sys>(&self, sys: &S) -> Result<(), Fail> {
         for (i, j) in self.joins.iter().enumerate() {
