@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 from . import records
@@ -226,6 +226,14 @@ def _pick(words: tuple[str, ...]) -> str:
     return words[int.from_bytes(os.urandom(2), "big") % len(words)]
 
 
+def _generated_name(attempt: int = 0) -> str:
+    """Docker's kind of name; after a clash, with a digit (as Docker), then a hex suffix."""
+    name = f"{_pick(_ADJECTIVES)}_{_pick(_NAMES)}"
+    if attempt >= 10:
+        return f"{name}_{os.urandom(3).hex()}"
+    return f"{name}{os.urandom(1)[0] % 10}" if attempt else name
+
+
 class ContainerService:
     """Containers in one store. Obtain it as ``Engine(...).containers``."""
 
@@ -392,9 +400,12 @@ class ContainerService:
                 raise
             img = images.pull(image, progress=progress)
         container_id = os.urandom(32).hex()
-        name = create.name or self._generate_name()
+        # A generated name is only checked by add_container (atomic, and it draws another on
+        # a clash); a chosen one is checked up front, before anything is made for it.
+        name = create.name or _generated_name()
         _validate_name(name)
-        self._check_name_free(name)
+        if create.name:
+            self._check_name_free(name)
         bundle = self._store.paths.container(container_id)
         _validate_log_config(create)
         if create.stop_signal:
@@ -406,8 +417,9 @@ class ContainerService:
                 img, volumes=_as_list(create.volumes), mounts=create.mounts,
                 tmpfs=create.tmpfs, volumes_from=create.volumes_from)
             options = records.replace(options, mounts=[*options.mounts, *plan.oci])
-        spec = build_spec(img.config.get("config") or {}, options, self._rootfs_reader(img),
-                          container_id)
+        lowers = self._image_layers(img)
+        spec = build_spec(img.config.get("config") or {}, options,
+                          lambda path: read_from_layers(lowers, path), container_id)
         cmd = list(spec["process"]["args"])
         if options.init:
             _add_init(spec)
@@ -419,21 +431,21 @@ class ContainerService:
                 # this container is about to use.
                 held.enter_context(self._engine.volumes.lock())
                 created_volumes = self._engine.volumes.apply(plan, img)
-            self._make_bundle(bundle, img, spec, options, discard_upper=create.auto_remove)
+            self._make_bundle(bundle, lowers, spec, options, discard_upper=create.auto_remove)
             record = ContainerRecord(
                 id=container_id, name=name, image_id=img.id, image=image, created=time.time(),
                 config=json.dumps(self._docker_config(img, image, spec, cmd, options,
                                                       create, plan)).encode(),
                 status="created", pid=0, pid_start=0, exit_code=0, started_at=0.0,
                 finished_at=0.0, oom_killed=False, error="")
-            for _ in range(20):
+            for attempt in range(1, 21):
                 owner = self._store.metadata.add_container(record)
                 if owner is None:
                     break
                 if create.name:  # the user's choice: Docker's conflict error
                     raise ConflictError(_name_conflict(name, owner))
                 # A generated name another process took meanwhile: draw another.
-                record = records.replace(record, name=self._generate_name())
+                record = records.replace(record, name=_generated_name(attempt))
             else:
                 raise ConflictError("could not find a free container name")
         except BaseException:
@@ -445,37 +457,27 @@ class ContainerService:
             held.close()
         return Container(self, record)
 
-    def _generate_name(self) -> str:
-        for _ in range(100):
-            name = f"{_pick(_ADJECTIVES)}_{_pick(_NAMES)}"
-            if self._store.metadata.container_for_name(name) is None:
-                return name
-        return f"barque_{os.urandom(4).hex()}"
-
     def _check_name_free(self, name: str) -> None:
         owner = self._store.metadata.container_for_name(name)
         if owner:
             raise ConflictError(_name_conflict(name, owner))
 
-    def _rootfs_reader(self, img: Image) -> Callable[[str], bytes | None]:
-        layers = self._image_layers(img)
-        return lambda path: read_from_layers(layers, path)
-
     def _image_layers(self, img: Image) -> list[Path]:
         """The image's unpacked layers, top first (the overlay's lower dirs)."""
         return [self._store.snapshots.path(layer.chain_id) for layer in reversed(img.layers)]
 
-    def _make_bundle(self, bundle: Path, img: Image, spec: dict[str, Any],
+    def _make_bundle(self, bundle: Path, lowers: list[Path], spec: dict[str, Any],
                      options: RunOptions, *, discard_upper: bool = False) -> None:
         """The container's directory: upper/work/rootfs, its /etc files, ``config.json``.
         ``discard_upper`` (``--rm``): the overlay is mounted volatile, so stopping the
         container does not sync the store's filesystem for an upper about to be deleted."""
         from .store.content import write_atomic
 
+        os.makedirs(bundle, 0o700)
         for sub in ("upper", "work", "rootfs"):
-            (bundle / sub).mkdir(parents=True, mode=0o700 if sub == "work" else 0o755)
+            os.mkdir(f"{bundle}/{sub}", 0o700 if sub == "work" else 0o755)
         os.chmod(bundle, 0o700)
-        self._init_layer(bundle / "upper", img)
+        self._init_layer(bundle / "upper", lowers)
         hostname = spec.get("hostname") or bundle.name[:12]
         (bundle / "hostname").write_text(hostname + "\n")
         (bundle / "hosts").write_text(
@@ -491,7 +493,6 @@ class ContainerService:
             spec.setdefault("mounts", []).append({
                 "destination": f"/etc/{name}", "type": "bind", "source": str(bundle / name),
                 "options": ["rbind", "rprivate"] + (["ro"] if options.read_only else [])})
-        lowers = [self._store.snapshots.path(layer.chain_id) for layer in reversed(img.layers)]
         spec["root"] = {"path": "rootfs", "readonly": bool(options.read_only)}
         spec.setdefault("annotations", {}).update({
             "org.barque.overlay.lower": ":".join(str(p) for p in lowers),
@@ -506,14 +507,13 @@ class ContainerService:
         write_atomic(bundle / "config.json", json.dumps(spec, separators=(",", ":")).encode(),
                      self._store.paths.tmp, mode=0o600, sync=False)
 
-    def _init_layer(self, upper: Path, img: Image) -> None:
+    def _init_layer(self, upper: Path, layers: list[Path]) -> None:
         """What Docker's init layer adds to every container, so that tools relying on it
         work: ``/etc/mtab -> /proc/mounts`` and an empty ``/.dockerenv``. Written into the
         container's upper dir; ``/etc`` there copies the image's owner and mode so the merged
         view of ``/etc`` is unchanged."""
         import stat
 
-        layers = [self._store.snapshots.path(x.chain_id) for x in reversed(img.layers)]
         etc_meta = None
         for layer in layers:
             try:
@@ -958,9 +958,13 @@ class ContainerService:
             self.wait(container_id)
         self._remove_stopped(container_id, volumes=volumes)
 
-    def _remove_stopped(self, container_id: str, volumes: bool = False) -> None:
+    def _remove_stopped(self, container_id: str, volumes: bool = False,
+                        record: ContainerRecord | None = None) -> None:
+        """``record``: the container's, when the caller has it (its config is all that is
+        read, and that never changes)."""
         self._release_cgroup(container_id)
-        record = self._store.metadata.get_container(container_id) if volumes else None
+        if volumes and record is None:
+            record = self._store.metadata.get_container(container_id)
         self._store.metadata.remove_container(container_id)
         # Only a container with mounts pays for importing the volume service.
         if record is not None and json.loads(record.config).get("Mounts"):
@@ -1016,7 +1020,7 @@ class ContainerService:
                 os.close(devnull)
         if create.auto_remove:
             # Reaped, so nothing of it runs: its books and files go straight away.
-            self._remove_stopped(container.id, volumes=True)
+            self._remove_stopped(container.id, volumes=True, record=container._record)
         else:
             self._finish(container.id, code, time.time())
         return code
