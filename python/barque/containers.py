@@ -226,6 +226,17 @@ def _pick(words: tuple[str, ...]) -> str:
     return words[int.from_bytes(os.urandom(2), "big") % len(words)]
 
 
+def _write_new(path: str, data: bytes, mode: int) -> None:
+    """A new file (never an existing one: O_EXCL) with ``data``."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+
+
 def _generated_name(attempt: int = 0) -> str:
     """Docker's kind of name; after a clash, with a digit (as Docker), then a hex suffix."""
     name = f"{_pick(_ADJECTIVES)}_{_pick(_NAMES)}"
@@ -471,27 +482,30 @@ class ContainerService:
         """The container's directory: upper/work/rootfs, its /etc files, ``config.json``.
         ``discard_upper`` (``--rm``): the overlay is mounted volatile, so stopping the
         container does not sync the store's filesystem for an upper about to be deleted."""
-        from .store.content import write_atomic
-
         os.makedirs(bundle, 0o700)
+        os.chmod(bundle, 0o700)  # makedirs' mode is masked by the umask
         for sub in ("upper", "work", "rootfs"):
             os.mkdir(f"{bundle}/{sub}", 0o700 if sub == "work" else 0o755)
-        os.chmod(bundle, 0o700)
         self._init_layer(bundle / "upper", lowers)
         hostname = spec.get("hostname") or bundle.name[:12]
-        (bundle / "hostname").write_text(hostname + "\n")
-        (bundle / "hosts").write_text(
-            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-            f"127.0.1.1\t{hostname}\n")
         try:
-            with open("/etc/resolv.conf", "rb") as f:
-                resolv = f.read()
+            fd = os.open("/etc/resolv.conf", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                resolv = os.read(fd, 1 << 16)
+            finally:
+                os.close(fd)
         except OSError:
             resolv = b""
-        (bundle / "resolv.conf").write_bytes(resolv)
-        for name in ("hostname", "hosts", "resolv.conf"):
+        files = {
+            "hostname": f"{hostname}\n".encode(),
+            "hosts": ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+                      f"127.0.1.1\t{hostname}\n").encode(),
+            "resolv.conf": resolv,
+        }
+        for name, content in files.items():
+            _write_new(f"{bundle}/{name}", content, 0o644)
             spec.setdefault("mounts", []).append({
-                "destination": f"/etc/{name}", "type": "bind", "source": str(bundle / name),
+                "destination": f"/etc/{name}", "type": "bind", "source": f"{bundle}/{name}",
                 "options": ["rbind", "rprivate"] + (["ro"] if options.read_only else [])})
         spec["root"] = {"path": "rootfs", "readonly": bool(options.read_only)}
         spec.setdefault("annotations", {}).update({
@@ -501,11 +515,13 @@ class ContainerService:
         })
         if discard_upper:
             spec["annotations"]["org.barque.overlay.volatile"] = "true"
-        # Not synced: a bundle lost to a power cut fails its next start with a clear error,
-        # and run --rm would pay two fsyncs for nothing. Compact: only json's C encoder is
-        # fast, and it does not indent (the seccomp profile makes this document large).
-        write_atomic(bundle / "config.json", json.dumps(spec, separators=(",", ":")).encode(),
-                     self._store.paths.tmp, mode=0o600, sync=False)
+        # Written in place, not synced: nobody reads this bundle before the container's record
+        # exists (the commit point, added after), and a bundle lost to a power cut fails its
+        # next start with a clear error; run --rm would pay two fsyncs for nothing. Compact:
+        # only json's C encoder is fast, and it does not indent (the seccomp profile makes this
+        # document large).
+        _write_new(f"{bundle}/config.json", json.dumps(spec, separators=(",", ":")).encode(),
+                   0o600)
 
     def _init_layer(self, upper: Path, layers: list[Path]) -> None:
         """What Docker's init layer adds to every container, so that tools relying on it
