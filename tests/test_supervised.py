@@ -170,6 +170,23 @@ def test_pause_unpause_top_restart(store, busybox) -> None:
     assert _status(store, "ticker") == ""
 
 
+def test_restart_keeps_an_rm_container_which_a_later_stop_removes(store, busybox) -> None:
+    # As Docker: the restart's stop does not trigger --rm (its supervisor's cleanup sees the
+    # restart), the volatile overlay's work dir can be mounted again, and --rm still holds for
+    # the restarted container.
+    barque(store, "run", "-d", "--rm", "--network", "none", "--name", "phoenix", busybox,
+           "sleep", "100")
+    first_pid = _inspect(store, "phoenix")["State"]["Pid"]
+    for _ in range(3):
+        barque(store, "restart", "-t", "0", "phoenix")
+    time.sleep(1)  # the old supervisors' exit commands have run by now
+    state = _inspect(store, "phoenix")["State"]
+    assert state["Running"] and state["Pid"] != first_pid
+    assert not list((store / "containers").glob("*/restarting"))
+    barque(store, "stop", "-t", "0", "phoenix")
+    _until(lambda: _status(store, "phoenix") == "", what="the --rm container removed")
+
+
 def test_stop_signal(store, busybox) -> None:
     barque(store, "run", "-d", "--network", "none", "--name", "polite", "--stop-signal", "USR1",
            busybox, "sh", "-c", "trap 'echo got usr1; exit 5' USR1; "

@@ -226,6 +226,10 @@ def _pick(words: tuple[str, ...]) -> str:
     return words[int.from_bytes(os.urandom(2), "big") % len(words)]
 
 
+#: In a container's directory while ``restart`` stops and starts it: the restarting pid.
+_RESTARTING = "restarting"
+
+
 def _write_new(path: str, data: bytes, mode: int) -> None:
     """A new file (never an existing one: O_EXCL) with ``data``."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
@@ -782,10 +786,39 @@ class ContainerService:
         self.wait(record.id)
 
     def restart(self, name_or_id: str, timeout: float = 10) -> Container:
-        """``docker restart``: stop (if running), then start detached."""
+        """``docker restart``: stop (if running), then start detached. As with Docker, the
+        stop does not remove a ``--rm`` container: its supervisor's exit command sees the
+        restart under way (a marker naming this process) and leaves it. The new supervisor
+        starts once the old one is gone, since both use the same state directory."""
+        from .runtime import supervisor
+
         container_id = self.resolve_id(name_or_id)
-        self.stop(container_id, timeout)
-        return self.start(container_id)
+        marker = self._store.paths.container(container_id) / _RESTARTING
+        old_shim = supervisor.shim_pid(self._store.paths.run_state(container_id))
+        old_shim_start = _process_start_time(old_shim) if old_shim else 0
+        marker.write_text(str(os.getpid()))
+        try:
+            self.stop(container_id, timeout)
+            if old_shim:
+                _wait_gone(old_shim, old_shim_start, 10)
+            return self.start(container_id)
+        except BaseException:
+            with contextlib.suppress(Exception):  # the restart's own error is the one to raise
+                if json.loads(self._load(container_id).config)["HostConfig"].get("AutoRemove"):
+                    self._abandon(container_id, True)
+            raise
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                marker.unlink()
+
+    def _restarting(self, container_id: str) -> bool:
+        """Whether a live ``restart`` holds this container (see :meth:`restart`)."""
+        try:
+            pid = int((self._store.paths.container(container_id) / _RESTARTING).read_text())
+            os.kill(pid, 0)
+        except (OSError, ValueError):
+            return False
+        return True
 
     def pause(self, name_or_id: str) -> None:
         """Freeze every process of the container (the cgroup freezer)."""
@@ -957,7 +990,8 @@ class ContainerService:
             record = self._repair(record)
             if record is None or record.status in ("running", "paused"):
                 return
-            if json.loads(record.config)["HostConfig"].get("AutoRemove"):
+            if json.loads(record.config)["HostConfig"].get("AutoRemove") \
+                    and not self._restarting(container_id):
                 self._remove_stopped(container_id, volumes=True)
 
     def remove(self, name_or_id: str, force: bool = False, volumes: bool = False) -> None:

@@ -131,12 +131,17 @@ def read_exit(state_dir: Path) -> ExitRecord | None:
 
 def shim_alive(state_dir: Path) -> bool:
     """Whether the supervisor of ``state_dir`` still runs (its pid names a barque-shim)."""
+    return shim_pid(state_dir) is not None
+
+
+def shim_pid(state_dir: Path) -> int | None:
+    """The pid of the supervisor of ``state_dir`` while it runs, else None."""
     try:
         pid = int((state_dir / "shim.pid").read_text().strip())
         with open(f"/proc/{pid}/comm") as f:
-            return f.read().strip().startswith("barque-shim")
+            return pid if f.read().strip().startswith("barque-shim") else None
     except (OSError, ValueError):
-        return False
+        return None
 
 
 def encode(frame_type: int, payload: bytes = b"") -> bytes:

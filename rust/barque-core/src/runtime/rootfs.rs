@@ -208,22 +208,21 @@ impl RootfsPlan {
                 ..
             } => {
                 if let (Some((_, work)), true) = (upper, volatile) {
-                    // A volatile overlay leaves work/work/incompat/volatile behind, and the
-                    // kernel refuses to mount that work dir again (the upper may have lost
+                    // A volatile overlay leaves work/work/incompat/volatile/dirty behind, and
+                    // the kernel refuses to mount that work dir again (the upper may have lost
                     // writes in a crash). Its upper is discarded with the container, which a
                     // host crash removes: a restart of the same container may reuse it.
+                    // (remove_dir_all does not follow symlinks.)
                     let incompat = Path::new(std::ffi::OsStr::from_bytes(work.as_bytes()))
                         .join("work/incompat");
-                    for dir in [incompat.join("volatile"), incompat] {
-                        match std::fs::remove_dir(&dir) {
-                            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                                return Err(RootfsError::Remove {
-                                    path: dir,
-                                    source: e,
-                                })
-                            }
-                            _ => {}
+                    match std::fs::remove_dir_all(&incompat) {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                            return Err(RootfsError::Remove {
+                                path: incompat,
+                                source: e,
+                            })
                         }
+                        _ => {}
                     }
                 }
                 std::fs::create_dir_all(&self.path).map_err(|source| RootfsError::Create {
@@ -405,6 +404,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let work = dir.path().join("work");
         std::fs::create_dir_all(work.join("work/incompat/volatile")).unwrap();
+        // What the kernel leaves: a marker file in the volatile dir.
+        std::fs::write(work.join("work/incompat/volatile/dirty"), "").unwrap();
         let s = spec(serde_json::json!({
             "ociVersion": "1.0.2",
             "root": {"path": "rootfs"},
