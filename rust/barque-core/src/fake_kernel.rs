@@ -11,7 +11,7 @@ use std::path::Path;
 use std::rc::Rc;
 
 use crate::archive::Timestamp;
-use crate::kernel::{Kernel, NodeKind, Target};
+use crate::kernel::{Creator, Kernel, NodeKind, Target};
 
 #[derive(Debug, Clone)]
 pub struct Inode {
@@ -85,6 +85,20 @@ impl FakeKernel {
     }
 
     fn insert(&self, path: &[u8], kind: NodeKind, mode: u32) -> Shared {
+        // Like the kernel: in a setgid directory a new node takes the directory's group, and
+        // a new directory the setgid bit too.
+        let parent = path
+            .iter()
+            .rposition(|&b| b == b'/')
+            .map_or(&path[..0], |i| &path[..i]);
+        let inherited = self.lookup(parent).and_then(|d| {
+            let d = d.borrow();
+            (d.kind == NodeKind::Directory && d.mode & 0o2000 != 0).then_some(d.gid)
+        });
+        let mode = match (inherited, kind) {
+            (Some(_), NodeKind::Directory) => mode | 0o2000,
+            _ => mode,
+        };
         let mut st = self.state.borrow_mut();
         st.next_ino += 1;
         let inode = Rc::new(RefCell::new(Inode {
@@ -92,7 +106,7 @@ impl FakeKernel {
             kind,
             mode,
             uid: 0,
-            gid: 0,
+            gid: inherited.unwrap_or(0),
             mtime: None,
             xattrs: BTreeMap::new(),
             content: Vec::new(),
@@ -241,15 +255,23 @@ impl Kernel for FakeKernel {
         Ok(())
     }
 
-    fn create_file(&self, parent: &FakeDir, name: &OsStr) -> io::Result<FakeFile> {
+    fn create_file(&self, parent: &FakeDir, name: &OsStr, mode: u32) -> io::Result<FakeFile> {
         let (p, node) = self.child(parent, name)?;
         if node.is_some() {
             return Err(err(libc::EEXIST));
         }
         self.log(format!("create {}", String::from_utf8_lossy(&p)));
         Ok(FakeFile {
-            inode: self.insert(&p, NodeKind::Regular, 0o600),
+            inode: self.insert(&p, NodeKind::Regular, mode & !UMASK),
         })
+    }
+
+    fn creator(&self) -> Creator {
+        Creator {
+            uid: 0,
+            gid: 0,
+            umask: UMASK,
+        }
     }
 
     fn symlink(&self, parent: &FakeDir, name: &OsStr, target: &OsStr) -> io::Result<()> {

@@ -60,9 +60,11 @@ pub trait Kernel {
     /// `lstat`: `None` when nothing is there.
     fn node_kind(&self, parent: &Self::Dir, name: &OsStr) -> io::Result<Option<NodeKind>>;
     fn make_dir(&self, parent: &Self::Dir, name: &OsStr, mode: u32) -> io::Result<()>;
-    /// Creates a new regular file, mode 0600 until metadata is applied
+    /// Creates a new regular file with permission bits `mode` less the umask
     /// (`O_CREAT|O_EXCL|O_NOFOLLOW`: never writes through whatever was there).
-    fn create_file(&self, parent: &Self::Dir, name: &OsStr) -> io::Result<Self::File>;
+    fn create_file(&self, parent: &Self::Dir, name: &OsStr, mode: u32) -> io::Result<Self::File>;
+    /// Who owns what this process creates, and what its umask takes away.
+    fn creator(&self) -> Creator;
     fn symlink(&self, parent: &Self::Dir, name: &OsStr, target: &OsStr) -> io::Result<()>;
     /// Hard link without following a symlink at the source.
     fn hard_link(
@@ -102,6 +104,15 @@ pub trait Kernel {
 /// The real thing, on Linux syscalls through rustix.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Linux;
+
+/// The owner of a node this process creates (unless its directory is setgid, which passes
+/// its group on) and the umask applied to the mode it is created with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Creator {
+    pub uid: u32,
+    pub gid: u32,
+    pub umask: u32,
+}
 
 fn file_kind(ft: FileType) -> NodeKind {
     match ft {
@@ -195,14 +206,34 @@ impl Kernel for Linux {
         Ok(rfs::mkdirat(parent, name, Mode::from_raw_mode(mode))?)
     }
 
-    fn create_file(&self, parent: &OwnedFd, name: &OsStr) -> io::Result<File> {
+    fn create_file(&self, parent: &OwnedFd, name: &OsStr, mode: u32) -> io::Result<File> {
         let fd = rfs::openat(
             parent,
             name,
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o600),
+            Mode::from_raw_mode(mode),
         )?;
         Ok(File::from(fd))
+    }
+
+    fn creator(&self) -> Creator {
+        // The umask is read from /proc (Linux 4.7+): setting it to learn it would race with
+        // the caller's other threads. Unknown, it is taken as masking everything, so every
+        // mode is then set explicitly.
+        let umask = std::fs::read_to_string("/proc/thread-self/status")
+            .ok()
+            .and_then(|status| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Umask:"))
+                    .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+            })
+            .unwrap_or(0o777);
+        Creator {
+            uid: rustix::process::geteuid().as_raw(),
+            gid: rustix::process::getegid().as_raw(),
+            umask,
+        }
     }
 
     fn symlink(&self, parent: &OwnedFd, name: &OsStr, target: &OsStr) -> io::Result<()> {

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use crate::archive::{Archive, ArchiveError, Entry, EntryKind, Timestamp};
 use crate::error::{os_class, stream_error_class, ErrorClass};
-use crate::kernel::{Kernel, NodeKind, Target};
+use crate::kernel::{Creator, Kernel, NodeKind, Target};
 use crate::limits::{LimitError, Limits};
 use crate::path::{EntryPath, PathError};
 use crate::resolve::{remove_all, DirHandle, ResolveError, Resolver};
@@ -99,6 +99,17 @@ pub fn xattr_allowed(name: &[u8]) -> bool {
         && !name.contains(&0)
 }
 
+/// How the node whose metadata is being applied came to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Made {
+    /// It was there already (a directory kept, the layer root, a device node).
+    Before,
+    /// Created just now by this process, with an unknown mode.
+    Now,
+    /// Created just now with these permission bits (before the umask).
+    WithMode(u32),
+}
+
 /// Extracts entries into one directory.
 pub struct Unpacker<K: Kernel> {
     resolver: Resolver<K>,
@@ -118,12 +129,19 @@ struct Context<K: Kernel> {
     dir_times: HashMap<EntryPath, Timestamp>,
     /// Non-directories this layer made: the only valid hard-link targets.
     made: HashSet<Vec<u8>>,
+    /// Who owns what this process creates, and its umask: a new file that already has the
+    /// entry's owner and mode is not chowned or chmodded (two of its ~6 syscalls).
+    creator: Creator,
+    /// Directories set setgid by this layer (`""` is the root): what is created under them
+    /// takes their group, so its owner is always set.
+    setgid_dirs: HashSet<Vec<u8>>,
     buf: Vec<u8>,
 }
 
 impl<K: Kernel> Unpacker<K> {
     /// `chown` applies the entries' ownership (only root may); `root_path` is for messages.
     pub fn new(kernel: K, root: K::Dir, root_path: &Path, limits: Limits, chown: bool) -> Self {
+        let creator = kernel.creator();
         Unpacker {
             resolver: Resolver::new(root, root_path),
             ctx: Context {
@@ -136,6 +154,8 @@ impl<K: Kernel> Unpacker<K> {
                 unpacked_bytes: 0,
                 dir_times: HashMap::new(),
                 made: HashSet::new(),
+                creator,
+                setgid_dirs: HashSet::new(),
                 buf: Vec::new(),
             },
         }
@@ -304,8 +324,14 @@ impl<K: Kernel> Unpacker<K> {
             });
         }
         let root = EntryPath::default();
-        self.ctx
-            .meta(Target::Dir(self.resolver.root()), entry, name, &root)?;
+        self.ctx.meta(
+            Target::Dir(self.resolver.root()),
+            entry,
+            name,
+            &root,
+            Made::Before,
+        )?;
+        self.ctx.note_setgid(&root, entry);
         self.ctx.dir_times.insert(root, entry.mtime);
         Ok(())
     }
@@ -427,22 +453,33 @@ impl<K: Kernel> Context<K> {
     }
 
     /// Ownership, then mode (chown clears setuid/setgid), then xattrs (chown also drops
-    /// `security.capability`), then times.
+    /// `security.capability`), then times. What a node `made` just now already has is not
+    /// set again.
     fn meta(
         &self,
         target: Target<'_, K>,
         entry: &Entry,
         name: &str,
         path: &EntryPath,
+        made: Made,
     ) -> Result<(), UnpackError> {
         let k = &self.kernel;
         let parts = path.components();
-        if self.chown {
+        let fresh = made != Made::Before;
+        let c = self.creator;
+        let owned = fresh && entry.uid == c.uid && entry.gid == c.gid && !self.under_setgid(path);
+        if self.chown && !owned {
             k.set_owner(target, entry.uid, entry.gid)
                 .map_err(self.io(name, "chown", parts))?;
         }
-        k.set_mode(target, entry.mode)
-            .map_err(self.io(name, "chmod", parts))?;
+        let moded = match made {
+            Made::WithMode(bits) => bits & !c.umask == entry.mode & 0o7777,
+            _ => false,
+        };
+        if !moded {
+            k.set_mode(target, entry.mode)
+                .map_err(self.io(name, "chmod", parts))?;
+        }
         for (xattr, value) in &entry.xattrs {
             k.set_xattr(target, OsStr::from_bytes(xattr), value)
                 .map_err(self.io(name, "set xattr on", parts))?;
@@ -452,6 +489,26 @@ impl<K: Kernel> Context<K> {
                 .map_err(self.io(name, "set times of", parts))?;
         }
         Ok(())
+    }
+
+    /// Whether a directory above `path` was made setgid by this layer (conservative: one
+    /// that was setgid once counts, and so does what it holds).
+    fn under_setgid(&self, path: &EntryPath) -> bool {
+        if self.setgid_dirs.is_empty() {
+            return false;
+        }
+        let bytes = path.to_bytes();
+        self.setgid_dirs.contains(&b""[..])
+            || bytes
+                .iter()
+                .enumerate()
+                .any(|(i, &b)| b == b'/' && self.setgid_dirs.contains(&bytes[..i]))
+    }
+
+    fn note_setgid(&mut self, path: &EntryPath, entry: &Entry) {
+        if entry.mode & 0o2000 != 0 {
+            self.setgid_dirs.insert(path.to_bytes());
+        }
     }
 
     fn directory(
@@ -467,13 +524,16 @@ impl<K: Kernel> Context<K> {
         let parts = path.components();
         let mut removed_dir = false;
         let made = self.kernel.make_dir(dir, file_name, NEW_DIR_MODE);
+        let mut fresh = Made::Now;
         if errno(&made) == Some(libc::EEXIST) {
             let existing = self
                 .kernel
                 .node_kind(dir, file_name)
                 .map_err(self.io(name, "inspect", parts))?;
             // Directory over directory keeps the content and only updates metadata.
+            fresh = Made::Before;
             if existing != Some(NodeKind::Directory) {
+                fresh = Made::Now;
                 removed_dir = self.clear(dir, path, name)?;
                 self.kernel
                     .make_dir(dir, file_name, NEW_DIR_MODE)
@@ -486,7 +546,8 @@ impl<K: Kernel> Context<K> {
             self.kernel
                 .open_dir(dir, file_name)
                 .map_err(self.io(name, "open directory", parts))?;
-        self.meta(Target::Dir(&opened), entry, name, path)?;
+        self.meta(Target::Dir(&opened), entry, name, path, fresh)?;
+        self.note_setgid(path, entry);
         self.dir_times.insert(path.clone(), entry.mtime);
         Ok(removed_dir)
     }
@@ -505,11 +566,17 @@ impl<K: Kernel> Context<K> {
         let parts = path.components();
         let mut removed_dir = false;
         // O_EXCL|O_NOFOLLOW: an existing node (maybe a symlink pointing out) is removed, never
-        // opened.
-        let mut created = self.kernel.create_file(dir, file_name);
+        // opened. Created with its final permission bits, unless it has special ones, which
+        // are set after the owner (chown clears them).
+        let bits = if entry.mode & 0o7000 == 0 {
+            entry.mode & 0o777
+        } else {
+            0o600
+        };
+        let mut created = self.kernel.create_file(dir, file_name, bits);
         if errno(&created) == Some(libc::EEXIST) {
             removed_dir = self.clear(dir, path, name)?;
-            created = self.kernel.create_file(dir, file_name);
+            created = self.kernel.create_file(dir, file_name, bits);
         }
         let mut file = created.map_err(self.io(name, "create", parts))?;
         let mut buf = std::mem::take(&mut self.buf);
@@ -533,7 +600,7 @@ impl<K: Kernel> Context<K> {
             let _ = self.kernel.start_writeback(&file, 0, 0);
         }
         self.unpacked_bytes += entry.size;
-        self.meta(Target::File(&file), entry, name, path)?;
+        self.meta(Target::File(&file), entry, name, path, Made::WithMode(bits))?;
         self.made.insert(path.to_bytes());
         Ok(removed_dir)
     }
@@ -567,7 +634,7 @@ impl<K: Kernel> Context<K> {
             name: file_name,
             kind: NodeKind::Symlink,
         };
-        self.meta(node, entry, name, path)?;
+        self.meta(node, entry, name, path, Made::Now)?;
         self.made.insert(path.to_bytes());
         Ok(removed_dir)
     }
@@ -600,6 +667,7 @@ impl<K: Kernel> Context<K> {
             entry,
             name,
             path,
+            Made::Before,
         )?;
         self.made.insert(path.to_bytes());
         Ok(removed_dir)
@@ -765,6 +833,87 @@ mod tests {
         let ping = k.inode("bin/ping").unwrap();
         assert_eq!(ping.mode, 0o2755);
         assert!(ping.xattrs.contains_key(OsStr::new("security.capability")));
+    }
+
+    /// The metadata calls made on `path`'s inode, by verb.
+    fn verbs_on(k: &FakeKernel, path: &str) -> Vec<String> {
+        let ino = format!("ino{}", k.inode(path).unwrap().ino);
+        k.ops()
+            .into_iter()
+            .filter(|o| o.split(' ').nth(1) == Some(ino.as_str()))
+            .map(|o| o.split(' ').next().unwrap().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn a_new_file_that_already_has_its_owner_and_mode_is_not_chowned_or_chmodded() {
+        let mut b = TarBuilder::new();
+        b.add(
+            header(tar::EntryType::Regular, 0o644, 0, 0),
+            "etc/motd",
+            b"hi",
+        );
+        b.add(
+            header(tar::EntryType::Regular, 0o664, 0, 0),
+            "etc/shared",
+            b"x",
+        );
+        b.add(
+            header(tar::EntryType::Regular, 0o640, 0, 42),
+            "etc/shadow",
+            b"x",
+        );
+        let k = FakeKernel::new();
+        unpack(&k, &b.finish()).unwrap();
+        assert_eq!(verbs_on(&k, "etc/motd"), ["mtime"]);
+        // The umask (022) took a bit the entry has: set explicitly.
+        assert_eq!(verbs_on(&k, "etc/shared"), ["chmod", "mtime"]);
+        assert_eq!(verbs_on(&k, "etc/shadow"), ["chown", "mtime"]);
+        for (path, mode, gid) in [
+            ("etc/motd", 0o644, 0),
+            ("etc/shared", 0o664, 0),
+            ("etc/shadow", 0o640, 42),
+        ] {
+            let i = k.inode(path).unwrap();
+            assert_eq!((i.mode, i.uid, i.gid), (mode, 0, gid), "{path}");
+        }
+    }
+
+    #[test]
+    fn what_a_setgid_directory_holds_gets_its_owner_set() {
+        let mut b = TarBuilder::new();
+        b.add(
+            header(tar::EntryType::Directory, 0o2775, 0, 8),
+            "var/mail/",
+            b"",
+        );
+        b.add(
+            header(tar::EntryType::Regular, 0o644, 0, 0),
+            "var/mail/root",
+            b"x",
+        );
+        b.add(
+            header(tar::EntryType::Regular, 0o644, 0, 0),
+            "var/mail/deep/er",
+            b"x",
+        );
+        b.add(
+            header(tar::EntryType::Regular, 0o644, 0, 0),
+            "var/other",
+            b"x",
+        );
+        let k = FakeKernel::new();
+        unpack(&k, &b.finish()).unwrap();
+        for path in ["var/mail/root", "var/mail/deep/er"] {
+            assert_eq!(
+                k.inode(path).unwrap().gid,
+                0,
+                "{path} kept the directory's group"
+            );
+            assert!(verbs_on(&k, path).contains(&"chown".to_owned()), "{path}");
+        }
+        assert_eq!(verbs_on(&k, "var/other"), ["mtime"]);
+        assert_eq!(k.inode("var/mail").unwrap().mode, 0o2775);
     }
 
     #[test]
