@@ -845,26 +845,30 @@ mod tests {
             .collect()
     }
 
+    /// A layer of the given (kind, mode, uid, gid, path) entries, each with one byte.
+    fn layer(entries: &[(tar::EntryType, u32, u64, u64, &str)]) -> Vec<u8> {
+        let mut b = TarBuilder::new();
+        for &(kind, mode, uid, gid, path) in entries {
+            let data: &[u8] = if kind == tar::EntryType::Directory {
+                b""
+            } else {
+                b"x"
+            };
+            b.add(header(kind, mode, uid, gid), path, data);
+        }
+        b.finish()
+    }
+
     #[test]
     fn a_new_file_that_already_has_its_owner_and_mode_is_not_chowned_or_chmodded() {
-        let mut b = TarBuilder::new();
-        b.add(
-            header(tar::EntryType::Regular, 0o644, 0, 0),
-            "etc/motd",
-            b"hi",
-        );
-        b.add(
-            header(tar::EntryType::Regular, 0o664, 0, 0),
-            "etc/shared",
-            b"x",
-        );
-        b.add(
-            header(tar::EntryType::Regular, 0o640, 0, 42),
-            "etc/shadow",
-            b"x",
-        );
+        use tar::EntryType::Regular;
+        let tar = layer(&[
+            (Regular, 0o644, 0, 0, "etc/motd"),
+            (Regular, 0o664, 0, 0, "etc/shared"),
+            (Regular, 0o640, 0, 42, "etc/shadow"),
+        ]);
         let k = FakeKernel::new();
-        unpack(&k, &b.finish()).unwrap();
+        unpack(&k, &tar).unwrap();
         assert_eq!(verbs_on(&k, "etc/motd"), ["mtime"]);
         // The umask (022) took a bit the entry has: set explicitly.
         assert_eq!(verbs_on(&k, "etc/shared"), ["chmod", "mtime"]);
@@ -881,29 +885,15 @@ mod tests {
 
     #[test]
     fn what_a_setgid_directory_holds_gets_its_owner_set() {
-        let mut b = TarBuilder::new();
-        b.add(
-            header(tar::EntryType::Directory, 0o2775, 0, 8),
-            "var/mail/",
-            b"",
-        );
-        b.add(
-            header(tar::EntryType::Regular, 0o644, 0, 0),
-            "var/mail/root",
-            b"x",
-        );
-        b.add(
-            header(tar::EntryType::Regular, 0o644, 0, 0),
-            "var/mail/deep/er",
-            b"x",
-        );
-        b.add(
-            header(tar::EntryType::Regular, 0o644, 0, 0),
-            "var/other",
-            b"x",
-        );
+        use tar::EntryType::{Directory, Regular};
+        let tar = layer(&[
+            (Directory, 0o2775, 0, 8, "var/mail/"),
+            (Regular, 0o644, 0, 0, "var/mail/root"),
+            (Regular, 0o644, 0, 0, "var/mail/deep/er"),
+            (Regular, 0o644, 0, 0, "var/other"),
+        ]);
         let k = FakeKernel::new();
-        unpack(&k, &b.finish()).unwrap();
+        unpack(&k, &tar).unwrap();
         for path in ["var/mail/root", "var/mail/deep/er"] {
             assert_eq!(
                 k.inode(path).unwrap().gid,
