@@ -182,12 +182,13 @@ class Metadata:
             # The schema is created once per store, not on every open: that would take the
             # write lock (BEGIN IMMEDIATE) in every command, readers included.
             current = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if current != _schema_version():
+        wanted = _schema_version()
+        if current != wanted:
             with self.transaction():
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         self._db.execute(statement)
-                self._db.execute(f"PRAGMA user_version = {_schema_version()}")
+                self._db.execute(f"PRAGMA user_version = {wanted}")
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
