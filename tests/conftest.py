@@ -36,12 +36,14 @@ Function-scoped:
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from barque.config import Settings
+from helpers import native_cli_used, start_forkserver, stop_forkserver
 from registry_server import (
     DOCKER_REGISTRY,
     IMAGES,
@@ -67,6 +69,33 @@ def _require_tools() -> None:
 def _require_images() -> None:
     if not IMAGES.is_dir():
         pytest.skip(f"shared fixture images not found at {IMAGES} (set BARQUE_SHARED)")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def forkserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path | None]:
+    """When tests run the native front end (helpers.native_cli_used), a forkserver of this
+    checkout's code in a private directory, for the whole session, with
+    ``BARQUE_FORKSERVER=require``: a command it did not run fails rather than passing
+    unnoticed through the Python CLI."""
+    if not native_cli_used():
+        yield None
+        return
+    directory = tmp_path_factory.mktemp("forkserver")
+    saved = {k: os.environ.get(k) for k in ("BARQUE_FORKSERVER_DIR", "BARQUE_FORKSERVER")}
+    os.environ["BARQUE_FORKSERVER_DIR"] = str(directory)
+    os.environ["BARQUE_FORKSERVER"] = "require"
+    server = start_forkserver(directory)
+    try:
+        yield directory
+    finally:
+        server.kill()
+        server.wait()
+        stop_forkserver(directory)  # a successor started by a test
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 @pytest.fixture(scope="session")

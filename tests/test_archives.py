@@ -8,13 +8,12 @@ import io
 import json
 import os
 import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
 import pytest
 
-from helpers import SHARED, barque, expected_listing, merged_listing
+from helpers import SHARED, barque, cli, expected_listing, merged_listing
 
 IMAGES = SHARED / "fixtures" / "images"
 LAYERS_TAR = IMAGES / "layers-1.docker.tar"
@@ -29,7 +28,7 @@ pytestmark = [needs_fixtures]
 def barque_bytes(root: Path, *args: str, stdin: bytes | None = None,
                  check: bool = True) -> subprocess.CompletedProcess[bytes]:
     """``barque`` with binary stdin/stdout (save to and load from a pipe)."""
-    proc = subprocess.run([sys.executable, "-m", "barque", "--root", str(root), *args],
+    proc = subprocess.run([*cli(), "--root", str(root), *args],
                           input=stdin, capture_output=True, timeout=300)
     if check and proc.returncode != 0:
         raise AssertionError(f"barque {' '.join(args)} exited {proc.returncode}: "
@@ -538,7 +537,7 @@ def _start_load(root: Path, data: bytes) -> tuple[subprocess.Popen[bytes], str]:
     import time
 
     before = _staging(root)
-    proc = subprocess.Popen([sys.executable, "-m", "barque", "--root", str(root), "load"],
+    proc = subprocess.Popen([*cli(), "--root", str(root), "load"],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
     assert proc.stdin is not None

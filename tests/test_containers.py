@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import barque
+from helpers import barque, cli
 
 pytestmark = [
     pytest.mark.registry,
@@ -130,7 +130,7 @@ def test_rm_leaves_no_mounts_or_directories(store, busybox) -> None:
 def test_a_relative_root_works_from_any_directory(store, busybox) -> None:
     # Containers start with their bundle as the working directory, so a relative --root must
     # be made absolute before any path inside it is handed to the runtime.
-    proc = subprocess.run([sys.executable, "-m", "barque", "--root", store.name, "run", "--rm",
+    proc = subprocess.run([*cli(), "--root", store.name, "run", "--rm",
                            "--network", "none", busybox, "cat", "/etc/hostname"],
                           capture_output=True, text=True, timeout=120, cwd=store.parent)
     assert proc.returncode == 0, proc.stderr
@@ -156,7 +156,7 @@ def test_twenty_runs_at_once(store, busybox) -> None:
 
 
 def test_container_killed_behind_our_back_shows_exited(store, busybox) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "barque", "--root", str(store), "run",
+    proc = subprocess.Popen([*cli(), "--root", str(store), "run",
                              "--network", "none", "--name", "ghost", busybox, "sleep", "300"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 30
@@ -223,7 +223,7 @@ def test_pids_limit_stops_a_fork_bomb(store, busybox) -> None:
 
 
 def test_cpus_sets_the_cfs_quota_and_rm_leaves_no_cgroup(store, busybox) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "barque", "--root", str(store), "run", "--rm",
+    proc = subprocess.Popen([*cli(), "--root", str(store), "run", "--rm",
                              "--network", "none", "--name", "slow", "--cpus", "0.5", "--memory",
                              "32m", "--pids-limit", "30", busybox, "sleep", "3"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -299,7 +299,7 @@ def test_create_then_export_equals_dockers_rootfs(store, fixture_images, tmp_pat
                              check=True, capture_output=True, text=True).stdout.splitlines()
     expected = (SHARED / "fixtures" / "images" / "layers-1.rootfs.txt").read_text().splitlines()
     assert listing == expected  # exactly, Docker's init-layer entries included
-    piped = subprocess.run([sys.executable, "-m", "barque", "--root", str(store), "export", cid],
+    piped = subprocess.run([*cli(), "--root", str(store), "export", cid],
                            check=True, capture_output=True).stdout
     assert piped[:512] == out.read_bytes()[:512] and len(piped) == out.stat().st_size
     barque(store, "rm", cid)
@@ -307,7 +307,7 @@ def test_create_then_export_equals_dockers_rootfs(store, fixture_images, tmp_pat
 
 def test_signals_to_barque_run_reach_the_container(store, busybox) -> None:
     script = 'trap "echo got TERM; exit 5" TERM; echo ready; while true; do sleep 0.1; done'
-    proc = subprocess.Popen([sys.executable, "-m", "barque", "--root", str(store), "run", "--rm",
+    proc = subprocess.Popen([*cli(), "--root", str(store), "run", "--rm",
                              "--network", "none", busybox, "sh", "-c", script],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None

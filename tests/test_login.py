@@ -8,11 +8,11 @@ import json
 import os
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from helpers import cli
 from registry_server import SKOPEO, Reply, Request, ScriptedServer
 
 pytestmark = pytest.mark.registry
@@ -26,7 +26,7 @@ def _barque(home: Path, *args: str, stdin: str = "") -> subprocess.CompletedProc
     """The CLI with HOME at ``home`` (so ~/.docker/config.json is the test's) and no tty."""
     env = {k: v for k, v in os.environ.items() if k != "DOCKER_CONFIG"}
     env["HOME"] = str(home)
-    return subprocess.run([sys.executable, "-m", "barque", "--root", str(home / "root"), *args],
+    return subprocess.run([*cli(), "--root", str(home / "root"), *args],
                           capture_output=True, text=True, input=stdin, env=env, timeout=120)
 
 

@@ -24,7 +24,7 @@ from barque.errors import (
     InvalidLayerError,
     PlatformNotFoundError,
 )
-from helpers import REPO, barque, expected_listing, merged_listing
+from helpers import REPO, barque, cli, expected_listing, merged_listing
 from registry_server import push_fixture, skopeo_copy, start_registry
 from throttle_proxy import ThrottleProxy
 
@@ -196,7 +196,7 @@ def big_image(registry, tmp_path_factory):  # type: ignore[no-untyped-def]
 
 
 def _spawn_pull(root: Path, ref: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "barque", "--root", str(root), "pull", ref],
+    return subprocess.Popen([*cli(), "--root", str(root), "pull", ref],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import barque
+from helpers import barque, cli
 
 pytestmark = [
     pytest.mark.registry,
@@ -87,7 +87,7 @@ def test_detached_logs_follow_stop_and_rm(store, busybox) -> None:
     assert barque(store, "logs", "--since", "2099-01-01", "talker").stdout == ""
 
     follower = subprocess.Popen(
-        [sys.executable, "-m", "barque", "--root", str(store), "logs", "-f", "talker"],
+        [*cli(), "--root", str(store), "logs", "-f", "talker"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         time.sleep(0.5)
@@ -257,7 +257,8 @@ class _Terminal:
     def __init__(self, root: Path, *args: str, rows: int = 33, cols: int = 101) -> None:
         self.pid, self.fd = pty.fork()
         if self.pid == 0:  # the child: exec at once
-            os.execv(sys.executable, [sys.executable, "-m", "barque", "--root", str(root), *args])
+            command = cli()
+            os.execv(command[0], [*command, "--root", str(root), *args])
         fcntl_winsz(self.fd, rows, cols)
         self.seen = b""
 
@@ -323,7 +324,7 @@ def test_it_runs_a_shell_on_a_real_terminal(store, busybox) -> None:
 
 def test_it_without_a_terminal_is_refused(store, busybox) -> None:
     before = barque(store, "ps", "-a", "-q").stdout
-    proc = subprocess.run([sys.executable, "-m", "barque", "--root", str(store), "run", "-it",
+    proc = subprocess.run([*cli(), "--root", str(store), "run", "-it",
                            "--network", "none", busybox, "sh"], stdin=subprocess.DEVNULL,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 125 and proc.stderr == "Error: the input device is not a TTY\n"
@@ -373,7 +374,7 @@ def test_exec_joins_the_running_container(store, busybox) -> None:
     assert barque(store, "exec", "host1", "sh", "-c", "exit 9", check=False).returncode == 9
     missing = barque(store, "exec", "host1", "/no/such", check=False)
     assert missing.returncode == 127 and "/no/such" in missing.stderr
-    fed = subprocess.run([sys.executable, "-m", "barque", "--root", str(store), "exec", "-i",
+    fed = subprocess.run([*cli(), "--root", str(store), "exec", "-i",
                           "host1", "cat"], input="piped\n", capture_output=True, text=True,
                          timeout=30)
     assert fed.stdout == "piped\n"

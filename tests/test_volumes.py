@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO, barque
+from helpers import REPO, barque, cli
 
 pytestmark = [
     pytest.mark.registry,
@@ -241,7 +241,7 @@ def test_bind_mount_creates_the_host_directory_owned_by_the_sudo_user(store, bus
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("SUDO_")}
     mine = tmp_path / "mine"
-    proc = subprocess.run([sys.executable, "-m", "barque", "--root", str(store), "run", *NET,
+    proc = subprocess.run([*cli(), "--root", str(store), "run", *NET,
                            "--rm", "-v", f"{mine}:/data", busybox, "true"], env=env,
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr

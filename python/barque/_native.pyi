@@ -259,3 +259,10 @@ def spawn_terminal(
     A spec without ``process.terminal`` raises ContainerError (125), as ``spawn`` does for one
     with it. Releases the GIL.
     """
+
+def populate_writable_memory(stop_when_readable: int | None = None) -> int:
+    """Copy every present page of this process's private writable mappings now (breaking
+    copy-on-write sharing with the parent ahead of use), stopping early once the descriptor
+    ``stop_when_readable`` has input; returns the number of pages populated, 0 where the kernel
+    lacks ``MADV_POPULATE_WRITE``. Releases the GIL. Raises OSError if
+    ``/proc/self/maps`` or ``/proc/self/pagemap`` cannot be read."""

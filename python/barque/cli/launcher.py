@@ -189,7 +189,24 @@ def _store(values: dict, option: tuple[str, bool, type], text: str) -> bool:
 
 
 def main() -> None:
+    if sys.argv[0].endswith("barque-py"):  # the native front end's fallback: still `barque`
+        sys.argv[0] = "barque"
     argv = sys.argv[1:]
+    if argv[:1] == ["__forkserver__"]:  # started by the native front end, not by users
+        from .forkserver import main as serve
+
+        sys.exit(serve(argv[1:]))
+    code = command(argv)
+    # Leave without the interpreter's teardown and without closing the store's database,
+    # whose last connection would checkpoint the SQLite WAL (two fdatasyncs and an unlink) on
+    # every command: the WAL is durable as it is, and checkpoints run as it grows.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def command(argv: list[str]) -> int:
+    """Run one command line; returns its exit code (typer's commands raise SystemExit)."""
     run = parse_run(argv)
     ps = None if run is not None else parse_ps(argv)
     pull = None if run is not None or ps is not None else parse_pull(argv)
@@ -197,7 +214,7 @@ def main() -> None:
         from .main import main as full_main
 
         full_main()
-        return
+        return 0
     from .context import Options
     from .errors import exit_code, report
 
@@ -233,9 +250,4 @@ def main() -> None:
         if code is None:
             raise
         report(e)
-    # Leave without the interpreter's teardown and without closing the store's database,
-    # whose last connection would checkpoint the SQLite WAL (two fdatasyncs and an unlink) on
-    # every command: the WAL is durable as it is, and checkpoints run as it grows.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    return code

@@ -16,6 +16,7 @@ pub mod ingest;
 pub mod kernel;
 pub mod layer_writer;
 pub mod limits;
+pub mod memory;
 pub mod path;
 pub mod resolve;
 pub mod runtime;

@@ -4,6 +4,7 @@ use barque_core::compression::CompressionError;
 use barque_core::digest::DigestError as CoreDigestError;
 use barque_core::error::ErrorClass;
 use barque_core::ingest::IngestError;
+use barque_core::memory::MemoryError;
 use barque_core::runtime::container::ContainerError as CoreContainerError;
 use barque_core::runtime::exec::ExecError;
 use pyo3::create_exception;
@@ -36,6 +37,13 @@ pub enum NativeError {
     Ingest(IngestError),
     Container(CoreContainerError),
     Exec(ExecError),
+    Memory(MemoryError),
+}
+
+impl From<MemoryError> for NativeError {
+    fn from(e: MemoryError) -> Self {
+        NativeError::Memory(e)
+    }
 }
 
 impl From<IngestError> for NativeError {
@@ -97,28 +105,32 @@ fn strerror(errno: i32) -> String {
 
 impl From<NativeError> for PyErr {
     fn from(err: NativeError) -> PyErr {
-        let err = match err {
+        match err {
             NativeError::Container(e) => {
-                return container_error(e.to_string(), e.exit_code(), e.errno(), e.path())
+                container_error(e.to_string(), e.exit_code(), e.errno(), e.path())
             }
             // An exec failure reads like a start failure (same exit codes), as in docker exec.
             NativeError::Exec(e) => {
-                return container_error(e.to_string(), e.exit_code(), e.errno(), e.path())
+                container_error(e.to_string(), e.exit_code(), e.errno(), e.path())
             }
-            NativeError::Ingest(e) => e,
-        };
-        match err.class() {
-            // OSError(errno, strerror, filename) picks the matching subclass, e.g.
-            // FileNotFoundError.
-            ErrorClass::Os { errno, path } => PyOSError::new_err((
-                errno,
-                strerror(errno),
-                path.map(|p| p.as_os_str().to_owned()),
-            )),
-            ErrorClass::Layer => LayerError::new_err(err.to_string()),
-            ErrorClass::Digest => DigestError::new_err(err.to_string()),
-            ErrorClass::Usage => PyValueError::new_err(err.to_string()),
+            NativeError::Ingest(e) => by_class(e.class(), e.to_string()),
+            NativeError::Memory(e) => by_class(e.class(), e.to_string()),
         }
+    }
+}
+
+fn by_class(class: ErrorClass<'_>, message: String) -> PyErr {
+    match class {
+        // OSError(errno, strerror, filename) picks the matching subclass, e.g.
+        // FileNotFoundError.
+        ErrorClass::Os { errno, path } => PyOSError::new_err((
+            errno,
+            strerror(errno),
+            path.map(|p| p.as_os_str().to_owned()),
+        )),
+        ErrorClass::Layer => LayerError::new_err(message),
+        ErrorClass::Digest => DigestError::new_err(message),
+        ErrorClass::Usage => PyValueError::new_err(message),
     }
 }
 

@@ -13,6 +13,7 @@ mod errors;
 mod exec;
 mod ingest;
 mod layer_writer;
+mod memory;
 mod runtime;
 
 /// Private native core of barque (Rust, via PyO3). Not a public API: use barque.Engine.
@@ -27,6 +28,8 @@ mod native {
     use crate::ingest::{sha256_file, syncfs, unpack_blob, PyBlobIngest};
     #[pymodule_export]
     use crate::layer_writer::PyZstdLayerWriter;
+    #[pymodule_export]
+    use crate::memory::populate_writable_memory;
     #[pymodule_export]
     use crate::runtime::{kill, spawn, spawn_terminal, wait};
 }

@@ -1,0 +1,35 @@
+//! Why the front end could not hand a command to the forkserver. None of these is fatal: the
+//! command then runs in the Python CLI, unless `BARQUE_FORKSERVER=require` asked otherwise.
+
+use std::io;
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Path { path: PathBuf, source: io::Error },
+    #[error("{call}: {source}")]
+    Call { call: &'static str, source: io::Error },
+    #[error("{path} is not a directory of this user's with mode 0700")]
+    UnsafeDirectory { path: PathBuf },
+    #[error("no forkserver directory: set BARQUE_FORKSERVER_DIR or XDG_RUNTIME_DIR")]
+    NoDirectory,
+    #[error("standard stream {fd} is closed")]
+    ClosedStream { fd: i32 },
+    #[error("the command line and environment are {size} bytes, above the forkserver's limit")]
+    TooLarge { size: usize },
+    #[error("the forkserver declined: {reason}")]
+    Declined { reason: String },
+}
+
+impl Error {
+    /// The error of the libc call `call` that just failed.
+    pub fn last(call: &'static str) -> Self {
+        Error::Call { call, source: io::Error::last_os_error() }
+    }
+
+    pub fn at(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
+        let path = path.into();
+        move |source| Error::Path { path, source }
+    }
+}
