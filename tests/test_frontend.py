@@ -215,3 +215,31 @@ def test_without_a_server_directory_it_runs_the_python_cli(tmp_path) -> None:
     required = subprocess.run([str(NATIVE_CLI), "--version"], capture_output=True, text=True,
                               env={**env, "BARQUE_FORKSERVER": "require"}, timeout=60)
     assert required.returncode == 125 and "mode 0700" in required.stderr
+
+
+def test_a_server_that_dies_leaves_no_child_behind(tmp_path) -> None:
+    directory = tmp_path / "fs"
+    directory.mkdir()
+    server = start_forkserver(directory)
+    try:
+        deadline = time.monotonic() + 30
+        while not _server_children(directory):
+            assert time.monotonic() < deadline, "no spare child"
+            time.sleep(0.05)
+        spare = _server_children(directory)[0]
+        server.kill()
+        server.wait()
+        deadline = time.monotonic() + 30
+        while Path(f"/proc/{spare}").exists() and "Z" not in _state(spare):
+            assert time.monotonic() < deadline, "the spare outlived its server"
+            time.sleep(0.05)
+    finally:
+        server.kill()
+        server.wait()
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "Z"

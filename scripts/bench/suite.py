@@ -7,12 +7,13 @@ Cases (each one a function; a failure in one is reported and the others still ru
   a  one lifecycle of /bin/true on a busybox bundle: runc run, crun run, barque-runtime run
   b  100 sequential lifecycles (total time), same three
   c  50 concurrent lifecycles: p50/p99, and no mount, cgroup or state record left behind
-  d  `barque run --rm` (CLI) vs `docker run --rm` on the same image, and engine.containers.run
+  d  `barque run --rm` (CLI, through the forkserver) vs `docker run --rm` on the same image,
+     engine.containers.run, and `barque-py run --rm` (the Python CLI alone, for reference)
   e  cold pull + unpack of the ~170 MB Debian image (pull.py's) from a local registry: barque
      vs docker pull vs skopeo copy + umoci unpack, gzip and zstd, and the decompress+untar floor
   f  sha256 throughput: barque's _native.sha256_file vs `openssl dgst -sha256`
   g  PSS of one detached idle container's supervisor: barque-shim vs containerd-shim
-  h  start-up of `barque --help` and `barque ps`
+  h  start-up of `barque --help` and `barque ps` (and `barque-py ps`, the Python CLI alone)
 
 Writes OUT/report.md, OUT/report.png (matplotlib when importable, else a plain bar chart) and
 OUT/results.json. dockerd (Debian's docker.io) is started on a private socket and data root
@@ -349,6 +350,8 @@ class Suite:
         self.registry = None
         self.brt = str(REPO / "python/barque/_bin/barque-runtime")
         self.barque = str(REPO / ".venv/bin/barque")
+        self.barque_py = str(REPO / ".venv/bin/barque-py")
+        self.forkserver: subprocess.Popen | None = None
         self.bundle: Path | None = None
         self.engine = None
         self.busybox_ref = ""
@@ -381,6 +384,7 @@ class Suite:
         config["process"].update(terminal=False, args=["/bin/true"])
         config["root"] = {"path": "rootfs", "readonly": True}
         (self.bundle / "config.json").write_text(json.dumps(config))
+        self.start_forkserver()
         self.registry = pull.Registry(self.work / "registry")
         self.registry.start()
         log(f"registry: {self.registry.host}")
@@ -389,6 +393,27 @@ class Suite:
         subprocess.run(["skopeo", "copy", "-q", "--dest-tls-verify=false",
                         f"oci:{self.work / 'busybox-layout'}:bench", f"docker://{self.busybox_ref}"],
                        check=True)
+
+    def start_forkserver(self) -> None:
+        """barque's forkserver in a private directory for the whole run, and every `barque` of
+        the suite required to use it (BARQUE_FORKSERVER=require: a fallback to the Python CLI
+        fails the row instead of timing something else)."""
+        directory = self.work / "forkserver"
+        directory.mkdir(mode=0o700)
+        log_file = open(directory / "forkserver.log", "ab")  # noqa: SIM115 - the server's
+        self.forkserver = subprocess.Popen(
+            [self.barque_py, "__forkserver__", str(directory)], stdin=subprocess.DEVNULL,
+            stdout=log_file, stderr=log_file, start_new_session=True,
+            env={**os.environ, "BARQUE_FORKSERVER_IDLE": "86400"})
+        log_file.close()
+        deadline = time.monotonic() + 60
+        while not (directory / "forkserver.sock").exists():
+            if time.monotonic() > deadline or self.forkserver.poll() is not None:
+                raise RuntimeError("the forkserver did not start: "
+                                   + (directory / "forkserver.log").read_text()[-500:])
+            time.sleep(0.05)
+        os.environ["BARQUE_FORKSERVER_DIR"] = str(directory)
+        os.environ["BARQUE_FORKSERVER"] = "require"
 
     def start_dockerd(self) -> None:
         if not shutil.which("dockerd"):
@@ -535,6 +560,10 @@ class Suite:
             subprocess.run([self.barque, "--root", str(root), "run", "--rm", "--network", "none",
                             ref, "true"], check=True, stdout=devnull, stderr=devnull)
 
+        def python_cli() -> None:
+            subprocess.run([self.barque_py, "--root", str(root), "run", "--rm", "--network",
+                            "none", ref, "true"], check=True, stdout=devnull, stderr=devnull)
+
         def api() -> None:
             code = engine.containers.run(ref, ["true"], options=RunOptions(network="none"),
                                            create=CreateOptions(auto_remove=True))
@@ -547,6 +576,7 @@ class Suite:
 
         funcs["barque run --rm (CLI)"] = cli
         funcs["engine.containers.run (Python)"] = api
+        funcs["barque-py run --rm (no forkserver)"] = python_cli
         if self.docker_ok():
             r = sh(["docker", "pull", "-q", ref])
             if r.returncode != 0:
@@ -616,7 +646,8 @@ class Suite:
         n = 5 if self.quick else 20
         root = self.work / "barque-store"
         cmds = {"barque --help": [self.barque, "--help"],
-                "barque ps": [self.barque, "--root", str(root), "ps"]}
+                "barque ps": [self.barque, "--root", str(root), "ps"],
+                "barque-py ps (no forkserver)": [self.barque_py, "--root", str(root), "ps"]}
         if self.docker_ok():
             cmds["docker ps"] = ["docker", "ps"]
         for name, argv in cmds.items():
@@ -793,6 +824,9 @@ class Suite:
             self.stop_dockerd()
         except Exception as e:  # noqa: BLE001
             log(f"cleanup: dockerd: {e!r}")
+        if self.forkserver is not None:
+            self.forkserver.kill()  # its waiting child sees the server gone and exits
+            self.forkserver.wait()
         if self.registry is not None:
             self.registry.stop()
         pull.rmtree(self.work)

@@ -35,6 +35,7 @@ import fcntl
 import gc
 import os
 import resource
+import select
 import selectors
 import signal
 import socket
@@ -179,6 +180,7 @@ def serve(directory: Path, idle_s: float | None = None) -> int:
         fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         return 0  # another server is up, or starting
+    os.chdir("/")  # hold no caller's directory (or its mount) busy for the server's life
     _preload()
     if _threads() != 1:
         # Forking a threaded process can leave a lock held forever in the child.
@@ -359,11 +361,16 @@ def _spare(listener: socket.socket, control: socket.socket, stamp: dict[str, tup
         os.closerange(keep[1] + 1, 1 << 20)
         _own_pages(listener)
         while True:
+            # The server never writes to the control socket: readable means it died, and a
+            # spare must not outlive it holding the listening socket.
+            ready, _, _ = select.select([listener, control], [], [])
+            if control in ready:
+                os._exit(0)
             try:
                 conn, _ = listener.accept()
                 break
-            except InterruptedError:
-                continue
+            except (BlockingIOError, InterruptedError):
+                continue  # another spare's (none today) or a client that gave up
         listener.close()
         payload, fds, flags, _ = socket.recv_fds(conn, MAX_REQUEST, 4)
         stale = _changed(stamp)
