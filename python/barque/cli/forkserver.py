@@ -376,13 +376,13 @@ def _spare(listener: socket.socket, control: socket.socket, stamp: dict[str, tup
         stale = _changed(stamp)
         socket.send_fds(control, [b"a" if stale else b"A"], [conn.fileno()])
         control.close()
-        pid, uid, _gid = _PEERCRED.unpack(
+        pid, uid, gid = _PEERCRED.unpack(
             conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size))
         reason = None
         if stale:
             reason = "barque changed since the forkserver started"
-        elif uid != os.geteuid():
-            reason = "the forkserver serves its own user only"
+        elif uid != os.geteuid() or gid != os.getegid():
+            reason = "the forkserver serves its own user and group only"
         elif flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC) or len(fds) != 4:
             reason = "a request this server cannot read"
         if reason is None:
