@@ -409,8 +409,14 @@ def _own_pages(listener: socket.socket) -> None:
     that arrives meanwhile is not kept waiting: the copying stops."""
     from barque import _native
 
+    # At idle priority: this is work done ahead, and must not slow the command that just
+    # started (or anything else) on a busy machine.
+    with contextlib.suppress(OSError):
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     with contextlib.suppress(OSError):
         _native.populate_writable_memory(listener.fileno())
+    with contextlib.suppress(OSError):
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
 
 
 def _command(conn: socket.socket, request: Request) -> int:

@@ -94,17 +94,11 @@ def current_boot_id() -> str:
 _discarding: list[int] = []
 
 
-#: A discarded tree of at most this many entries is deleted at once: fewer syscalls than
-#: starting `rm` (a container that wrote nothing leaves about a dozen).
-SMALL_TREE_ENTRIES = 48
-
-
 def discard_tree(path: Path, trash: Path) -> None:
     """Take a tree out of the store at once (an atomic rename into ``trash``, on the same
-    filesystem) and delete it: a small one at once, a larger one in the background, so
-    ``run --rm`` does not wait ~40 ms of unlinks. What a killed deletion leaves in ``trash`` is
-    removed by the store's garbage collection. Falls back to deleting in place if the rename
-    fails."""
+    filesystem) and delete it in the background: ``run --rm`` does not wait ~40 ms of unlinks.
+    What a killed deletion leaves in ``trash`` is removed by the store's garbage collection.
+    Falls back to deleting in place if the rename fails."""
     for pid in list(_discarding):
         try:
             if os.waitpid(pid, os.WNOHANG)[0]:
@@ -120,8 +114,6 @@ def discard_tree(path: Path, trash: Path) -> None:
     except OSError:
         remove_tree(path)
         return
-    if _remove_if_small(target, SMALL_TREE_ENTRIES):
-        return
     try:
         # posix_spawn (vfork-like, no Python in the child) of an absolute path with an empty
         # environment: ~3 ms, where setsid or a PATH search would double it. A hangup that
@@ -133,35 +125,6 @@ def discard_tree(path: Path, trash: Path) -> None:
                           for fd in (0, 1, 2)]))
     except OSError:
         remove_tree(target)
-
-
-def _remove_if_small(top: Path, limit: int) -> bool:
-    """Delete ``top`` if it holds at most ``limit`` entries, all on its filesystem; False (and
-    nothing deleted) otherwise, or on any error, leaving it to `rm`."""
-    try:
-        device = os.lstat(top).st_dev
-        files: list[str] = []
-        dirs: list[str] = [str(top)]
-        at = 0
-        while at < len(dirs):
-            with os.scandir(dirs[at]) as entries:
-                for entry in entries:
-                    if len(files) + len(dirs) > limit:
-                        return False
-                    if entry.is_dir(follow_symlinks=False):
-                        if entry.stat(follow_symlinks=False).st_dev != device:
-                            return False  # a mount left behind: rm --one-file-system's case
-                        dirs.append(entry.path)
-                    else:
-                        files.append(entry.path)
-            at += 1
-        for name in files:
-            os.unlink(name)
-        for name in reversed(dirs):  # children were appended after their parents
-            os.rmdir(name)
-    except OSError:
-        return False
-    return True
 
 
 def remove_tree(path: Path) -> None:
