@@ -8,6 +8,7 @@ hold the per-layer lock around prepare/commit.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -117,12 +118,18 @@ def discard_tree(path: Path, trash: Path) -> None:
     try:
         # posix_spawn (vfork-like, no Python in the child) of an absolute path with an empty
         # environment: ~3 ms, where setsid or a PATH search would double it. A hangup that
-        # kills it only leaves work for the garbage collection.
+        # kills it only leaves work for the garbage collection. At idle CPU priority: with
+        # online discard, unlinks are slow here, and cleaning up must not slow the next start.
         rm = "/bin/rm" if os.path.exists("/bin/rm") else "/usr/bin/rm"
-        _discarding.append(os.posix_spawn(
+        pid = os.posix_spawn(
             rm, ["rm", "-rf", "--one-file-system", "--", str(target)], {},
             file_actions=[(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_RDWR, 0)
-                          for fd in (0, 1, 2)]))
+                          for fd in (0, 1, 2)])
+        _discarding.append(pid)
+        # Set here, once rm runs: set in the child (posix_spawn's scheduler=), the idle
+        # priority held this process up until rm's exec (0.5 -> 2.5 ms).
+        with contextlib.suppress(OSError):
+            os.sched_setscheduler(pid, os.SCHED_IDLE, os.sched_param(0))
     except OSError:
         remove_tree(target)
 
