@@ -10,6 +10,7 @@ the host when the container's last process exits.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -434,7 +435,7 @@ class ContainerService:
             options = records.replace(options, mounts=[*options.mounts, *plan.oci])
         lowers = self._image_layers(img)
         spec = build_spec(img.config.get("config") or {}, options,
-                          lambda path: read_from_layers(lowers, path), container_id)
+                          lambda path: _layer_file(tuple(lowers), path), container_id)
         cmd = list(spec["process"]["args"])
         if options.init:
             _add_init(spec)
@@ -534,15 +535,7 @@ class ContainerService:
         view of ``/etc`` is unchanged."""
         import stat
 
-        etc_meta = None
-        for layer in layers:
-            try:
-                st = os.lstat(layer / "etc")
-            except OSError:
-                continue
-            if stat.S_ISDIR(st.st_mode):
-                etc_meta = st
-            break
+        etc_meta, has_mtab = _etc_facts(tuple(layers))
         (upper / ".dockerenv").touch(mode=0o755)
         os.chmod(upper / ".dockerenv", 0o755)
         if etc_meta is None:
@@ -550,7 +543,7 @@ class ContainerService:
         (upper / "etc").mkdir(mode=0o755)
         os.chmod(upper / "etc", stat.S_IMODE(etc_meta.st_mode))
         os.chown(upper / "etc", etc_meta.st_uid, etc_meta.st_gid)
-        if not read_from_layers_exists(layers, "etc/mtab"):  # else the image has its own
+        if not has_mtab:  # else the image has its own
             os.symlink("/proc/mounts", upper / "etc" / "mtab")
 
     def export(self, name_or_id: str, out: Any) -> None:
@@ -617,7 +610,9 @@ class ContainerService:
 
         return file_lock(self._store.paths.lock("container-" + container_id))
 
-    def _cgroup_for(self, record: ContainerRecord):  # type: ignore[no-untyped-def]
+    def _cgroup_for(self, record: ContainerRecord, fresh: bool = False):  # type: ignore[no-untyped-def]
+        """The container's cgroup, made with its limits. ``fresh``: created by this process
+        and never started, so no leftover of an earlier start can exist."""
         from .runtime import cgroups
 
         host = json.loads(record.config).get("HostConfig", {})
@@ -625,7 +620,7 @@ class ContainerService:
         limits = cgroups.CgroupLimits(memory=host.get("Memory") or None,
                                       pids=host.get("PidsLimit") or None,
                                       cpus=nano / 1e9 if nano else None)
-        return cgroups.create(record.id, limits)
+        return cgroups.create(record.id, limits, fresh=fresh)
 
     def start(self, name_or_id: str, *, hold_output: bool = False,
               tty_size: tuple[int, int] | None = None) -> Container:
@@ -682,13 +677,13 @@ class ContainerService:
                      mode=0o600, sync=False)
 
     def _start_foreground(self, record: ContainerRecord, *, stdin: int, stdout: int,
-                          stderr: int) -> tuple[int, int]:
+                          stderr: int):  # type: ignore[no-untyped-def]
         """Start a container just created with the given fds as its stdio, as a child of
         this process (no supervisor, no log): ``run`` in the foreground without a tty.
-        Returns its pid and the pid's kernel start time."""
+        Returns its pid, the pid's kernel start time and its cgroup."""
         from .native import container_errors, load
 
-        cgroup = self._cgroup_for(record)
+        cgroup = self._cgroup_for(record, fresh=True)
         try:
             with container_errors():
                 pid = load().spawn(str(self._store.paths.container(record.id)),
@@ -702,7 +697,7 @@ class ContainerService:
         self._store.metadata.update_container(
             record.id, status="running", pid=pid, pid_start=pid_start, started_at=time.time(),
             finished_at=0.0, exit_code=0, error="", oom_killed=False)
-        return pid, pid_start
+        return pid, pid_start, cgroup
 
     def wait(self, name_or_id: str) -> int:
         """Wait for the container to exit and return its exit code (128+N for signal N)."""
@@ -735,12 +730,14 @@ class ContainerService:
         self._finish(container_id, code, time.time())
         return code
 
-    def _release_cgroup(self, container_id: str) -> bool:
+    def _release_cgroup(self, container_id: str, cgroup: Any = None) -> bool:
         """Whether the container was OOM-killed; removes its cgroup (best effort: a cgroup
-        still busy is left for ``remove``)."""
+        still busy is left for ``remove``). ``cgroup``: the one this process made for it,
+        else it is looked up."""
         from .runtime import cgroups
 
-        cgroup = cgroups.open_existing(container_id)
+        if cgroup is None:
+            cgroup = cgroups.open_existing(container_id)
         oom_killed = cgroup.oom_killed()
         try:
             cgroup.remove()
@@ -1009,10 +1006,10 @@ class ContainerService:
         self._remove_stopped(container_id, volumes=volumes)
 
     def _remove_stopped(self, container_id: str, volumes: bool = False,
-                        record: ContainerRecord | None = None) -> None:
+                        record: ContainerRecord | None = None, cgroup: Any = None) -> None:
         """``record``: the container's, when the caller has it (its config is all that is
-        read, and that never changes)."""
-        self._release_cgroup(container_id)
+        read, and that never changes); ``cgroup``: its cgroup, when the caller made it."""
+        self._release_cgroup(container_id, cgroup)
         if volumes and record is None:
             record = self._store.metadata.get_container(container_id)
         self._store.metadata.remove_container(container_id)
@@ -1054,7 +1051,7 @@ class ContainerService:
             # Installed before the start, so a signal that arrives while the container is being
             # set up is held and forwarded once its pid is known, not lost.
             with proxy.installed() if sig_proxy else contextlib.nullcontext():
-                pid, pid_start = self._start_foreground(
+                pid, pid_start, cgroup = self._start_foreground(
                     container._record, stdin=stdin, stdout=stdout, stderr=stderr)
                 proxy.attach(pid)
                 code = _wait_pid(pid, pid_start)
@@ -1070,7 +1067,8 @@ class ContainerService:
                 os.close(devnull)
         if create.auto_remove:
             # Reaped, so nothing of it runs: its books and files go straight away.
-            self._remove_stopped(container.id, volumes=True, record=container._record)
+            self._remove_stopped(container.id, volumes=True, record=container._record,
+                                 cgroup=cgroup)
         else:
             self._finish(container.id, code, time.time())
         return code
@@ -1286,6 +1284,32 @@ def _wait_pid(pid: int, pid_start: int) -> int:
         while _process_start_time(pid) == pid_start and not _is_zombie(pid):
             time.sleep(0.05)
         return 255  # not our child: its exit status is not ours to know
+
+
+# Image layers never change once unpacked (a snapshot is content-addressed by its ChainID), so
+# what a start reads from them is read once per process: a long-lived caller (the Python API)
+# then skips a dozen syscalls per container.
+@functools.lru_cache(maxsize=128)
+def _layer_file(layers_top_first: tuple[Path, ...], path: str) -> bytes | None:
+    return read_from_layers(list(layers_top_first), path)
+
+
+@functools.lru_cache(maxsize=64)
+def _etc_facts(layers_top_first: tuple[Path, ...]) -> tuple[os.stat_result | None, bool]:
+    """The stat of the image's ``/etc`` directory (None if it has none), and whether it has
+    ``/etc/mtab``."""
+    import stat
+
+    etc_meta = None
+    for layer in layers_top_first:
+        try:
+            st = os.lstat(layer / "etc")
+        except OSError:
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            etc_meta = st
+        break
+    return etc_meta, read_from_layers_exists(list(layers_top_first), "etc/mtab")
 
 
 def read_from_layers(layers_top_first: list[Path], path: str) -> bytes | None:

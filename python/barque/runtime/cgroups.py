@@ -208,14 +208,17 @@ def open_existing(container_id: str) -> Cgroup:
     return Cgroup(container_id, {n: d for n, d in dirs.items() if d.is_dir()}, v2=False)
 
 
-def create(container_id: str, limits: CgroupLimits | None = None) -> Cgroup:
+def create(container_id: str, limits: CgroupLimits | None = None, fresh: bool = False
+           ) -> Cgroup:
     """Create the container's cgroup with ``limits`` (always, so accounting works). A
-    leftover of an earlier start is removed first. Controllers that are not mounted are
-    skipped; a limit whose controller is missing raises InvalidArgumentError."""
+    leftover of an earlier start is removed first, unless the caller knows there is none
+    (``fresh``: a container never started). Controllers that are not mounted are skipped; a
+    limit whose controller is missing raises InvalidArgumentError."""
     if "/" in container_id or container_id in ("", ".", ".."):
         raise InvalidArgumentError(f"invalid container ID: {container_id!r}")
     limits = (limits or CgroupLimits()).validate()
-    open_existing(container_id).remove()
+    if not fresh:
+        open_existing(container_id).remove()
     cgroup = _create_v2(container_id, limits) if is_v2() else _create_v1(container_id, limits)
     try:
         _apply(cgroup, limits)
