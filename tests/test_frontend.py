@@ -148,6 +148,29 @@ def test_a_command_killed_by_a_signal_kills_the_front_end_with_it(server, store)
     assert proc.returncode == -signal.SIGKILL
 
 
+def test_a_job_control_stop_stops_the_command_and_continuing_continues_it(server, store) -> None:
+    proc = subprocess.Popen([str(NATIVE_CLI), "--root", str(store), "load"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=server[1])
+    try:
+        command = _command_of(server[0], proc.stdin.fileno())
+        proc.send_signal(signal.SIGTSTP)  # ^Z at a shell
+        _wait_state(command, "T")
+        _wait_state(proc.pid, "T")
+        proc.send_signal(signal.SIGCONT)  # `fg`
+        _wait_state(command, "S")
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def _wait_state(pid: int, wanted: str) -> None:
+    deadline = time.monotonic() + 30
+    while _state(pid) != wanted:
+        assert time.monotonic() < deadline, f"{pid} is {_state(pid)}, not {wanted}"
+        time.sleep(0.02)
+
+
 def test_twenty_commands_at_once(server, store, busybox) -> None:
     def one(i: int) -> subprocess.CompletedProcess[str]:
         return _run(server, "--root", str(store), "run", "--rm", *NET, busybox, "echo", str(i))

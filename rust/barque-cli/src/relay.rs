@@ -3,8 +3,9 @@
 //!
 //! The forwarded signals are blocked from the first instruction of `main`, so none is lost or
 //! acts on this process before the command runs; they are read from a signalfd and sent to the
-//! child's pidfd (no pid reuse race). Job-control stops and the synchronous faults are left
-//! alone.
+//! child's pidfd (no pid reuse race). A job-control stop (^Z) stops the child and then this
+//! process, and continuing this process continues the child: as when the Python CLI itself
+//! was the job. The synchronous faults are left alone.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
@@ -26,10 +27,12 @@ pub enum Status {
     Lost,
 }
 
-const NOT_FORWARDED: [libc::c_int; 12] = [
-    libc::SIGCHLD, libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU, libc::SIGKILL, libc::SIGSTOP,
-    libc::SIGSEGV, libc::SIGBUS, libc::SIGFPE, libc::SIGILL, libc::SIGTRAP, libc::SIGSYS,
+const NOT_FORWARDED: [libc::c_int; 9] = [
+    libc::SIGCHLD, libc::SIGKILL, libc::SIGSTOP, libc::SIGSEGV, libc::SIGBUS, libc::SIGFPE,
+    libc::SIGILL, libc::SIGTRAP, libc::SIGSYS,
 ];
+/// Stop signals: the child is stopped with SIGSTOP, then this process stops itself.
+const JOB_STOPS: [libc::c_int; 3] = [libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU];
 
 /// The signals forwarded to the command.
 pub fn forwarded() -> libc::sigset_t {
@@ -134,22 +137,34 @@ fn forward_pending(sigfd: &OwnedFd, pidfd: &OwnedFd) {
         if got != size as isize {
             return;
         }
-        // SAFETY: pidfd_send_signal on a pidfd we hold; a child that already exited is ESRCH,
-        // which is fine.
-        unsafe {
-            libc::syscall(
-                libc::SYS_pidfd_send_signal,
-                pidfd.as_raw_fd(),
-                info.ssi_signo as libc::c_int,
-                std::ptr::null::<libc::siginfo_t>(),
-                0u32,
-            );
+        let signo = info.ssi_signo as libc::c_int;
+        if JOB_STOPS.contains(&signo) {
+            send(pidfd, libc::SIGSTOP);
+            // SAFETY: stopping this process; it resumes on SIGCONT (from the shell's `fg`).
+            unsafe { libc::raise(libc::SIGSTOP) };
+            send(pidfd, libc::SIGCONT);
+        } else {
+            send(pidfd, signo);
         }
         let mut probe = libc::pollfd { fd: sigfd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
         // SAFETY: one valid pollfd, no wait.
         if unsafe { libc::poll(&mut probe, 1, 0) } <= 0 {
             return;
         }
+    }
+}
+
+fn send(pidfd: &OwnedFd, signo: libc::c_int) {
+    // SAFETY: pidfd_send_signal on a pidfd we hold; a child that already exited is ESRCH,
+    // which is fine.
+    unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signo,
+            std::ptr::null::<libc::siginfo_t>(),
+            0u32,
+        );
     }
 }
 
