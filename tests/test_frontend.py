@@ -171,6 +171,31 @@ def _wait_state(pid: int, wanted: str) -> None:
         time.sleep(0.02)
 
 
+def test_a_wedged_server_is_named_and_an_interrupt_gives_up_without_running(
+        server, store, busybox) -> None:
+    deadline = time.monotonic() + 30
+    while len(_server_children(server[0])) != 1:  # earlier commands still ending
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    spare = _server_children(server[0])[0]
+    os.kill(spare, signal.SIGSTOP)  # it would take the next connection, and does not
+    try:
+        proc = subprocess.Popen([str(NATIVE_CLI), "--root", str(store), "create", "--name",
+                                 "never-created", *NET, busybox],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env={**server[1], "BARQUE_FORKSERVER_PATIENCE": "0.2"})
+        assert "waiting for the forkserver" in proc.stderr.readline()
+        proc.send_signal(signal.SIGINT)
+        # (wait, not communicate: the request still queued at the server holds our pipes)
+        assert proc.wait(timeout=30) == 130
+    finally:
+        os.kill(spare, signal.SIGCONT)
+    proc.communicate(timeout=30)
+    time.sleep(1)  # the spare now takes the abandoned connection, and must not run it
+    names = _run(server, "--root", str(store), "ps", "-a", "--format", "json").stdout
+    assert "never-created" not in names
+
+
 def test_twenty_commands_at_once(server, store, busybox) -> None:
     def one(i: int) -> subprocess.CompletedProcess[str]:
         return _run(server, "--root", str(store), "run", "--rm", *NET, busybox, "echo", str(i))

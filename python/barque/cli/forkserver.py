@@ -391,8 +391,7 @@ def _spare(listener: socket.socket, control: socket.socket, stamp: dict[str, tup
             except (ValueError, struct.error) as e:
                 reason = f"bad request: {e}"
         if reason is not None:
-            conn.send(b"F" + reason.encode())
-            os._exit(0)
+            _decline(conn, reason)
         code = _command(conn, Request(argv, env, umask, fds, pid))
     except BaseException:  # noqa: BLE001 - whatever happens, the child must not return
         with contextlib.suppress(BaseException):
@@ -400,6 +399,13 @@ def _spare(listener: socket.socket, control: socket.socket, stamp: dict[str, tup
 
             traceback.print_exc()
     os._exit(code)
+
+
+def _decline(conn: socket.socket, reason: str) -> None:
+    """Tell the caller to run the command itself, and exit (quietly if it is gone)."""
+    with contextlib.suppress(OSError):
+        conn.send(b"F" + reason.encode())
+    os._exit(0)
 
 
 def _own_pages(listener: socket.socket) -> None:
@@ -430,8 +436,7 @@ def _command(conn: socket.socket, request: Request) -> int:
     os.close(cwd)
     reason = _unlike_caller(request.peer_pid)
     if reason:
-        conn.send(b"F" + reason.encode())
-        return 0
+        _decline(conn, reason)
     os.umask(request.umask)
     os.environ.clear()
     os.environ.update(request.env)
@@ -439,7 +444,10 @@ def _command(conn: socket.socket, request: Request) -> int:
         signal.signal(sig, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     pidfd = os.pidfd_open(os.getpid())
-    socket.send_fds(conn, [b"S"], [pidfd])
+    try:
+        socket.send_fds(conn, [b"S"], [pidfd])
+    except OSError:
+        os._exit(0)  # the caller gave up waiting: the command must not run behind its back
     os.close(pidfd)
     _standard_streams()
     sys.argv = ["barque", *request.argv]

@@ -59,8 +59,35 @@ pub fn block(set: &libc::sigset_t) -> libc::sigset_t {
     }
 }
 
-/// The server's first message: the child's pidfd, or why it declined.
+/// How long the server may take to answer before the user is told what is being waited for
+/// (`BARQUE_FORKSERVER_PATIENCE`, in seconds, changes it).
+const PATIENCE_MS: libc::c_int = 10_000;
+
+fn patience_ms() -> libc::c_int {
+    std::env::var("BARQUE_FORKSERVER_PATIENCE")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map_or(PATIENCE_MS, |s| (s * 1000.0).min(f64::from(i32::MAX)) as libc::c_int)
+}
+
+/// The server's first message: the child's pidfd, or why it declined. Signals that come
+/// meanwhile stay pending, for the command. A server that does not answer (stopped, wedged)
+/// is named on stderr after 10 s (`BARQUE_FORKSERVER_PATIENCE`), and from then on an interrupt (SIGINT, SIGTERM, SIGHUP,
+/// SIGQUIT) gives up, exiting 128 + the signal: the command has not run, and once this
+/// process is gone it cannot, since the child must tell it so before running anything.
 pub fn await_start(conn: &OwnedFd) -> Start {
+    let mut waiting = libc::pollfd { fd: conn.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    // SAFETY: one valid pollfd.
+    if unsafe { libc::poll(&mut waiting, 1, patience_ms()) } == 0 {
+        eprintln!(
+            "barque: waiting for the forkserver (BARQUE_FORKSERVER=off runs without it; \
+             ctrl-c gives up)"
+        );
+        if let Some(sig) = interrupted_before_answer(conn) {
+            std::process::exit(128 + sig);
+        }
+    }
     let mut buf = [0u8; 4096];
     let (len, fd) = match receive(conn, &mut buf) {
         Ok(got) => got,
@@ -72,6 +99,49 @@ pub fn await_start(conn: &OwnedFd) -> Start {
         (None, _) => Start::Declined("it closed the connection".into()),
         // X or K before S: the child died before it ran the command.
         _ => Start::Declined("its child failed before running the command".into()),
+    }
+}
+
+/// Wait for `conn` to be readable or for an interrupt; the interrupt's number if it came first.
+fn interrupted_before_answer(conn: &OwnedFd) -> Option<libc::c_int> {
+    // SAFETY: sigset operations on a local set; signalfd over signals that are blocked.
+    let sigfd = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {
+            libc::sigaddset(&mut set, sig);
+        }
+        let fd = libc::signalfd(-1, &set, libc::SFD_CLOEXEC);
+        if fd < 0 {
+            return None;
+        }
+        OwnedFd::from_raw_fd(fd)
+    };
+    loop {
+        let mut polls = [
+            libc::pollfd { fd: conn.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+            libc::pollfd { fd: sigfd.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+        ];
+        // SAFETY: polls is a valid array of two pollfds.
+        let ready = unsafe { libc::poll(polls.as_mut_ptr(), 2, -1) };
+        if ready < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return None;
+        }
+        if polls[0].revents != 0 {
+            return None;
+        }
+        if polls[1].revents != 0 {
+            // SAFETY: an all-zero signalfd_siginfo is a valid buffer of the size read.
+            let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+            let size = std::mem::size_of::<libc::signalfd_siginfo>();
+            // SAFETY: info is writable for size bytes.
+            let got = unsafe {
+                libc::read(sigfd.as_raw_fd(), (&mut info as *mut libc::signalfd_siginfo).cast(), size)
+            };
+            if got == size as isize {
+                return Some(info.ssi_signo as libc::c_int);
+            }
+        }
     }
 }
 
