@@ -205,6 +205,12 @@ def test_twenty_commands_at_once(server, store, busybox) -> None:
     assert [r.stdout for r in results] == [f"{i}\n" for i in range(20)]
     assert all(r.returncode == 0 for r in results), [r.stderr for r in results]
     assert _run(server, "--root", str(store), "ps", "-aq").stdout == ""
+    # Their directories went to the trash, and each command started their deletion on its
+    # way out (after answering its caller).
+    deadline = time.monotonic() + 30
+    while list((store / "trash").iterdir()):
+        assert time.monotonic() < deadline, "the removed containers' files stayed behind"
+        time.sleep(0.05)
 
 
 def test_a_caller_in_another_mount_namespace_runs_the_command_itself(server, store) -> None:

@@ -223,16 +223,46 @@ def _tree(top: Path, files: int) -> Path:
     return top
 
 
-def test_discard_tree_takes_a_tree_away_at_once_and_deletes_it_later(tmp_path: Path) -> None:
+def _wait_empty(trash: Path) -> None:
     import time
 
-    from barque.store.snapshots import discard_tree
-
-    trash = tmp_path / "trash"
-    discard_tree(_tree(tmp_path / "ctr", files=60), trash)
-    assert not (tmp_path / "ctr").exists()  # out of the store at once, deleted later
     deadline = time.monotonic() + 30
     while list(trash.iterdir()):
         assert time.monotonic() < deadline, "the background rm did not finish"
         time.sleep(0.05)
+
+
+def test_discard_tree_takes_a_tree_away_at_once_and_deletes_it_later(tmp_path: Path) -> None:
+    from barque.store import snapshots
+
+    trash = tmp_path / "trash"
+    snapshots.discard_tree(_tree(tmp_path / "ctr", files=60), trash)
+    assert not (tmp_path / "ctr").exists()  # out of the store at once
+    assert len(list(trash.iterdir())) == 1  # its rm waits for a batch, or the exit
+    snapshots.flush_discarded()
+    _wait_empty(trash)
     assert Path("/etc/passwd").exists()  # the symlink was removed, not followed
+
+
+def test_a_full_batch_of_discarded_trees_goes_to_rm_at_once(tmp_path: Path) -> None:
+    from barque.store import snapshots
+
+    trash = tmp_path / "trash"
+    snapshots.flush_discarded()  # what earlier tests in this process left pending
+    for i in range(snapshots.DISCARD_BATCH):
+        snapshots.discard_tree(_tree(tmp_path / f"ctr{i}", files=3), trash)
+    assert snapshots._pending == []
+    _wait_empty(trash)
+
+
+def test_a_process_that_exits_deletes_what_it_discarded(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    trash = tmp_path / "trash"
+    _tree(tmp_path / "ctr", files=3)
+    subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; "
+                    "from barque.store.snapshots import discard_tree; "
+                    "discard_tree(Path(sys.argv[1]), Path(sys.argv[2]))",
+                    str(tmp_path / "ctr"), str(trash)], check=True)
+    _wait_empty(trash)

@@ -214,7 +214,8 @@ class _Server:
         self.idle_s = idle_s
         self.selector = selectors.DefaultSelector()
         self.spare: tuple[int, int, socket.socket] | None = None  # pid, pidfd, control
-        self.running: dict[int, tuple[int, socket.socket]] = {}  # pidfd -> (pid, connection)
+        # pidfd -> (pid, connection, control socket) of each command running
+        self.running: dict[int, tuple[int, socket.socket, socket.socket]] = {}
         self.failed_spares = 0
         self.last = time.monotonic()
 
@@ -268,11 +269,10 @@ class _Server:
             self.spare_died()
             return
         self.spare = None
-        self.selector.unregister(control)
-        control.close()
+        self.selector.unregister(control)  # kept: the child says "D" on it once it answered
         self.selector.modify(pidfd, selectors.EVENT_READ, ("exit", pidfd))
         conn = socket.socket(fileno=fds[0])
-        self.running[pidfd] = (child, conn)
+        self.running[pidfd] = (child, conn, control)
         self.selector.register(conn, selectors.EVENT_READ, ("hangup", pidfd))
         self.last = time.monotonic()
         self.failed_spares = 0
@@ -314,11 +314,12 @@ class _Server:
         os.close(self.lock_fd)  # a new server may start now
 
     def reap(self, pidfd: int) -> None:
-        child, conn = self.running.pop(pidfd)
+        child, conn, control = self.running.pop(pidfd)
         self.selector.unregister(pidfd)
         with contextlib.suppress(KeyError, ValueError):  # not after a hangup
             self.selector.unregister(conn)
         os.close(pidfd)
+        control.close()
         _, status = os.waitpid(child, 0)
         # A command that ended normally told its front end itself (before its process was torn
         # down); this is for one a signal killed, or that died before it could.
@@ -333,8 +334,10 @@ class _Server:
 
     def hangup(self, pidfd: int) -> None:
         """The front end died with its command still running: the command dies too, as it
-        would have as that process (the status then goes nowhere)."""
-        child, conn = self.running[pidfd]
+        would have as that process (the status then goes nowhere). Not once the command has
+        answered ("D" on its control socket, sent before its status): the front end then
+        left because it was done, and the child is only finishing in the background."""
+        child, conn, control = self.running[pidfd]
         try:
             if conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT):
                 return  # not a hangup (front ends send nothing more, but be sure)
@@ -343,8 +346,13 @@ class _Server:
         except OSError:
             pass
         self.selector.unregister(conn)
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(child, signal.SIGKILL)
+        try:
+            answered = control.recv(1, socket.MSG_DONTWAIT) == b"D"
+        except OSError:
+            answered = False
+        if not answered:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGKILL)
 
 
 def _spare(listener: socket.socket, control: socket.socket, stamp: dict[str, tuple[int, int]]
@@ -375,7 +383,6 @@ def _spare(listener: socket.socket, control: socket.socket, stamp: dict[str, tup
         payload, fds, flags, _ = socket.recv_fds(conn, MAX_REQUEST, 4)
         stale = _changed(stamp)
         socket.send_fds(control, [b"a" if stale else b"A"], [conn.fileno()])
-        control.close()
         pid, uid, gid = _PEERCRED.unpack(
             conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size))
         reason = None
@@ -392,7 +399,7 @@ def _spare(listener: socket.socket, control: socket.socket, stamp: dict[str, tup
                 reason = f"bad request: {e}"
         if reason is not None:
             _decline(conn, reason)
-        code = _command(conn, Request(argv, env, umask, fds, pid))
+        code = _command(conn, control, Request(argv, env, umask, fds, pid))
     except BaseException:  # noqa: BLE001 - whatever happens, the child must not return
         with contextlib.suppress(BaseException):
             import traceback
@@ -425,7 +432,7 @@ def _own_pages(listener: socket.socket) -> None:
         os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
 
 
-def _command(conn: socket.socket, request: Request) -> int:
+def _command(conn: socket.socket, control: socket.socket, request: Request) -> int:
     """Become the caller, run its command line, tell the caller the exit code."""
     stdin, stdout, stderr, cwd = request.fds
     for fd, target in ((stdin, 0), (stdout, 1), (stderr, 2)):
@@ -452,14 +459,21 @@ def _command(conn: socket.socket, request: Request) -> int:
     _standard_streams()
     sys.argv = ["barque", *request.argv]
     code = _run()
+    from . import launcher
+
     # Close every descriptor (the caller's streams, the store's files and their locks) before
     # the status goes out: the caller, and whoever reads its output, is done when it arrives,
     # while tearing this process down takes another few milliseconds.
-    conn_fd = conn.fileno()
-    os.closerange(0, conn_fd)
-    os.closerange(conn_fd + 1, 1 << 20)
+    keep = sorted((conn.fileno(), control.fileno()))
+    os.closerange(0, keep[0])
+    os.closerange(keep[0] + 1, keep[1])
+    os.closerange(keep[1] + 1, 1 << 20)
+    with contextlib.suppress(OSError):
+        control.send(b"D")  # first: the front end's exit must not read as a hangup
     with contextlib.suppress(OSError):
         conn.send(b"X" + struct.pack("<i", code))
+    with contextlib.suppress(Exception):
+        launcher.finish_in_background()  # the caller has its answer: not on its time
     return code
 
 

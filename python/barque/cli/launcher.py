@@ -202,7 +202,16 @@ def main() -> None:
     # every command: the WAL is durable as it is, and checkpoints run as it grows.
     sys.stdout.flush()
     sys.stderr.flush()
+    finish_in_background()
     os._exit(code)
+
+
+def finish_in_background() -> None:
+    """What a command leaves to do after its answer (``os._exit`` skips atexit): start the
+    deletion of the trees it discarded."""
+    snapshots = sys.modules.get("barque.store.snapshots")
+    if snapshots is not None:
+        snapshots.flush_discarded()
 
 
 def command(argv: list[str]) -> int:
