@@ -81,3 +81,16 @@ def test_fast_commands_do_not_import_typer(tmp_path) -> None:
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr.startswith("Error: ") and proc.stderr.rstrip().endswith("False")
+
+
+def test_the_forkserver_reads_the_front_ends_request_format() -> None:
+    # The bytes rust/barque-cli's request::encode is tested to produce for these values.
+    from barque.cli.forkserver import decode
+
+    payload = (b"BRQ1" + bytes([2, 0, 0, 0, 3, 0, 0, 0]) + b"run"
+               + bytes([0, 0, 0, 0, 1, 0, 0, 0, 3, 0, 0, 0]) + b"A=b" + (0o027).to_bytes(4, "little"))
+    assert decode(payload) == (["run", ""], {"A": "b"}, 0o027)
+    with pytest.raises(ValueError):
+        decode(b"nope" + payload[4:])
+    with pytest.raises(ValueError):
+        decode(payload[:14])  # "run" cut short

@@ -96,19 +96,6 @@ def decode(payload: bytes) -> tuple[list[str], dict[str, str], int]:
     return argv, env, umask & 0o777
 
 
-def encode(argv: list[str], env: dict[str, str], umask: int) -> bytes:
-    """The request datagram for ``argv``, ``env`` and ``umask`` (the front end's format; tests
-    and Python callers use this)."""
-    parts = [MAGIC]
-    for items in (argv, [f"{k}={v}" for k, v in env.items()]):
-        parts.append(struct.pack("<I", len(items)))
-        for item in items:
-            data = os.fsencode(item)
-            parts.append(struct.pack("<I", len(data)) + data)
-    parts.append(struct.pack("<I", umask))
-    return b"".join(parts)
-
-
 def _code_stamp() -> dict[str, tuple[int, int]]:
     """(mtime, size) of every barque module this process loaded: a changed file means the
     server runs old code, and must hand over to a new one."""
@@ -441,7 +428,7 @@ def _command(conn: socket.socket, control: socket.socket, request: Request) -> i
         os.close(fd)
     os.fchdir(cwd)
     os.close(cwd)
-    reason = _unlike_caller(request.peer_pid)
+    reason = _match_caller(request.peer_pid)
     if reason:
         _decline(conn, reason)
     os.umask(request.umask)
@@ -477,9 +464,9 @@ def _command(conn: socket.socket, control: socket.socket, request: Request) -> i
     return code
 
 
-def _unlike_caller(peer: int) -> str | None:
-    """Why this fork cannot stand in for the caller (other namespaces, root directory, or a
-    resource limit it cannot take), or None."""
+def _match_caller(peer: int) -> str | None:
+    """Take the caller's resource limits; returns why this fork cannot stand in for the
+    caller (other namespaces, root directory, or a hard limit above its own), or None."""
     try:
         for ns in _NAMESPACES:
             if os.stat(f"/proc/{peer}/ns/{ns}").st_ino != os.stat(f"/proc/self/ns/{ns}").st_ino:
