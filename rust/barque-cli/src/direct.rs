@@ -32,12 +32,18 @@ pub fn exec(args: &[OsString], original_mask: &libc::sigset_t) -> Error {
         Ok(p) => p,
         Err(e) => return e,
     };
-    let pointers: Vec<*const libc::c_char> =
-        argv.iter().map(|a| a.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
+    let pointers: Vec<*const libc::c_char> = argv
+        .iter()
+        .map(|a| a.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
     // SAFETY: path and pointers are valid, NUL-terminated, and outlive the call.
     unsafe {
         libc::sigprocmask(libc::SIG_SETMASK, original_mask, std::ptr::null_mut());
         libc::execv(path.as_ptr(), pointers.as_ptr());
     }
-    Error::Path { path: program, source: std::io::Error::last_os_error() }
+    Error::Path {
+        path: program,
+        source: std::io::Error::last_os_error(),
+    }
 }

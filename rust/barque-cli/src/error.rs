@@ -9,7 +9,10 @@ pub enum Error {
     #[error("{path}: {source}")]
     Path { path: PathBuf, source: io::Error },
     #[error("{call}: {source}")]
-    Call { call: &'static str, source: io::Error },
+    Call {
+        call: &'static str,
+        source: io::Error,
+    },
     #[error("{path} is not a directory of this user's with mode 0700")]
     UnsafeDirectory { path: PathBuf },
     #[error("no forkserver directory: set BARQUE_FORKSERVER_DIR or XDG_RUNTIME_DIR")]
@@ -25,7 +28,10 @@ pub enum Error {
 impl Error {
     /// The error of the libc call `call` that just failed.
     pub fn last(call: &'static str) -> Self {
-        Error::Call { call, source: io::Error::last_os_error() }
+        Error::Call {
+            call,
+            source: io::Error::last_os_error(),
+        }
     }
 
     pub fn at(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {

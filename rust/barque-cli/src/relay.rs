@@ -28,8 +28,15 @@ pub enum Status {
 }
 
 const NOT_FORWARDED: [libc::c_int; 9] = [
-    libc::SIGCHLD, libc::SIGKILL, libc::SIGSTOP, libc::SIGSEGV, libc::SIGBUS, libc::SIGFPE,
-    libc::SIGILL, libc::SIGTRAP, libc::SIGSYS,
+    libc::SIGCHLD,
+    libc::SIGKILL,
+    libc::SIGSTOP,
+    libc::SIGSEGV,
+    libc::SIGBUS,
+    libc::SIGFPE,
+    libc::SIGILL,
+    libc::SIGTRAP,
+    libc::SIGSYS,
 ];
 /// Stop signals: the child is stopped with SIGSTOP, then this process stops itself.
 const JOB_STOPS: [libc::c_int; 3] = [libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU];
@@ -68,7 +75,9 @@ fn patience_ms() -> libc::c_int {
         .ok()
         .and_then(|v| v.parse::<f64>().ok())
         .filter(|s| s.is_finite() && *s >= 0.0)
-        .map_or(PATIENCE_MS, |s| (s * 1000.0).min(f64::from(i32::MAX)) as libc::c_int)
+        .map_or(PATIENCE_MS, |s| {
+            (s * 1000.0).min(f64::from(i32::MAX)) as libc::c_int
+        })
 }
 
 /// The server's first message: the child's pidfd, or why it declined. Signals that come
@@ -77,7 +86,11 @@ fn patience_ms() -> libc::c_int {
 /// SIGQUIT) gives up, exiting 128 + the signal: the command has not run, and once this
 /// process is gone it cannot, since the child must tell it so before running anything.
 pub fn await_start(conn: &OwnedFd) -> Start {
-    let mut waiting = libc::pollfd { fd: conn.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    let mut waiting = libc::pollfd {
+        fd: conn.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
     // SAFETY: one valid pollfd.
     if unsafe { libc::poll(&mut waiting, 1, patience_ms()) } == 0 {
         eprintln!(
@@ -119,8 +132,16 @@ fn interrupted_before_answer(conn: &OwnedFd) -> Option<libc::c_int> {
     };
     loop {
         let mut polls = [
-            libc::pollfd { fd: conn.as_raw_fd(), events: libc::POLLIN, revents: 0 },
-            libc::pollfd { fd: sigfd.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+            libc::pollfd {
+                fd: conn.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: sigfd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
         ];
         // SAFETY: polls is a valid array of two pollfds.
         let ready = unsafe { libc::poll(polls.as_mut_ptr(), 2, -1) };
@@ -136,7 +157,11 @@ fn interrupted_before_answer(conn: &OwnedFd) -> Option<libc::c_int> {
             let size = std::mem::size_of::<libc::signalfd_siginfo>();
             // SAFETY: info is writable for size bytes.
             let got = unsafe {
-                libc::read(sigfd.as_raw_fd(), (&mut info as *mut libc::signalfd_siginfo).cast(), size)
+                libc::read(
+                    sigfd.as_raw_fd(),
+                    (&mut info as *mut libc::signalfd_siginfo).cast(),
+                    size,
+                )
             };
             if got == size as isize {
                 return Some(info.ssi_signo as libc::c_int);
@@ -158,8 +183,16 @@ pub fn wait(conn: &OwnedFd, pidfd: &OwnedFd, set: &libc::sigset_t) -> Result<Sta
     let mut watched: RawFd = conn.as_raw_fd();
     loop {
         let mut polls = [
-            libc::pollfd { fd: watched, events: libc::POLLIN, revents: 0 },
-            libc::pollfd { fd: sigfd.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+            libc::pollfd {
+                fd: watched,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: sigfd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
         ];
         // SAFETY: polls is a valid array of two pollfds.
         if unsafe { libc::poll(polls.as_mut_ptr(), 2, -1) } < 0 {
@@ -202,7 +235,11 @@ fn forward_pending(sigfd: &OwnedFd, pidfd: &OwnedFd) {
         // SAFETY: info is writable for size bytes; sigfd is non-blocking only after poll said
         // readable, so read once per readiness and stop at a short read.
         let got = unsafe {
-            libc::read(sigfd.as_raw_fd(), (&mut info as *mut libc::signalfd_siginfo).cast(), size)
+            libc::read(
+                sigfd.as_raw_fd(),
+                (&mut info as *mut libc::signalfd_siginfo).cast(),
+                size,
+            )
         };
         if got != size as isize {
             return;
@@ -216,7 +253,11 @@ fn forward_pending(sigfd: &OwnedFd, pidfd: &OwnedFd) {
         } else {
             send(pidfd, signo);
         }
-        let mut probe = libc::pollfd { fd: sigfd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        let mut probe = libc::pollfd {
+            fd: sigfd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
         // SAFETY: one valid pollfd, no wait.
         if unsafe { libc::poll(&mut probe, 1, 0) } <= 0 {
             return;
@@ -244,7 +285,10 @@ fn receive(conn: &OwnedFd, buf: &mut [u8]) -> Result<(usize, Option<OwnedFd>), E
     // SAFETY: CMSG_SPACE is a pure computation.
     let space = unsafe { libc::CMSG_SPACE(fd_size) } as usize;
     let mut control = vec![0u8; space];
-    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
     // SAFETY: an all-zero msghdr is valid; the fields set below point at live buffers.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_iov = &mut iov;

@@ -68,7 +68,10 @@ pub fn send(conn: &OwnedFd, payload: &[u8]) -> Result<(), Error> {
     // SAFETY: CMSG_SPACE is a pure computation.
     let space = unsafe { libc::CMSG_SPACE(fds_len) } as usize;
     let mut control = vec![0u8; space];
-    let mut iov = libc::iovec { iov_base: payload.as_ptr() as *mut libc::c_void, iov_len: payload.len() };
+    let mut iov = libc::iovec {
+        iov_base: payload.as_ptr() as *mut libc::c_void,
+        iov_len: payload.len(),
+    };
     // SAFETY: an all-zero msghdr is valid; the fields set below point at live buffers.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_iov = &mut iov;
@@ -94,7 +97,10 @@ pub fn send(conn: &OwnedFd, payload: &[u8]) -> Result<(), Error> {
 fn open_cwd() -> Result<OwnedFd, Error> {
     // SAFETY: a constant C string.
     let fd = unsafe {
-        libc::open(c".".as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+        libc::open(
+            c".".as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
     };
     if fd < 0 {
         return Err(Error::at(".")(std::io::Error::last_os_error()));

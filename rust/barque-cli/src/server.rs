@@ -56,7 +56,10 @@ fn make_private_dir(dir: &Path) -> Result<(), Error> {
     if unsafe { libc::mkdir(path.as_ptr(), 0o700) } != 0 {
         let err = std::io::Error::last_os_error();
         if err.raw_os_error() != Some(libc::EEXIST) {
-            return Err(Error::Path { path: dir, source: err });
+            return Err(Error::Path {
+                path: dir,
+                source: err,
+            });
         }
     }
     // SAFETY: an all-zero stat is a valid out-buffer.
@@ -67,8 +70,7 @@ fn make_private_dir(dir: &Path) -> Result<(), Error> {
     }
     // SAFETY: geteuid cannot fail.
     let euid = unsafe { libc::geteuid() };
-    if st.st_mode & libc::S_IFMT != libc::S_IFDIR || st.st_uid != euid || st.st_mode & 0o077 != 0
-    {
+    if st.st_mode & libc::S_IFMT != libc::S_IFDIR || st.st_uid != euid || st.st_mode & 0o077 != 0 {
         return Err(Error::UnsafeDirectory { path: dir });
     }
     Ok(())
@@ -84,9 +86,7 @@ pub fn not_running(err: &Error) -> bool {
 pub fn connect(dir: &Path) -> Result<OwnedFd, Error> {
     let path = dir.join(SOCKET_NAME);
     // SAFETY: plain socket(2).
-    let fd = unsafe {
-        libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0)
-    };
+    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
         return Err(Error::last("socket"));
     }
@@ -133,8 +133,11 @@ pub fn spawn(dir: &Path, python_cli: &Path, original_mask: &libc::sigset_t) -> R
         CString::new("__forkserver__").map_err(|_| Error::last("CString"))?,
         cstring(dir.as_os_str())?,
     ];
-    let argv: Vec<*const libc::c_char> =
-        args.iter().map(|a| a.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
+    let argv: Vec<*const libc::c_char> = args
+        .iter()
+        .map(|a| a.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
     let devnull = CString::new("/dev/null").map_err(|_| Error::last("CString"))?;
     let log = cstring(dir.join(LOG_NAME).as_os_str())?;
     // SAFETY: this program is single-threaded; between fork and exec the children call only
@@ -150,7 +153,11 @@ pub fn spawn(dir: &Path, python_cli: &Path, original_mask: &libc::sigset_t) -> R
                 libc::_exit(0);
             }
             let null = libc::open(devnull.as_ptr(), libc::O_RDWR);
-            let err = libc::open(log.as_ptr(), libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND, 0o600);
+            let err = libc::open(
+                log.as_ptr(),
+                libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND,
+                0o600,
+            );
             libc::dup2(null, 0);
             libc::dup2(null, 1);
             libc::dup2(if err >= 0 { err } else { null }, 2);
@@ -170,7 +177,11 @@ fn held(path: &Path) -> Result<bool, Error> {
     let name = cstring(path.as_os_str())?;
     // SAFETY: name is a valid C string.
     let fd = unsafe {
-        libc::open(name.as_ptr(), libc::O_RDWR | libc::O_CREAT | libc::O_CLOEXEC, 0o600)
+        libc::open(
+            name.as_ptr(),
+            libc::O_RDWR | libc::O_CREAT | libc::O_CLOEXEC,
+            0o600,
+        )
     };
     if fd < 0 {
         return Err(Error::at(path)(std::io::Error::last_os_error()));
@@ -197,6 +208,9 @@ mod tests {
         // FNV-1a's published test vectors.
         assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
-        assert_ne!(fnv1a(b"/opt/a/bin/barque-py"), fnv1a(b"/opt/b/bin/barque-py"));
+        assert_ne!(
+            fnv1a(b"/opt/a/bin/barque-py"),
+            fnv1a(b"/opt/b/bin/barque-py")
+        );
     }
 }

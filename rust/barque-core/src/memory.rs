@@ -91,11 +91,15 @@ const CHUNK_PAGES: usize = 64;
 /// skipped: this only moves work earlier, it never changes what runs.
 pub fn populate_writable(stop_when_readable: Option<i32>) -> Result<usize, MemoryError> {
     let maps_path = PathBuf::from("/proc/self/maps");
-    let maps = std::fs::read_to_string(&maps_path)
-        .map_err(|source| MemoryError::Read { path: maps_path, source })?;
+    let maps = std::fs::read_to_string(&maps_path).map_err(|source| MemoryError::Read {
+        path: maps_path,
+        source,
+    })?;
     let pagemap_path = PathBuf::from("/proc/self/pagemap");
-    let mut pagemap = File::open(&pagemap_path)
-        .map_err(|source| MemoryError::Read { path: pagemap_path.clone(), source })?;
+    let mut pagemap = File::open(&pagemap_path).map_err(|source| MemoryError::Read {
+        path: pagemap_path.clone(),
+        source,
+    })?;
     // SAFETY: sysconf has no preconditions.
     let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
     let mut total = 0;
@@ -106,7 +110,10 @@ pub fn populate_writable(stop_when_readable: Option<i32>) -> Result<usize, Memor
         pagemap
             .seek(SeekFrom::Start((first * 8) as u64))
             .and_then(|_| pagemap.read_exact(&mut raw))
-            .map_err(|source| MemoryError::Read { path: pagemap_path.clone(), source })?;
+            .map_err(|source| MemoryError::Read {
+                path: pagemap_path.clone(),
+                source,
+            })?;
         let entries: Vec<u64> = raw
             .chunks_exact(8)
             .map(|c| u64::from_ne_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
@@ -136,7 +143,11 @@ pub fn populate_writable(stop_when_readable: Option<i32>) -> Result<usize, Memor
 }
 
 fn readable(fd: i32) -> bool {
-    let mut poll = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    let mut poll = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
     // SAFETY: one valid pollfd, no wait.
     unsafe { libc::poll(&mut poll, 1, 0) > 0 }
 }
@@ -157,8 +168,14 @@ mod tests {
         assert_eq!(
             private_writable(maps),
             vec![
-                Mapping { start: 0x55d0a0000000, end: 0x55d0a0021000 },
-                Mapping { start: 0x7f0000004000, end: 0x7f0000006000 },
+                Mapping {
+                    start: 0x55d0a0000000,
+                    end: 0x55d0a0021000
+                },
+                Mapping {
+                    start: 0x7f0000004000,
+                    end: 0x7f0000006000
+                },
             ]
         );
     }
@@ -166,7 +183,10 @@ mod tests {
     #[test]
     fn finds_runs_of_present_pages() {
         let p = PRESENT;
-        assert_eq!(present_runs(&[p, p, 0, p, 0, 0, p]), vec![(0, 2), (3, 1), (6, 1)]);
+        assert_eq!(
+            present_runs(&[p, p, 0, p, 0, 0, p]),
+            vec![(0, 2), (3, 1), (6, 1)]
+        );
         assert_eq!(present_runs(&[0, 0]), vec![]);
         assert_eq!(present_runs(&[p, p]), vec![(0, 2)]);
     }

@@ -11,7 +11,10 @@ use crate::errors::NativeError;
 /// MADV_POPULATE_WRITE).
 #[pyfunction]
 #[pyo3(signature = (stop_when_readable = None))]
-pub fn populate_writable_memory(py: Python<'_>, stop_when_readable: Option<i32>) -> PyResult<usize> {
+pub fn populate_writable_memory(
+    py: Python<'_>,
+    stop_when_readable: Option<i32>,
+) -> PyResult<usize> {
     Ok(py
         .detach(|| memory::populate_writable(stop_when_readable))
         .map_err(NativeError::from)?)
