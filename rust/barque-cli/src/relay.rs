@@ -152,19 +152,8 @@ fn interrupted_before_answer(conn: &OwnedFd) -> Option<libc::c_int> {
             return None;
         }
         if polls[1].revents != 0 {
-            // SAFETY: an all-zero signalfd_siginfo is a valid buffer of the size read.
-            let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
-            let size = std::mem::size_of::<libc::signalfd_siginfo>();
-            // SAFETY: info is writable for size bytes.
-            let got = unsafe {
-                libc::read(
-                    sigfd.as_raw_fd(),
-                    (&mut info as *mut libc::signalfd_siginfo).cast(),
-                    size,
-                )
-            };
-            if got == size as isize {
-                return Some(info.ssi_signo as libc::c_int);
+            if let Some(sig) = read_signal(&sigfd) {
+                return Some(sig);
             }
         }
     }
@@ -228,23 +217,11 @@ pub fn wait(conn: &OwnedFd, pidfd: &OwnedFd, set: &libc::sigset_t) -> Result<Sta
 }
 
 fn forward_pending(sigfd: &OwnedFd, pidfd: &OwnedFd) {
+    // Read once per readiness (the signalfd blocks), until nothing more is pending.
     loop {
-        // SAFETY: an all-zero signalfd_siginfo is a valid buffer.
-        let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
-        let size = std::mem::size_of::<libc::signalfd_siginfo>();
-        // SAFETY: info is writable for size bytes; sigfd is non-blocking only after poll said
-        // readable, so read once per readiness and stop at a short read.
-        let got = unsafe {
-            libc::read(
-                sigfd.as_raw_fd(),
-                (&mut info as *mut libc::signalfd_siginfo).cast(),
-                size,
-            )
-        };
-        if got != size as isize {
+        let Some(signo) = read_signal(sigfd) else {
             return;
-        }
-        let signo = info.ssi_signo as libc::c_int;
+        };
         if JOB_STOPS.contains(&signo) {
             send(pidfd, libc::SIGSTOP);
             // SAFETY: stopping this process; it resumes on SIGCONT (from the shell's `fg`).
@@ -263,6 +240,22 @@ fn forward_pending(sigfd: &OwnedFd, pidfd: &OwnedFd) {
             return;
         }
     }
+}
+
+/// One signal from `sigfd`, which poll said is readable; None on a short read.
+fn read_signal(sigfd: &OwnedFd) -> Option<libc::c_int> {
+    // SAFETY: an all-zero signalfd_siginfo is a valid buffer.
+    let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+    let size = std::mem::size_of::<libc::signalfd_siginfo>();
+    // SAFETY: info is writable for size bytes.
+    let got = unsafe {
+        libc::read(
+            sigfd.as_raw_fd(),
+            (&mut info as *mut libc::signalfd_siginfo).cast(),
+            size,
+        )
+    };
+    (got == size as isize).then_some(info.ssi_signo as libc::c_int)
 }
 
 fn send(pidfd: &OwnedFd, signo: libc::c_int) {
