@@ -86,11 +86,7 @@ fn patience_ms() -> libc::c_int {
 /// SIGQUIT) gives up, exiting 128 + the signal: the command has not run, and once this
 /// process is gone it cannot, since the child must tell it so before running anything.
 pub fn await_start(conn: &OwnedFd) -> Start {
-    let mut waiting = libc::pollfd {
-        fd: conn.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
+    let mut waiting = input(conn.as_raw_fd());
     // SAFETY: one valid pollfd.
     if unsafe { libc::poll(&mut waiting, 1, patience_ms()) } == 0 {
         eprintln!(
@@ -131,18 +127,7 @@ fn interrupted_before_answer(conn: &OwnedFd) -> Option<libc::c_int> {
         OwnedFd::from_raw_fd(fd)
     };
     loop {
-        let mut polls = [
-            libc::pollfd {
-                fd: conn.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: sigfd.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
+        let mut polls = [input(conn.as_raw_fd()), input(sigfd.as_raw_fd())];
         // SAFETY: polls is a valid array of two pollfds.
         let ready = unsafe { libc::poll(polls.as_mut_ptr(), 2, -1) };
         if ready < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
@@ -171,18 +156,7 @@ pub fn wait(conn: &OwnedFd, pidfd: &OwnedFd, set: &libc::sigset_t) -> Result<Sta
     // Once the server is gone, wait for the child itself before giving up on its status.
     let mut watched: RawFd = conn.as_raw_fd();
     loop {
-        let mut polls = [
-            libc::pollfd {
-                fd: watched,
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: sigfd.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
+        let mut polls = [input(watched), input(sigfd.as_raw_fd())];
         // SAFETY: polls is a valid array of two pollfds.
         if unsafe { libc::poll(polls.as_mut_ptr(), 2, -1) } < 0 {
             if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
@@ -230,15 +204,20 @@ fn forward_pending(sigfd: &OwnedFd, pidfd: &OwnedFd) {
         } else {
             send(pidfd, signo);
         }
-        let mut probe = libc::pollfd {
-            fd: sigfd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
+        let mut probe = input(sigfd.as_raw_fd());
         // SAFETY: one valid pollfd, no wait.
         if unsafe { libc::poll(&mut probe, 1, 0) } <= 0 {
             return;
         }
+    }
+}
+
+/// A pollfd waiting for input on `fd`.
+fn input(fd: RawFd) -> libc::pollfd {
+    libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
     }
 }
 
