@@ -677,7 +677,7 @@ class ContainerService:
                      mode=0o600, sync=False)
 
     def _start_foreground(self, record: ContainerRecord, *, stdin: int, stdout: int,
-                          stderr: int):  # type: ignore[no-untyped-def]
+                          stderr: int) -> tuple[int, int, Any]:
         """Start a container just created with the given fds as its stdio, as a child of
         this process (no supervisor, no log): ``run`` in the foreground without a tty.
         Returns its pid, the pid's kernel start time and its cgroup."""
