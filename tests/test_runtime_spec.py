@@ -190,9 +190,11 @@ def test_user_without_etc_files() -> None:
 
 def test_user_in_spec_uses_run_option_over_image_user() -> None:
     image = {"Cmd": ["sh"], "User": "nobody"}
-    assert build(image)["process"]["user"] == {"uid": 65534, "gid": 65534}
+    # Docker lists the primary gid among the supplementary groups too (CVE-2022-36109).
+    assert build(image)["process"]["user"] == {
+        "uid": 65534, "gid": 65534, "additionalGids": [65534]}
     assert build(image, user="app")["process"]["user"] == {
-        "uid": 1000, "gid": 1000, "additionalGids": [10, 29]}
+        "uid": 1000, "gid": 1000, "additionalGids": [1000, 10, 29]}
 
 
 def test_user_lines_are_parsed_leniently() -> None:

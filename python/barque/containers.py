@@ -593,6 +593,7 @@ class ContainerService:
                 "NetworkMode": options.network, "AutoRemove": create.auto_remove,
                 "Privileged": bool(options.privileged), "ReadonlyRootfs": bool(options.read_only),
                 "CapAdd": list(options.cap_add) or None, "CapDrop": list(options.cap_drop) or None,
+                "GroupAdd": list(options.group_add) or None,
                 "SecurityOpt": list(options.security_opt) or None,
                 "LogConfig": {"Type": create.log_driver, "Config": dict(create.log_opts)},
                 "Init": bool(options.init) or None,
@@ -905,7 +906,7 @@ class ContainerService:
         from .native import container_errors, load
         from .runtime import cgroups
         from .runtime.spec import _replace_or_append, resolve_capabilities
-        from .runtime.users import resolve_user
+        from .runtime.users import process_groups, resolve_user
         from .store.content import write_atomic
 
         if not command:
@@ -928,13 +929,16 @@ class ContainerService:
             img = self._engine.images.get(record.image_id)
             layers = [bundle / "upper"] + [self._store.snapshots.path(x.chain_id)
                                            for x in reversed(img.layers)]
-            if user is not None:
-                who = resolve_user(user, lambda path: read_from_layers(layers, path))
-                process["user"] = {"uid": who.uid, "gid": who.gid,
-                                   **({"additionalGids": list(who.additional_gids)}
-                                      if who.additional_gids else {})}
-            uid = process["user"]["uid"]
             host = json.loads(record.config)["HostConfig"]
+            if user is not None:
+                def lookup(path: str) -> bytes | None:
+                    return read_from_layers(layers, path)
+
+                who = resolve_user(user, lookup)
+                # Docker's exec -u keeps the container's --group-add groups too.
+                process["user"] = {"uid": who.uid, "gid": who.gid, "additionalGids": list(
+                    process_groups(who, host.get("GroupAdd") or [], lookup))}
+            uid = process["user"]["uid"]
             caps = list(resolve_capabilities(host.get("CapAdd") or [], host.get("CapDrop") or [],
                                              privileged or bool(host.get("Privileged"))))
             process["capabilities"] = {

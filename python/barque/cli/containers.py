@@ -20,6 +20,7 @@ EnvOpt = Annotated[list[str], typer.Option("--env", "-e", help="Set environment 
 EnvFileOpt = Annotated[list[str], typer.Option("--env-file", help="Read in a file of environment variables.")]
 WorkdirOpt = Annotated[Optional[str], typer.Option("--workdir", "-w", help="Working directory inside the container.")]
 UserOpt = Annotated[Optional[str], typer.Option("--user", "-u", help="Username or UID (format: <name|uid>[:<group|gid>]).")]
+GroupAddOpt = Annotated[list[str], typer.Option("--group-add", help="Add additional groups to join.")]
 HostnameOpt = Annotated[Optional[str], typer.Option("--hostname", "-h", help="Container host name.")]
 EntrypointOpt = Annotated[Optional[str], typer.Option("--entrypoint", help="Overwrite the default ENTRYPOINT of the image.")]
 NetworkOpt = Annotated[Optional[str], typer.Option("--network", help="'none' or 'host'.")]
@@ -61,7 +62,8 @@ def run_or_create(
     image: Annotated[str, typer.Argument(metavar="IMAGE")],
     command: Annotated[Optional[list[str]], typer.Argument(metavar="[COMMAND] [ARG...]")] = None,
     rm: RmOpt = False, name: NameOpt = None, env: EnvOpt = [], env_file: EnvFileOpt = [],
-    workdir: WorkdirOpt = None, user: UserOpt = None, hostname: HostnameOpt = None,
+    workdir: WorkdirOpt = None, user: UserOpt = None, group_add: GroupAddOpt = [],
+    hostname: HostnameOpt = None,
     entrypoint: EntrypointOpt = None, network: NetworkOpt = None, read_only: ReadOnlyOpt = False,
     privileged: PrivilegedOpt = False, cap_add: CapAddOpt = [], cap_drop: CapDropOpt = [],
     security_opt: SecurityOpt = [], label: LabelOpt = [], memory: MemoryOpt = None,
@@ -80,7 +82,8 @@ def run_or_create(
 
     raise typer.Exit(run_command(ctx.info_name or "run", RunArgs(
         image=image, command=command or [], rm=rm, name=name, env=env, env_file=env_file,
-        workdir=workdir, user=user, hostname=hostname, entrypoint=entrypoint, network=network,
+        workdir=workdir, user=user, group_add=group_add, hostname=hostname,
+        entrypoint=entrypoint, network=network,
         read_only=read_only, privileged=privileged, cap_add=cap_add, cap_drop=cap_drop,
         security_opt=security_opt, label=label, memory=memory, pids_limit=pids_limit,
         cpus=cpus, detach=detach, interactive=interactive, tty=tty, init=init,

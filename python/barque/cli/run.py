@@ -25,6 +25,7 @@ class RunArgs:
     env_file: list[str] = field(default_factory=list)
     workdir: str | None = None
     user: str | None = None
+    group_add: list[str] = field(default_factory=list)
     hostname: str | None = None
     entrypoint: str | None = None
     network: str | None = None
@@ -148,6 +149,7 @@ def _run_options(args: RunArgs):  # type: ignore[no-untyped-def]
     return RunOptions(
         entrypoint=None if entrypoint is None else ([entrypoint] if entrypoint else []),
         env=_environment(args.env, args.env_file), workdir=args.workdir, user=args.user,
+        group_add=list(args.group_add),
         hostname=args.hostname, tty=args.tty, read_only=args.read_only,
         privileged=args.privileged, cap_add=list(args.cap_add), cap_drop=list(args.cap_drop),
         security_opt=list(args.security_opt), network=network, memory=args.memory,

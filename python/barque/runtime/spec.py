@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Mapping
 from ..errors import InvalidArgumentError
 from ..records import field, record
 from . import seccomp as _seccomp
-from .users import resolve_user
+from .users import process_groups, resolve_user
 
 TYPE_CHECKING = False  # typing itself costs start-up time; checkers see the imports
 if TYPE_CHECKING:
@@ -100,6 +100,7 @@ class RunOptions:
     without SELinux/AppArmor) ``label=...``, ``apparmor=...``, ``disable``. ``network`` is
     ``"none"`` or ``"host"``. ``mounts`` are OCI mount objects, appended after the defaults.
     ``init`` is handled by the caller (it changes ``args``); this module ignores it.
+    ``group_add`` (``--group-add``) are group names or gids of the image's ``/etc/group``.
     ``memory`` (bytes, or a Docker size such as ``"16m"``), ``pids_limit`` (<= 0: unlimited)
     and ``cpus`` become ``linux.resources``; the service applies them to the container's
     cgroup (:mod:`barque.runtime.cgroups`).
@@ -110,6 +111,7 @@ class RunOptions:
     env: list[str] = field(default_factory=list)
     workdir: str | None = None
     user: str | None = None
+    group_add: list[str] = field(default_factory=list)
     hostname: str | None = None
     tty: bool = False
     read_only: bool = False
@@ -500,9 +502,9 @@ def build_spec(image_config: Mapping[str, Any] | None, options: RunOptions,
     caps = resolve_capabilities(options.cap_add, options.cap_drop, options.privileged)
 
     nofile = _nofile_limit()
-    process_user: dict[str, Any] = {"uid": user.uid, "gid": user.gid}
-    if user.additional_gids:
-        process_user["additionalGids"] = list(user.additional_gids)
+    process_user: dict[str, Any] = {
+        "uid": user.uid, "gid": user.gid,
+        "additionalGids": list(process_groups(user, options.group_add, rootfs_lookup))}
     # A non-root process gets only the bounding set: execve would clear its effective and
     # permitted sets anyway (Docker's oci.SetCapabilities). Inheritable and ambient stay
     # empty for everyone (CVE-2022-24769).

@@ -13,19 +13,23 @@ runs as the same uid/gid/supplementary groups under barque as under Docker:
   names the matched user (the primary gid is not repeated unless the file lists it).
 - An empty ``USER`` means uid 0 (looked up like a numeric uid, so root's home is found).
 
+:func:`process_groups` then adds what Docker's daemon adds on top of runc: the primary gid
+first (Docker's fix for CVE-2022-36109, so ``id`` lists it among the groups), and the
+``--group-add`` groups.
+
 Pure functions over bytes: nothing here touches the host's user database.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from ..errors import InvalidArgumentError
 from ..records import field, record
 
 __all__ = ["ExecUser", "PasswdEntry", "GroupEntry", "parse_passwd", "parse_group",
-           "resolve_user"]
+           "resolve_user", "resolve_group_add", "process_groups"]
 
 #: Largest uid/gid runc accepts (``math.MaxInt32``).
 MAX_ID = 2**31 - 1
@@ -175,3 +179,43 @@ def resolve_user(spec: str | None, lookup: Callable[[str], bytes | None]) -> Exe
             sgids = tuple(g.gid for g in matches)
 
     return ExecUser(uid=uid, gid=gid, additional_gids=sgids, home=home or "/")
+
+
+def resolve_group_add(groups: Sequence[str],
+                      lookup: Callable[[str], bytes | None]) -> tuple[int, ...]:
+    """The gids of ``--group-add`` values (names or gids) in the image's ``/etc/group``.
+
+    A name or gid found in the file takes that entry's gid; an unknown number is used as it
+    is; an unknown name raises :class:`~barque.errors.InvalidArgumentError` with Docker's
+    ``Unable to find group NAME: no matching entries in group file``. Repeats are dropped;
+    the order is the command line's.
+    """
+    if not groups:
+        return ()
+    group_data = lookup("/etc/group")
+    groups_db = parse_group(group_data) if group_data is not None else []
+    gids: list[int] = []
+    for wanted in groups:
+        match = next((g for g in groups_db if g.name == wanted or str(g.gid) == wanted), None)
+        if match is not None:
+            gid = match.gid
+        else:
+            number = _atoi(wanted)
+            if number is None:
+                raise InvalidArgumentError(f"Unable to find group {wanted}: {ERR_NO_GROUP}")
+            gid = _check_range(number)
+        if gid not in gids:
+            gids.append(gid)
+    return tuple(gids)
+
+
+def process_groups(user: ExecUser, group_add: Sequence[str],
+                   lookup: Callable[[str], bytes | None]) -> tuple[int, ...]:
+    """The supplementary groups a container process gets, as Docker's daemon sets
+    ``process.user.additionalGids``: the primary gid, the user's groups from the image's
+    ``/etc/group``, then the ``--group-add`` groups (repeats dropped, first place kept)."""
+    ordered: list[int] = []
+    for gid in (user.gid, *user.additional_gids, *resolve_group_add(group_add, lookup)):
+        if gid not in ordered:
+            ordered.append(gid)
+    return tuple(ordered)
