@@ -402,3 +402,33 @@ def test_a_container_gone_before_its_start_is_booked_shows_as_exited(store, busy
         _until(lambda: _status_by_id(store, cid).startswith("Exited (0)"),
                what=f"{cid[:12]} to show as exited")
         barque(store, "rm", cid)
+
+
+def test_a_command_that_cannot_start_is_recorded_as_docker_does(store, busybox) -> None:
+    # Docker: run -d prints the start error and exits 127 (126), prints no ID, and the
+    # container stays Created with State.Error and that ExitCode; never "Exited ... 56 years
+    # ago" from an unset FinishedAt.
+    cases = (("nope-d", ["nope"], 127, 'exec: "nope": executable file not found in $PATH'),
+             ("notexec-d", ["/etc/passwd"], 126, "exec /etc/passwd: permission denied"))
+    for name, command, code, error in cases:
+        proc = barque(store, "run", "-d", "--network", "none", "--name", name, busybox,
+                      *command, check=False)
+        assert (proc.returncode, proc.stdout) == (code, "")
+        assert proc.stderr.splitlines() == [f"Error: {error}"]
+        state = _inspect(store, name)["State"]
+        assert (state["Status"], state["Running"], state["ExitCode"], state["Error"]) == \
+            ("created", False, code, error)
+        assert state["StartedAt"] == state["FinishedAt"] == "0001-01-01T00:00:00Z"
+        assert _status(store, name) == "Created"
+        again = barque(store, "start", name, check=False)
+        assert again.returncode == code and error in again.stderr
+        assert _inspect(store, name)["State"]["Status"] == "created"
+        barque(store, "rm", name)
+
+    term = _Terminal(store, "run", "-it", "--network", "none", "--name", "nope-it", busybox,
+                     "nope")
+    assert term.exit_code() == 127
+    assert b'exec: "nope": executable file not found' in term.seen
+    state = _inspect(store, "nope-it")["State"]
+    assert (state["Status"], state["ExitCode"]) == ("created", 127)
+    barque(store, "rm", "nope-it")

@@ -23,6 +23,7 @@ from . import records
 from .errors import (
     ConflictError,
     ContainerNotFoundError,
+    ContainerStartError,
     ImageNotFoundError,
     InvalidArgumentError,
 )
@@ -657,14 +658,26 @@ class ContainerService:
                               container_id])
             try:
                 started = supervisor.start(options)
-            except BaseException:
+            except BaseException as e:
                 cgroup.remove()
+                self._record_start_failure(container_id, e)
                 raise
             self._store.metadata.update_container(
                 container_id, status="running", pid=started.pid,
                 pid_start=_process_start_time(started.pid), started_at=time.time(),
                 finished_at=0.0, exit_code=0, error="", oom_killed=False)
             return Container(self, self._load(container_id))
+
+    def _record_start_failure(self, container_id: str, error: BaseException) -> None:
+        """What Docker records when a container's process cannot start: the status stays
+        what it was (``created`` for a new container, so ``ps -a`` shows ``Created`` and
+        ``FinishedAt`` stays unset), ``ExitCode`` is the start's (127 not found, 126 not
+        executable, 125 otherwise) and ``State.Error`` its message."""
+        if not isinstance(error, Exception):
+            return  # interrupted: nothing failed to start
+        code = error.exit_code if isinstance(error, ContainerStartError) else 125
+        self._store.metadata.update_container(container_id, exit_code=code,
+                                              error=" ".join(str(error).split()))
 
     def _set_console_size(self, container_id: str, size: tuple[int, int]) -> None:
         """The terminal's size in the bundle (OCI ``process.consoleSize``): the runtime sets
@@ -691,8 +704,9 @@ class ContainerService:
                                    stdin_fd=stdin, stdout_fd=stdout, stderr_fd=stderr,
                                    cgroup_procs=cgroup.procs,
                                    seccomp_cache_dir=str(self._store.paths.seccomp_cache))
-        except BaseException:
+        except BaseException as e:
             cgroup.remove()
+            self._record_start_failure(record.id, e)
             raise
         pid_start = _process_start_time(pid)
         self._store.metadata.update_container(
@@ -1050,6 +1064,7 @@ class ContainerService:
         devnull = None
         if stdin is None:
             devnull = stdin = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        started = False
         try:
             proxy = _SignalProxy()
             # Installed before the start, so a signal that arrives while the container is being
@@ -1057,14 +1072,15 @@ class ContainerService:
             with proxy.installed() if sig_proxy else contextlib.nullcontext():
                 pid, pid_start, cgroup = self._start_foreground(
                     container._record, stdin=stdin, stdout=stdout, stderr=stderr)
+                started = True
                 proxy.attach(pid)
                 code = _wait_pid(pid, pid_start)
         except BaseException:
             if create.auto_remove:
                 self.remove(container.id, force=True, volumes=True)
-            else:
+            elif started:  # a start that failed recorded itself; a failed wait is an exit
                 self._store.metadata.update_container(container.id, status="exited",
-                                                      exit_code=125)
+                                                      exit_code=125, finished_at=time.time())
             raise
         finally:
             if devnull is not None:
@@ -1078,12 +1094,10 @@ class ContainerService:
         return code
 
     def _abandon(self, container_id: str, auto_remove: bool) -> None:
-        """After a failed start: removed with ``--rm``, else recorded as exited (125)."""
+        """After a failed start (which :meth:`start` recorded): removed with ``--rm``."""
         if auto_remove:
             with contextlib.suppress(ContainerNotFoundError):
                 self.remove(container_id, force=True, volumes=True)
-        else:
-            self._store.metadata.update_container(container_id, status="exited", exit_code=125)
 
 
 def parse_signal(name: str | int) -> int:
