@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from functools import cached_property
 
-from . import records
+from . import arguments, records
 from .digest import chain_ids, sha256_digest, validate_digest
 from .errors import (
     AmbiguousImageError,
@@ -351,52 +351,90 @@ class ImageService:
         """Docker's ``rmi``: untag a reference, delete the image when no reference is left.
 
         Returns Docker-style records: ``{"Untagged": ref}`` and ``{"Deleted": id}``. Layers
-        shared with another image are kept.
+        shared with another image are kept. Conflicts are checked before anything changes, so
+        a refusal leaves every tag in place (moby's daemon/images/image_delete.go rules):
+
+        - by reference, without ``force``: the image's last reference (one tag and its
+          repository's digests) is refused while a container uses it; one of several tags
+          is just untagged;
+        - by ID: a running container's image is never deleted, a stopped container's or an
+          image with tags in several repositories only with ``force``.
+
+        Where Docker's ``-f`` would delete an image a stopped container still uses, barque
+        keeps it, untagged: that container's root filesystem is mounted from its layers.
         """
         meta = self._store.metadata
         image_id = self.resolve_id(name)
         record = self._record(image_id)
-        by_id = _looks_like_id(name, image_id)
-        out: list[dict[str, str]] = []
-        if not by_id:
-            ref = Reference.parse(name)
-            if ref.digest:
-                key = f"{ref.name}@{ref.digest}"
-                if meta.image_for_digest(key) == image_id:
-                    meta.remove_digest(key)
-                    out.append({"Untagged": familiar(key)})
-            else:
-                meta.untag(str(ref))
-                out.append({"Untagged": ref.familiar})
-                record = self._record(image_id)
-                # Docker drops a repository's digest refs with its last tag there.
-                if not any(Reference.parse(t).name == ref.name for t in record.repo_tags):
-                    out += [{"Untagged": familiar(d)}
-                            for d in meta.remove_digests_of_repo(image_id, ref.name)]
-            record = self._record(image_id)
-            if record.repo_tags or record.repo_digests:
-                return out
-        else:
-            repos = {Reference.parse(t).name for t in record.repo_tags}
-            if len(repos) > 1 and not force:
+        users = meta.containers_using_image(image_id)
+        if _looks_like_id(name, image_id):
+            running = self._running(users)
+            if running:
+                raise ConflictError(
+                    f"conflict: unable to delete {image_id[7:19]} (cannot be forced) - image is "
+                    f"being used by running container {running[0][:12]}")
+            if not force and not _single_reference(record) and \
+                    (record.repo_tags or record.repo_digests):
                 raise ConflictError(
                     f"conflict: unable to delete {image_id[7:19]} (must be forced) - image is "
                     "referenced in multiple repositories")
-        users = meta.containers_using_image(image_id)
-        if users:
-            if not force:
+            if not force and users:
                 raise ConflictError(
                     f"conflict: unable to delete {image_id[7:19]} (must be forced) - image is "
-                    f"being used by container {users[0][:12]}")
-            # Docker's -f keeps an image a container needs, dangling, and drops its names.
-            for ref in record.repo_tags:
-                meta.untag(ref)
-                out.append({"Untagged": familiar(ref)})
-            return out
-        out += [{"Untagged": familiar(r)} for r in meta.remove_image(image_id)]
+                    f"being used by stopped container {users[0][:12]}")
+            if users:  # forced: the container keeps its image, nameless
+                out = [{"Untagged": familiar(r)} for r in record.repo_tags + record.repo_digests]
+                for ref in record.repo_tags:
+                    meta.untag(ref)
+                for ref in record.repo_digests:
+                    meta.remove_digest(ref)
+                return out
+            return self._delete(image_id)
+        ref = Reference.parse(name)
+        if users and not force and _single_reference(record):
+            # Removing it would leave the container's image dangling: Docker wants -f.
+            raise ConflictError(
+                f'conflict: unable to remove repository reference "{name}" (must force) - '
+                f"container {users[0][:12]} is using its referenced image {image_id[7:19]}")
+        out: list[dict[str, str]] = []
+        if ref.digest:
+            key = f"{ref.name}@{ref.digest}"
+            if meta.image_for_digest(key) == image_id:
+                meta.remove_digest(key)
+                out.append({"Untagged": familiar(key)})
+        else:
+            meta.untag(str(ref))
+            out.append({"Untagged": ref.familiar})
+            record = self._record(image_id)
+            # Docker drops a repository's digest refs with its last tag there.
+            if not any(Reference.parse(t).name == ref.name for t in record.repo_tags):
+                out += [{"Untagged": familiar(d)}
+                        for d in meta.remove_digests_of_repo(image_id, ref.name)]
+        record = self._record(image_id)
+        if record.repo_tags or record.repo_digests or users:
+            return out  # still named, or (forced) kept for the container that uses it
+        return out + self._delete(image_id)
+
+    def _delete(self, image_id: str) -> list[dict[str, str]]:
+        """Drop the image's remaining names and the image; collect what only it used."""
+        out = [{"Untagged": familiar(r)} for r in self._store.metadata.remove_image(image_id)]
         out.append({"Deleted": image_id})
         out += [{"Deleted": c} for c in self._collect_garbage()]
         return out
+
+    def _running(self, container_ids: list[str]) -> list[str]:
+        """Those of ``container_ids`` whose process is alive (stale records repaired)."""
+        from .errors import ContainerNotFoundError
+
+        running = []
+        for container_id in container_ids:
+            try:
+                status = self._engine.containers.get(container_id).status
+            except ContainerNotFoundError:
+                continue
+            if status in ("running", "paused", "restarting"):
+                running.append(container_id)
+        return running
 
     def _collect_garbage(self) -> list[str]:
         with self._store.gc_lock(shared=False):
@@ -454,6 +492,19 @@ def _stored_manifest(record: ImageRecord, ref: Reference) -> Any:
         raise StoreError(f"cannot push {ref.familiar}: its stored manifest does not describe "
                          f"image {record.id}")
     return manifest
+
+
+def _single_reference(record: ImageRecord) -> bool:
+    """moby's isSingleReference: at most one tag, and every name in that tag's repository
+    (its digest references). False for an image without names."""
+    refs = list(record.repo_tags) + list(record.repo_digests)
+    if len(refs) <= 1:
+        return len(refs) == 1
+    if len(record.repo_tags) > 1:
+        return False
+    digest_repos = {Reference.parse(d).name for d in record.repo_digests}
+    single = Reference.parse(record.repo_tags[0] if record.repo_tags else refs[0])
+    return digest_repos == {single.name}
 
 
 def _looks_like_id(name: str, image_id: str) -> bool:
