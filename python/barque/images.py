@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from functools import cached_property
 
-from . import arguments, records
+from . import records
 from .digest import chain_ids, sha256_digest, validate_digest
 from .errors import (
     AmbiguousImageError,
