@@ -1,19 +1,29 @@
 """A test instrument in front of the real registry: forwards every request unchanged, but can
-slow blob bodies down (so a pull can be killed midway) and records the requests it saw (so a
-test can prove a resumed pull sent ``Range``)."""
+slow blob bodies down (so a pull can be killed midway, or stalls, or trickles), make a blob
+longer than its descriptor says, and records the requests it saw (so a test can prove a
+resumed pull sent ``Range``).
+
+``bytes_per_second`` paces blob bodies in writes of ``chunk_bytes`` (16 KiB, then a pause of
+16384 s at 1 byte/s: a stall; ``chunk_bytes=1``: a trickle). ``prefix`` is sent before a blob's
+body, which then has no Content-Length and ends when the connection closes. ``only`` limits
+both to the blobs of those digests (default: every blob)."""
 
 from __future__ import annotations
 
 import http.client
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class ThrottleProxy:
-    def __init__(self, upstream: str, bytes_per_second: int = 0) -> None:
+    def __init__(self, upstream: str, bytes_per_second: int = 0, *, chunk_bytes: int = 16384,
+                 prefix: bytes = b"", only: frozenset[str] = frozenset()) -> None:
         self.upstream = upstream
         self.bytes_per_second = bytes_per_second
+        self.chunk_bytes = chunk_bytes
+        self.prefix = prefix
+        self.only = only
+        self._closing = threading.Event()
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         proxy = self
 
@@ -31,21 +41,33 @@ class ThrottleProxy:
                 conn = http.client.HTTPConnection(proxy.upstream, timeout=30)
                 conn.request(self.command, self.path, body=body, headers=headers)
                 resp = conn.getresponse()
+                blob = "/blobs/" in self.path and (
+                    not proxy.only or self.path.rsplit("/", 1)[-1] in proxy.only)
+                prefix = proxy.prefix if blob and self.command == "GET" \
+                    and resp.status in (200, 206) else b""
                 self.send_response(resp.status)
+                if prefix:
+                    self.send_header("Connection", "close")
+                    self.close_connection = True
                 for k, v in resp.getheaders():
                     if k.lower() in ("transfer-encoding", "connection"):
+                        continue
+                    if prefix and k.lower() == "content-length":
                         continue
                     if k.lower() == "location" and v.startswith(f"http://{proxy.upstream}"):
                         v = v.replace(proxy.upstream, proxy.host, 1)
                     self.send_header(k, v)
                 self.end_headers()
-                throttle = proxy.bytes_per_second and "/blobs/" in self.path
+                throttle = proxy.bytes_per_second and blob
                 try:
-                    while chunk := resp.read(16384 if throttle else 1 << 20):
+                    if prefix:
+                        self.wfile.write(prefix)
+                    while chunk := resp.read(proxy.chunk_bytes if throttle else 1 << 20):
                         self.wfile.write(chunk)
                         if throttle:
                             self.wfile.flush()
-                            time.sleep(len(chunk) / proxy.bytes_per_second)
+                            if proxy._closing.wait(len(chunk) / max(1, proxy.bytes_per_second)):
+                                break
                 except (BrokenPipeError, ConnectionResetError):
                     pass
                 finally:
@@ -63,6 +85,7 @@ class ThrottleProxy:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._closing.set()  # ends the pauses of throttled bodies still being sent
         self._server.shutdown()
         self._server.server_close()
 

@@ -7,6 +7,12 @@ Example ``/etc/barque/config.toml``::
     max_concurrent_uploads = 3
     upload_chunk_bytes = 16777216     # pushed blobs above this go in PATCH chunks of it
     insecure_registries = ["registry.internal:5000"]
+    connect_timeout = 30              # seconds to connect to a registry
+    read_timeout = 60                 # seconds without a byte before a download is given up
+    low_speed_limit = 1024            # bytes/s; a blob slower than this on average over
+    low_speed_time = 30               #   this many seconds is given up (curl's --speed-*)
+    download_retries = 3              # attempts per request or blob
+    download_retry_backoff = 0.5      # seconds before the 2nd attempt, doubled each time
 
     [registry_mirrors]
     "docker.io" = ["https://mirror.example.com"]
@@ -46,8 +52,20 @@ class Settings:
     #: Size caps for JSON documents fetched from a registry.
     max_manifest_bytes: int = 4 << 20
     max_config_bytes: int = 8 << 20
-    #: Attempts per blob before a pull gives up.
+    #: Attempts per blob (and per registry request) before a pull gives up; a blob's
+    #: next attempt resumes where the last one stopped (``Range``) when the registry can.
     download_retries: int = 3
+    #: Seconds before the second attempt; each further one waits twice as long.
+    download_retry_backoff: float = 0.5
+    #: Seconds to establish a connection to a registry.
+    connect_timeout: float = 30.0
+    #: Seconds a response may go without sending a byte (a stalled download).
+    read_timeout: float = 60.0
+    #: A blob arriving slower than ``low_speed_limit`` bytes/s on average over any
+    #: ``low_speed_time`` seconds is given up (and retried): a registry trickling a byte
+    #: every few seconds never trips ``read_timeout``. 0 turns the rule off.
+    low_speed_limit: int = 1024
+    low_speed_time: float = 30.0
     #: Blobs sent at once during a push.
     max_concurrent_uploads: int = 3
     #: A pushed blob up to this size goes in one PUT, a larger one in PATCH chunks of it.
@@ -80,6 +98,12 @@ def load_settings(root: str | os.PathLike[str] | None = None,
                 "max_config_bytes", "max_concurrent_uploads", "upload_chunk_bytes"):
         if key in values:
             kwargs[key] = int(values[key])
+    for key in ("connect_timeout", "read_timeout", "low_speed_time", "download_retry_backoff"):
+        if key in values:
+            kwargs[key] = float(values[key])
+    if "low_speed_limit" in values:
+        kwargs["low_speed_limit"] = int(values["low_speed_limit"])
+    _check_download_limits(path, kwargs)
     for key in ("max_layer_bytes", "max_layer_entries"):
         if key in limits:
             kwargs[key] = int(limits[key])
@@ -94,6 +118,22 @@ def load_settings(root: str | os.PathLike[str] | None = None,
         # Absolute, because containers start with their bundle as the working directory.
         kwargs["root"] = Path(os.path.abspath(chosen_root))
     return Settings(**kwargs)
+
+
+def _check_download_limits(path: Path, values: dict) -> None:
+    """A zero timeout would fail every pull at once, a negative one crash deep in urllib3:
+    say which key of the file is wrong instead."""
+    from .errors import BarqueError
+
+    rules = {"connect_timeout": 0, "read_timeout": 0, "low_speed_time": 0,
+             "download_retries": 0, "download_retry_backoff": None, "low_speed_limit": None}
+    for key, floor in rules.items():
+        if key not in values:
+            continue
+        if floor is not None and values[key] <= floor:
+            raise BarqueError(f"invalid config file {path}: {key} must be positive")
+        if values[key] < 0:
+            raise BarqueError(f"invalid config file {path}: {key} must not be negative")
 
 
 def _read_toml(path: Path) -> dict:

@@ -18,7 +18,9 @@ from . import records
 from .digest import chain_ids, sha256_digest, validate_digest
 from .errors import (
     AmbiguousImageError,
+    AuthenticationError,
     ConflictError,
+    DigestMismatchError,
     ImageNotFoundError,
     InvalidManifestError,
     InvalidReferenceError,
@@ -657,16 +659,31 @@ class _Pull:
         attempts = 0
         with translated_errors(f"layer {desc.digest}"):
             holder = [new_ingest()]
+            # Bytes an earlier pull left: if they fail verification they were bad (a registry
+            # that sent too much, a disk error), not this registry's; the ingest has deleted
+            # them, and the blob is fetched again at once, once.
+            resumed = holder[0].offset > 0
             try:
                 while True:
                     try:
                         return self._stream_into(holder, desc, short, partial, new_ingest)
+                    except native.DigestError:
+                        if not resumed or self.cancelled.is_set():
+                            raise
+                        resumed = False
+                        self.progress.layer(short, "Discarding a partial download that failed "
+                                                   "verification")
+                        partial.unlink(missing_ok=True)
+                        holder[0] = new_ingest()
+                    except AuthenticationError:
+                        raise
                     except (RegistryError, ConnectionError, TimeoutError) as e:
                         attempts += 1
-                        if attempts > self.settings.download_retries or self.cancelled.is_set():
-                            raise
-                        self.progress.layer(short, f"Retrying in {attempts} seconds ({e})")
-                        time.sleep(attempts)
+                        if attempts >= self.settings.download_retries or self.cancelled.is_set():
+                            raise _gave_up(e, self.ref.registry, desc.digest, attempts) from e
+                        delay = self.settings.download_retry_backoff * 2 ** (attempts - 1)
+                        self.progress.layer(short, f"Retrying in {delay:g} seconds ({e})")
+                        time.sleep(delay)
             except BaseException:
                 holder[0].abort()
                 raise
@@ -687,15 +704,22 @@ class _Pull:
             if received:
                 self.progress.layer(short, "Resuming", received, desc.size)
             last_report = 0.0
-            for chunk in stream.chunks(1 << 20):
-                if self.cancelled.is_set():
-                    raise RegistryError("pull cancelled: another layer failed")
-                ingest.write(chunk)
-                received += len(chunk)
-                now = time.monotonic()
-                if now - last_report > 0.1:
-                    self.progress.layer(short, "Downloading", received, desc.size)
-                    last_report = now
+            try:
+                for chunk in stream.chunks(1 << 20):
+                    if self.cancelled.is_set():
+                        raise RegistryError("pull cancelled: another layer failed")
+                    ingest.write(chunk)
+                    received += len(chunk)
+                    now = time.monotonic()
+                    if now - last_report > 0.1:
+                        self.progress.layer(short, "Downloading", received, desc.size)
+                        last_report = now
+            except DigestMismatchError:
+                # The registry sent more than the descriptor says: what it sent cannot be
+                # trusted, so none of it is kept for a later pull to resume from.
+                ingest.abort()
+                partial.unlink(missing_ok=True)
+                raise
         finally:
             stream.close()
         return self._finish(holder[0], desc, short)
@@ -709,6 +733,17 @@ class _Pull:
         os.rename(self.store.paths.partial(desc.digest), blob)
         self.progress.layer(short, "Download complete")
         return result
+
+
+def _gave_up(error: BaseException, registry: str, digest: str, attempts: int) -> RegistryError:
+    """The one line a pull ends with when a layer's last attempt failed: it names the layer
+    and the registry, whichever request (open or read) failed."""
+    text = str(error)
+    if digest not in text:
+        text = f"layer {digest}: {text}"
+    if registry not in text:
+        text = f"{text} (registry {registry})"
+    return RegistryError(f"{text}; gave up after {attempts} attempt{'s' if attempts > 1 else ''}")
 
 
 def _parse_config(data: bytes, ref: Reference) -> dict[str, Any]:

@@ -25,6 +25,11 @@ Contracts of :class:`RegistryClient` (other modules rely on them):
   with exponential backoff (``Retry-After`` honoured up to 30 s). A refused connection is not
   transient. Errors while *reading* a blob are raised as :class:`~barque.errors.RegistryError`
   so the caller can reopen at the offset it reached.
+- **Timeouts.** Connecting is bounded by ``Settings.connect_timeout``; a response that sends
+  nothing for ``read_timeout`` seconds fails. A blob also fails when it arrives slower than
+  ``low_speed_limit`` bytes/s on average over ``low_speed_time`` seconds (curl's
+  ``--speed-limit``/``--speed-time``): a registry trickling a byte a second never goes idle
+  long enough for the read timeout, and would otherwise hold a pull for days.
 - **Errors.** 404 on a manifest -> :class:`~barque.errors.ManifestUnknownError`
   (``manifest unknown: host/repo:tag``); 401 -> AuthenticationError; 403 -> AuthenticationError
   (``denied: ...``); anything else -> RegistryError carrying the registry's own message from
@@ -275,8 +280,12 @@ class BlobStream:
     """
 
     def __init__(self, response: urllib3.BaseHTTPResponse | None, descriptor: Descriptor,
-                 offset: int, source: str) -> None:
+                 offset: int, source: str, *, low_speed_limit: int = 0,
+                 low_speed_time: float = 0.0, read_timeout: float | None = None) -> None:
         self.descriptor = descriptor
+        self._low_speed_limit = low_speed_limit
+        self._low_speed_time = low_speed_time
+        self._read_timeout = read_timeout
         self.total = descriptor.size
         self.offset = offset
         self._resp = response
@@ -300,21 +309,40 @@ class BlobStream:
             raise ValueError("chunk size must be positive")
         resp = self._resp
         expected = self.total - self.offset
+        window_start, window_bytes = time.monotonic(), 0
         while self._received < expected:
             if resp is None or self._closed:
                 raise RegistryError(f"download of {self.digest} was closed")
             try:
-                data = resp.read(min(size, expected - self._received), decode_content=False)
+                # read1: whatever has arrived, so a trickle is measured as it comes (read()
+                # would wait for the whole chunk, a byte at a time).
+                data = resp.read1(min(size, expected - self._received), decode_content=False)
             except (HTTPError, OSError) as e:
                 self.close()
+                reason = f"no data for {self._read_timeout:g} s (read_timeout)" if isinstance(
+                    e, (ReadTimeoutError, Urllib3TimeoutError, TimeoutError)) and \
+                    self._read_timeout else _reason(e)
                 raise RegistryError(f"download of {self.digest} from {self._source} failed after "
                                     f"{self.offset + self._received} of {self.total} bytes: "
-                                    f"{_reason(e)}") from e
+                                    f"{reason}") from e
             if not data:
                 self.close()
                 raise RegistryError(f"download of {self.digest} from {self._source} ended after "
                                     f"{self.offset + self._received} of {self.total} bytes")
             self._received += len(data)
+            window_bytes += len(data)
+            if self._low_speed_limit > 0 and self._received < expected:
+                now = time.monotonic()
+                elapsed = now - window_start
+                if elapsed >= self._low_speed_time:
+                    if window_bytes < self._low_speed_limit * elapsed:
+                        self.close()
+                        raise RegistryError(
+                            f"download of {self.digest} from {self._source} is too slow: "
+                            f"{window_bytes} bytes in {elapsed:.0f} s, under low_speed_limit "
+                            f"{self._low_speed_limit} bytes/s (after {self.offset + self._received}"
+                            f" of {self.total} bytes)")
+                    window_start, window_bytes = now, 0
             yield data
         if resp is not None and not self._closed:
             try:
@@ -349,18 +377,22 @@ class BlobStream:
 class RegistryClient:
     """Pull-side client for OCI Distribution v2 registries (see the module docstring).
 
-    Safe to share between threads. ``timeout`` bounds connecting, ``read_timeout`` each read;
-    ``backoff`` is the first retry delay in seconds (doubled each time).
+    Safe to share between threads. ``timeout`` bounds connecting, ``read_timeout`` each wait
+    for data (default: the settings' ``connect_timeout`` and ``read_timeout``); ``backoff`` is
+    the first retry delay in seconds, doubled each time (default ``download_retry_backoff``).
     """
 
-    def __init__(self, settings: Settings, *, timeout: float = 30.0, read_timeout: float = 120.0,
-                 backoff: float = 0.5, user_agent: str = USER_AGENT) -> None:
+    def __init__(self, settings: Settings, *, timeout: float | None = None,
+                 read_timeout: float | None = None, backoff: float | None = None,
+                 user_agent: str = USER_AGENT) -> None:
         self._settings = settings
-        self._backoff = backoff
+        self._backoff = settings.download_retry_backoff if backoff is None else backoff
+        self._read_timeout = settings.read_timeout if read_timeout is None else read_timeout
+        connect = settings.connect_timeout if timeout is None else timeout
         self._pool = urllib3.PoolManager(
             num_pools=16, maxsize=max(4, settings.max_concurrent_downloads + 2), block=False,
             headers={"User-Agent": user_agent},
-            timeout=urllib3.Timeout(connect=timeout, read=read_timeout), retries=False)
+            timeout=urllib3.Timeout(connect=connect, read=self._read_timeout), retries=False)
         self._auth = Authenticator(settings.docker_config, self._fetch_token,
                                    self._may_send_credentials)
         self._lock = threading.Lock()
@@ -465,7 +497,10 @@ class RegistryClient:
                 except BaseException:
                     _release(resp)
                     raise
-                return BlobStream(resp, descriptor, start, ep.host)
+                return BlobStream(resp, descriptor, start, ep.host,
+                                  low_speed_limit=self._settings.low_speed_limit,
+                                  low_speed_time=self._settings.low_speed_time,
+                                  read_timeout=self._read_timeout)
 
             return self._retrying(once)
 
