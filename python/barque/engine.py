@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from .images import ImageService
     from .registry.client import RegistryClient
     from .store import Store
+    from .system import SystemService
     from .volumes import VolumeService
 
 
@@ -65,6 +66,12 @@ class Engine:
         from .volumes import VolumeService
 
         return VolumeService(self)
+
+    @cached_property
+    def system(self) -> SystemService:
+        from .system import SystemService
+
+        return SystemService(self)
 
     def close(self) -> None:
         if "store" in self.__dict__:

@@ -6,6 +6,7 @@ prefix), a tag (``busybox`` means ``docker.io/library/busybox:latest``) or a dig
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -180,6 +181,18 @@ def _rfc3339(ts: float) -> str:
 class PruneReport:
     deleted: list[dict[str, str]]
     space_reclaimed: int
+
+
+@records.record
+class ImageUsage:
+    """The images' share of the store (see :meth:`ImageService.usage`)."""
+
+    total: int
+    active: int
+    size: int
+    reclaimable: int
+    #: Bytes of partial downloads no live pull is writing (part of ``reclaimable``).
+    stale_partials: int
 
 
 class ImageService:
@@ -444,8 +457,10 @@ class ImageService:
 
     def prune(self, all: bool = False) -> PruneReport:
         """Remove dangling images (no tag), or with ``all`` every image no container uses; then
-        delete unreferenced layers, blobs and abandoned unpack leftovers."""
+        delete unreferenced layers, blobs, abandoned unpack leftovers and the partial
+        downloads no live pull is writing (counted in the space reclaimed)."""
         deleted: list[dict[str, str]] = []
+        partials = self._store.content.remove_stale_partials()
         before = self._disk_usage()
         for record in self._store.metadata.images():
             if self._store.metadata.containers_using_image(record.id):
@@ -455,7 +470,32 @@ class ImageService:
                             for r in self._store.metadata.remove_image(record.id)]
                 deleted.append({"Deleted": record.id})
         deleted += [{"Deleted": c} for c in self._collect_garbage()]
-        return PruneReport(deleted, max(0, before - self._disk_usage()))
+        return PruneReport(deleted, partials + max(0, before - self._disk_usage()))
+
+    def usage(self) -> ImageUsage:
+        """``system df``'s Images row: bytes on disk are the store's blobs, unpacked layers
+        and partial downloads; reclaimable is all of it but what images a container uses
+        need (and partials a live pull is writing)."""
+        store, meta = self._store, self._store.metadata
+        blob_sizes: dict[str, int] = {}
+        for digest in store.content.digests():
+            with contextlib.suppress(FileNotFoundError):
+                blob_sizes[digest] = store.paths.blob(digest).stat().st_size
+        layer_sizes = {c: store.snapshots.size(c) for c in meta.snapshot_ids()}
+        stale = sum(size for _, size in store.content.stale_partials())
+        partials = 0
+        for partial in store.paths.ingest.glob("*.partial"):
+            with contextlib.suppress(FileNotFoundError):
+                partials += partial.stat().st_size
+        images = meta.images()
+        active = [r for r in images if meta.containers_using_image(r.id)]
+        used_layers = {layer.chain_id for r in active for layer in r.layers}
+        used_blobs = {d for r in active for d in
+                      (r.id, r.manifest_digest, *(layer.blob_digest for layer in r.layers))}
+        size = sum(blob_sizes.values()) + sum(layer_sizes.values()) + partials
+        needed = sum(layer_sizes.get(c, 0) for c in used_layers) + \
+            sum(blob_sizes.get(d, 0) for d in used_blobs) + (partials - stale)
+        return ImageUsage(len(images), len(active), size, max(0, size - needed), stale)
 
     def _disk_usage(self) -> int:
         total = 0

@@ -226,6 +226,7 @@ def prune(
 from . import archives as _archives  # noqa: E402,F401  (save, load, import, commit...)
 from . import containers as _containers  # noqa: E402,F401
 from . import registry as _registry  # noqa: E402,F401  (push, login, logout, search)
+from . import system as _system  # noqa: E402,F401  (system df, system prune)
 from . import volumes as _volumes  # noqa: E402,F401  (volume create, ls, rm...)
 
 

@@ -7,12 +7,16 @@ no-op. Blobs are immutable; deletion is the garbage collector's job (under the G
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
 from ..digest import sha256_digest, validate_digest
 from ..errors import DigestMismatchError
+from .locks import try_file_lock
 from .paths import StorePaths
+
+_HEX = frozenset("0123456789abcdef")
 
 
 class ContentStore:
@@ -59,6 +63,44 @@ class ContentStore:
 
     def digests(self) -> list[str]:
         return ["sha256:" + p.name for p in self._paths.blobs.iterdir() if len(p.name) == 64]
+
+    def stale_partials(self) -> list[tuple[Path, int]]:
+        """Partial downloads no live pull is writing (their blob lock is free), with their
+        sizes: what a failed or killed pull (ENOSPC, a dropped registry) left behind."""
+        stale = []
+        for partial, digest in self._partials():
+            with try_file_lock(self._paths.blob_lock(digest)) as free:
+                if free:
+                    with contextlib.suppress(FileNotFoundError):
+                        stale.append((partial, partial.stat().st_size))
+        return stale
+
+    def remove_stale_partials(self) -> int:
+        """Delete the partial downloads no live pull is writing; returns the bytes freed. Each
+        is removed while its blob lock is held, so a pull starting meanwhile waits and then
+        starts over instead of appending to a file that is gone."""
+        freed = 0
+        for partial, digest in self._partials():
+            with try_file_lock(self._paths.blob_lock(digest)) as free:
+                if not free:
+                    continue
+                with contextlib.suppress(FileNotFoundError):
+                    size = partial.stat().st_size
+                    partial.unlink()
+                    freed += size
+        return freed
+
+    def _partials(self) -> list[tuple[Path, str]]:
+        try:
+            names = [p for p in self._paths.ingest.iterdir() if p.name.endswith(".partial")]
+        except FileNotFoundError:
+            return []
+        out = []
+        for partial in names:
+            hex_part = partial.name.removesuffix(".partial")
+            if len(hex_part) == 64 and set(hex_part) <= _HEX:
+                out.append((partial, "sha256:" + hex_part))
+        return out
 
 
 def write_atomic(target: Path, data: bytes, scratch: Path, mode: int = 0o644, *,

@@ -130,6 +130,10 @@ class StorePaths:
     def lock(self, name: str) -> Path:
         return self.locks / f"{name}.lock"
 
+    def blob_lock(self, digest: str) -> Path:
+        """Held by the pull writing the blob's partial file (and renaming it into place)."""
+        return self.lock("blob-" + digest_hex(digest))
+
     def ensure(self) -> None:
         """Create the layout (idempotent). The root is forced to 0700 even if it existed."""
         self.root.mkdir(parents=True, exist_ok=True)
