@@ -1,5 +1,6 @@
 //! Running the command without the forkserver: exec `barque-py`, the Python CLI installed next
-//! to this program, with this process's arguments and its original signal mask.
+//! to this program, with this process's arguments and its original signal mask, and why
+//! (`BARQUE_FORKSERVER_STATUS`: `barque info` reports it).
 
 use std::ffi::{CString, OsString};
 use std::path::PathBuf;
@@ -13,8 +14,12 @@ pub fn python_cli() -> Result<PathBuf, Error> {
     Ok(exe.with_file_name("barque-py"))
 }
 
-/// Replace this process with the Python CLI; returns only if that fails.
-pub fn exec(args: &[OsString], original_mask: &libc::sigset_t) -> Error {
+/// The variable that tells the Python CLI why the forkserver did not run the command.
+pub const STATUS_VARIABLE: &str = "BARQUE_FORKSERVER_STATUS";
+
+/// Replace this process with the Python CLI, telling it `why` the forkserver did not run the
+/// command; returns only if that fails.
+pub fn exec(args: &[OsString], original_mask: &libc::sigset_t, why: &str) -> Error {
     let program = match python_cli() {
         Ok(p) => p,
         Err(e) => return e,
@@ -37,6 +42,8 @@ pub fn exec(args: &[OsString], original_mask: &libc::sigset_t) -> Error {
         .map(|a| a.as_ptr())
         .chain(std::iter::once(std::ptr::null()))
         .collect();
+    // This process is single-threaded: nothing reads the environment meanwhile.
+    std::env::set_var(STATUS_VARIABLE, why);
     // SAFETY: path and pointers are valid, NUL-terminated, and outlive the call.
     unsafe {
         libc::sigprocmask(libc::SIG_SETMASK, original_mask, std::ptr::null_mut());

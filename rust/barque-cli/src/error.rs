@@ -13,8 +13,12 @@ pub enum Error {
         call: &'static str,
         source: io::Error,
     },
-    #[error("{path} is not a directory of this user's with mode 0700")]
-    UnsafeDirectory { path: PathBuf },
+    /// The forkserver's directory is not safe to connect in: a misconfiguration (or an
+    /// attack) that the user must hear of.
+    #[error(transparent)]
+    Untrusted(#[from] crate::trust::TrustError),
+    #[error("no forkserver was running in {dir}; one was started for the next commands")]
+    NotRunning { dir: PathBuf },
     #[error("no forkserver directory: set BARQUE_FORKSERVER_DIR or XDG_RUNTIME_DIR")]
     NoDirectory,
     #[error("standard stream {fd} is closed")]

@@ -8,7 +8,10 @@
 //! in the background and runs the command in `barque-py` itself, as it does whenever the
 //! server declines (another namespace, barque upgraded under it...).
 //!
-//! `BARQUE_FORKSERVER=off` always runs `barque-py`; `=require` fails (125) instead.
+//! `BARQUE_FORKSERVER=off` always runs `barque-py`; `=require` fails (125) instead. Whenever
+//! it runs `barque-py`, it says why in `BARQUE_FORKSERVER_STATUS` (for `barque info`), and an
+//! unsafe forkserver directory, a misconfiguration that makes every command slow, is also
+//! named on stderr.
 
 #![cfg_attr(
     not(test),
@@ -20,6 +23,7 @@ mod error;
 mod relay;
 mod request;
 mod server;
+mod trust;
 
 use std::ffi::OsString;
 
@@ -52,17 +56,24 @@ fn main() {
     let original_mask = relay::block(&set);
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
     let mode = Mode::from_env();
-    if mode != Mode::Off {
+    let why_direct = if mode == Mode::Off {
+        "BARQUE_FORKSERVER=off".to_string()
+    } else {
         match through_server(&args, mode, &set, &original_mask) {
             Ok(status) => relay::finish(status),
             Err(e) if mode == Mode::Require => {
                 eprintln!("barque: {e}");
                 std::process::exit(ENGINE_ERROR);
             }
-            Err(_) => {}
+            Err(e) => {
+                if matches!(e, Error::Untrusted(_)) {
+                    eprintln!("barque: warning: not using the forkserver, every command starts Python: {e}");
+                }
+                e.to_string()
+            }
         }
-    }
-    let err = direct::exec(&args, &original_mask);
+    };
+    let err = direct::exec(&args, &original_mask, &why_direct);
     eprintln!("barque: cannot run the Python CLI: {err}");
     std::process::exit(ENGINE_ERROR);
 }
@@ -82,6 +93,7 @@ fn through_server(
             if mode == Mode::Auto && server::not_running(&e) {
                 // Best effort: this command runs without it either way.
                 let _ = server::spawn(&dir, &python_cli, original_mask);
+                return Err(Error::NotRunning { dir });
             }
             return Err(e);
         }

@@ -1,9 +1,11 @@
 //! Where the forkserver listens, connecting to it, and starting one when none runs.
 //!
 //! The directory is `BARQUE_FORKSERVER_DIR`, else one per installation (named by a hash of
-//! the Python CLI's path, so two checkouts never run each other's code) under `/run/barque`
-//! for root or `$XDG_RUNTIME_DIR/barque` for others. It must be this user's and closed to
-//! others: whoever can put a socket there can run commands as the caller.
+//! the Python CLI's path, so two checkouts never run each other's code) under
+//! `/run/barque/forkserver` for root or `$XDG_RUNTIME_DIR/barque/forkserver` for others. A
+//! directory of its own: `/run/barque` also holds container state, and may be root's 0755.
+//! Whoever can put a socket there can run commands as the caller, so the way to it is checked
+//! first (see trust.rs).
 
 use std::ffi::{CString, OsStr, OsString};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -11,6 +13,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::Error;
+use crate::trust;
 
 pub const SOCKET_NAME: &str = "forkserver.sock";
 /// Held by the serving server; free means none serves, or one is about to.
@@ -18,13 +21,13 @@ pub const LOCK_NAME: &str = "forkserver.lock";
 pub const LOG_NAME: &str = "forkserver.log";
 
 /// The forkserver's directory for the installation whose Python CLI is `python_cli`, created
-/// (mode 0700) if missing, and checked.
+/// (mode 0700, with the parents barque owns) if missing, and checked.
 pub fn directory(python_cli: &Path) -> Result<PathBuf, Error> {
     let dir = match std::env::var_os("BARQUE_FORKSERVER_DIR") {
         Some(d) if !d.is_empty() => PathBuf::from(d),
         _ => {
             // SAFETY: geteuid cannot fail.
-            let base = if unsafe { libc::geteuid() } == 0 {
+            let barque = if unsafe { libc::geteuid() } == 0 {
                 PathBuf::from("/run/barque")
             } else {
                 match std::env::var_os("XDG_RUNTIME_DIR") {
@@ -32,11 +35,16 @@ pub fn directory(python_cli: &Path) -> Result<PathBuf, Error> {
                     _ => return Err(Error::NoDirectory),
                 }
             };
-            make_private_dir(&base)?;
-            base.join(format!("{:016x}", fnv1a(python_cli.as_os_str().as_bytes())))
+            let servers = barque.join("forkserver");
+            make_dir(&barque)?;
+            make_dir(&servers)?;
+            servers.join(format!("{:016x}", fnv1a(python_cli.as_os_str().as_bytes())))
         }
     };
-    make_private_dir(&dir)?;
+    make_dir(&dir)?;
+    let cwd = std::env::current_dir().map_err(Error::at("."))?;
+    // SAFETY: geteuid cannot fail.
+    trust::check(&trust::Host, &dir, &cwd, unsafe { libc::geteuid() })?;
     Ok(dir)
 }
 
@@ -48,30 +56,16 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
-/// Create `dir` (mode 0700) if missing; fail unless it is a directory of ours closed to others.
-fn make_private_dir(dir: &Path) -> Result<(), Error> {
-    let dir = dir.to_path_buf();
+/// Create `dir` with mode 0700 if missing (one that exists is left as it is: the check says
+/// whether it will do).
+fn make_dir(dir: &Path) -> Result<(), Error> {
     let path = cstring(dir.as_os_str())?;
     // SAFETY: path is a valid C string.
     if unsafe { libc::mkdir(path.as_ptr(), 0o700) } != 0 {
         let err = std::io::Error::last_os_error();
         if err.raw_os_error() != Some(libc::EEXIST) {
-            return Err(Error::Path {
-                path: dir,
-                source: err,
-            });
+            return Err(Error::at(dir)(err));
         }
-    }
-    // SAFETY: an all-zero stat is a valid out-buffer.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: path is valid; st is writable.
-    if unsafe { libc::lstat(path.as_ptr(), &mut st) } != 0 {
-        return Err(Error::at(dir)(std::io::Error::last_os_error()));
-    }
-    // SAFETY: geteuid cannot fail.
-    let euid = unsafe { libc::geteuid() };
-    if st.st_mode & libc::S_IFMT != libc::S_IFDIR || st.st_uid != euid || st.st_mode & 0o077 != 0 {
-        return Err(Error::UnsafeDirectory { path: dir });
     }
     Ok(())
 }
