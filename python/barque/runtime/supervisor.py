@@ -89,10 +89,27 @@ class Started:
     shim_pid: int
 
 
+def _make_private_dirs(state_dir: Path) -> None:
+    """``state_dir`` and whichever of its parents are missing (``/run/barque``, the store's
+    directory under it), each mode 0700: live state is root's business, and ``mkdir -p``
+    would make the parents 0755, which the forkserver's front end once refused to trust
+    beside it (its own directory is now ``/run/barque/forkserver``)."""
+    missing = []
+    directory = state_dir
+    while not directory.exists():
+        missing.append(directory)
+        directory = directory.parent
+    for directory in reversed(missing):
+        try:
+            directory.mkdir(mode=0o700)
+        except FileExistsError:
+            pass  # another container's start made it meanwhile
+
+
 def start(options: ShimOptions) -> Started:
     """Start a supervised container. Returns once the container's process has exec'd (or
     raises :class:`ContainerStartError` with Docker's exit code when it could not)."""
-    options.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _make_private_dirs(options.state_dir)
     for stale in ("exit.json", "attach", "shim.pid"):
         try:
             (options.state_dir / stale).unlink()
