@@ -241,6 +241,22 @@ def exec_process(
     ESRCH) or a missing working directory. Releases the GIL.
     """
 
+def exec_process_pty(
+    container_pid: int,
+    process_json: str,
+    *,
+    seccomp_json: str | None = None,
+    cgroup_procs: list[str] = [],
+    size: tuple[int, int] | None = None,
+    seccomp_cache_dir: str | None = None,
+) -> tuple[int, int]:
+    """As ``exec_process``, on a new pty that the process opens in the container's own devpts
+    (``/dev/pts/ptmx`` of its mount namespace, so ``tty`` inside prints ``/dev/pts/N``), of
+    ``size`` (rows, cols) before the program runs; the pty is its controlling terminal and its
+    0, 1 and 2, owned by its uid. ``/dev/console`` is left alone. Returns ``(pid, master_fd)``:
+    the master is close-on-exec and the caller's to relay, resize and close. Releases the GIL.
+    """
+
 def spawn_terminal(
     bundle_dir: str,
     *,

@@ -69,6 +69,18 @@ class CreateOptions:
         return bool(self.volumes or self.mounts or self.tmpfs or self.volumes_from)
 
 
+@records.record(frozen=True)
+class _ExecFiles:
+    """What the native exec needs: the container's init, the files of its process section
+    and seccomp filter (paths), its cgroups' ``cgroup.procs`` and the seccomp cache."""
+
+    container_pid: int
+    process: str
+    seccomp: str | None
+    cgroup_procs: list[str]
+    seccomp_cache: str
+
+
 class Container:
     """A container's record, read from the store when the object was made."""
 
@@ -916,8 +928,56 @@ class ContainerService:
         is resolved against the container's own /etc/passwd and /etc/group. Returns the exit
         code; without ``wait`` (or with ``detach``, which also gives it /dev/null as stdio),
         the process's host pid at once (it is this process's child). With ``tty``,
-        ``stdin`` must be a terminal's slave side: it becomes the controlling terminal."""
+        ``stdin`` must be a terminal's slave side: it becomes the controlling terminal (see
+        :meth:`exec_terminal` for a pty of the container's own, as ``exec -t`` needs)."""
         from .native import container_errors, load
+
+        devnull = None
+        if stdin is None or detach:
+            devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+            stdin = devnull
+            if detach:
+                stdout = stderr = devnull
+        try:
+            with self._exec_files(name_or_id, command, env=env, user=user, workdir=workdir,
+                                  tty=tty, privileged=privileged) as files, \
+                    container_errors():
+                pid = load().exec_process(
+                    files.container_pid, files.process, seccomp_json=files.seccomp,
+                    stdin_fd=stdin, stdout_fd=stdout, stderr_fd=stderr,
+                    cgroup_procs=files.cgroup_procs, terminal=tty,
+                    seccomp_cache_dir=files.seccomp_cache)
+        finally:
+            if devnull is not None:
+                os.close(devnull)
+        if detach or not wait:
+            return pid
+        return load().wait(pid)
+
+    def exec_terminal(self, name_or_id: str, command: list[str], *,
+                      env: list[str] | None = None, user: str | None = None,
+                      workdir: str | None = None, privileged: bool = False,
+                      size: tuple[int, int] | None = None) -> tuple[int, int]:
+        """``docker exec -t``: as :meth:`exec`, on a new pty of the container's own devpts
+        (so ``tty`` inside names its ``/dev/pts/N``, as for ``run -t``) of ``size`` (rows,
+        cols). Returns ``(pid, master_fd)`` at once: the process is this process's child
+        (``wait`` for it); the master is the caller's to relay, resize and close."""
+        from .native import container_errors, load
+
+        with self._exec_files(name_or_id, command, env=env, user=user, workdir=workdir,
+                              tty=True, privileged=privileged) as files, container_errors():
+            pid, master = load().exec_process_pty(
+                files.container_pid, files.process, seccomp_json=files.seccomp,
+                cgroup_procs=files.cgroup_procs, size=size,
+                seccomp_cache_dir=files.seccomp_cache)
+        return pid, master
+
+    @contextlib.contextmanager
+    def _exec_files(self, name_or_id: str, command: list[str], *, env: list[str] | None,
+                    user: str | None, workdir: str | None, tty: bool,
+                    privileged: bool) -> Iterator[_ExecFiles]:
+        """The OCI process (and seccomp) files of an exec into the running container, which
+        exist while the context is open."""
         from .runtime import cgroups
         from .runtime.spec import _replace_or_append, resolve_capabilities
         from .runtime.users import process_groups, resolve_user
@@ -962,34 +1022,20 @@ class ContainerService:
         token = os.urandom(8).hex()
         process_file = bundle / f"exec-{token}.json"
         seccomp_file = bundle / f"exec-{token}-seccomp.json"
-        write_atomic(process_file, json.dumps(process).encode(), self._store.paths.tmp,
-                     mode=0o600, sync=False)
-        if seccomp is not None:
-            write_atomic(seccomp_file, json.dumps(seccomp).encode(), self._store.paths.tmp,
-                         mode=0o600, sync=False)
-        devnull = None
-        if stdin is None or detach:
-            devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
-            stdin = devnull
-            if detach:
-                stdout = stderr = devnull
         try:
-            with container_errors():
-                pid = load().exec_process(
-                    record.pid, str(process_file),
-                    seccomp_json=str(seccomp_file) if seccomp is not None else None,
-                    stdin_fd=stdin, stdout_fd=stdout, stderr_fd=stderr,
-                    cgroup_procs=cgroups.open_existing(record.id).procs, terminal=tty,
-                    seccomp_cache_dir=str(self._store.paths.seccomp_cache))
+            write_atomic(process_file, json.dumps(process).encode(), self._store.paths.tmp,
+                         mode=0o600, sync=False)
+            if seccomp is not None:
+                write_atomic(seccomp_file, json.dumps(seccomp).encode(), self._store.paths.tmp,
+                             mode=0o600, sync=False)
+            yield _ExecFiles(container_pid=record.pid, process=str(process_file),
+                             seccomp=str(seccomp_file) if seccomp is not None else None,
+                             cgroup_procs=cgroups.open_existing(record.id).procs,
+                             seccomp_cache=str(self._store.paths.seccomp_cache))
         finally:
             for path in (process_file, seccomp_file):
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
-            if devnull is not None:
-                os.close(devnull)
-        if detach or not wait:
-            return pid
-        return load().wait(pid)
 
     def cleanup(self, name_or_id: str) -> None:
         """The supervisor's exit command: settle the books of an exited container and remove

@@ -208,8 +208,6 @@ def exec_(
     privileged: Annotated[bool, typer.Option("--privileged", help="Give extended privileges to the command.")] = False,
 ) -> None:
     """Execute a command in a running container."""
-    import contextlib
-
     from .run import _environment
 
     service = engine().containers
@@ -225,17 +223,18 @@ def exec_(
     from .. import attach
     from ..native import load
 
-    master, slave = os.openpty()
-    with contextlib.ExitStack() as cleanup:
-        cleanup.callback(os.close, master)
-        try:
-            pid = service.exec(container, command, env=environment + ["TERM=xterm"],
-                               user=user, workdir=workdir, privileged=privileged, tty=True,
-                               stdin=slave, stdout=slave, stderr=slave, wait=False)
-        finally:
-            os.close(slave)
+    if interactive and not os.isatty(0):
+        from ..errors import InvalidArgumentError
+
+        raise InvalidArgumentError("the input device is not a TTY")
+    pid, master = service.exec_terminal(
+        container, command, env=["TERM=xterm", *environment], user=user, workdir=workdir,
+        privileged=privileged, size=attach.window_size(0) or attach.window_size(1))
+    try:
         attach.relay_pty(master, stdin=interactive)
-        raise typer.Exit(load().wait(pid))
+    finally:
+        os.close(master)
+    raise typer.Exit(load().wait(pid))
 
 
 @container_app.command("cleanup", hidden=True)

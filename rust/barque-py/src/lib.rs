@@ -9,6 +9,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+mod devices;
 mod errors;
 mod exec;
 mod ingest;
@@ -21,9 +22,11 @@ mod runtime;
 #[pyo3(name = "_native")]
 mod native {
     #[pymodule_export]
+    use crate::devices::restrict_devices;
+    #[pymodule_export]
     use crate::errors::{ContainerError, DigestError, LayerError};
     #[pymodule_export]
-    use crate::exec::exec_process;
+    use crate::exec::{exec_process, exec_process_pty};
     #[pymodule_export]
     use crate::ingest::{sha256_file, syncfs, unpack_blob, PyBlobIngest};
     #[pymodule_export]

@@ -36,6 +36,7 @@ use crate::runtime::namespaces::{self, NamespaceError, NamespacePlan};
 use crate::runtime::process::{self, ProcessError, ProcessPlan};
 use crate::runtime::seccomp::{self, SeccompError, SeccompPlan};
 use crate::runtime::sys::{Fd, Linux, Sys};
+use crate::runtime::terminal::{self, TerminalError, TerminalPlan};
 
 /// The namespaces an exec'd process joins, in `setns` order (mount last, see the module doc).
 /// A user namespace is refused (containers have none); time namespaces are left alone.
@@ -93,6 +94,8 @@ pub enum ExecError {
     Namespace(#[from] NamespaceError),
     #[error(transparent)]
     Cgroup(#[from] CgroupError),
+    #[error(transparent)]
+    Terminal(#[from] TerminalError),
     #[error("cannot {op}: {source}")]
     Io {
         op: &'static str,
@@ -132,6 +135,9 @@ impl ExecError {
             ExecError::Read { source, .. } | ExecError::Io { source, .. } => source.raw_os_error(),
             ExecError::Namespace(NamespaceError::Open { source, .. }) => source.raw_os_error(),
             ExecError::Cgroup(e) => e.source.raw_os_error(),
+            ExecError::Terminal(
+                TerminalError::Socket { source } | TerminalError::Receive { source, .. },
+            ) => source.raw_os_error(),
             _ => None,
         }
     }
@@ -148,6 +154,7 @@ impl ExecError {
             | ExecError::Seccomp { path, .. } => Some(path),
             ExecError::Namespace(NamespaceError::Open { path, .. }) => Some(path),
             ExecError::Cgroup(e) => Some(&e.path),
+            ExecError::Terminal(e) => e.path(),
             _ => None,
         }
     }
@@ -185,6 +192,8 @@ pub struct ExecPlan {
     pub last_cap: u32,
     pub seccomp: Option<SeccompPlan>,
     pub terminal: bool,
+    /// A new pty of the container's devpts for the process ([`spawn_exec_pty`]).
+    pub pty: Option<TerminalPlan>,
     pub empty_sigset: libc::sigset_t,
 }
 
@@ -350,6 +359,7 @@ impl ExecPlan {
             last_cap,
             seccomp,
             terminal: opts.terminal || spec.terminal().unwrap_or(false),
+            pty: None,
             empty_sigset,
         })
     }
@@ -413,6 +423,14 @@ impl ExecPlan {
                 let name = self.process.rlimits.get(i).map_or("", |l| l.name.as_str());
                 child(format!("cannot set rlimit {name}: {reason}"), None)
             }
+            Step::Terminal if self.pty.is_some() => {
+                let (what, path) = TerminalPlan::describe(fail.index);
+                let on = path
+                    .as_ref()
+                    .map(|p| format!(" {}", p.display()))
+                    .unwrap_or_default();
+                child(format!("cannot {what}{on}: {reason}"), path)
+            }
             Step::User => child(
                 format!(
                     "cannot switch user to uid {} gid {} groups {:?}: {reason}",
@@ -445,10 +463,21 @@ pub(crate) fn run<S: Sys>(sys: &S, plan: &ExecPlan) -> Result<Infallible, Fail> 
     // Signals arrive blocked; drop the caller's handlers and ignores before they can matter.
     sys.reset_signal_dispositions();
     let process = &plan.process;
-    process.setup_stdio(sys)?;
-    if plan.terminal {
-        sys.setsid().on(Step::Terminal)?;
-        sys.set_controlling_tty(0).on(Step::Terminal)?;
+    if let Some(pty) = &plan.pty {
+        // The pty's slave becomes 0, 1 and 2: the caller's stdio is not used (may be closed).
+        // After the setns into the mount namespace "/" is the container's: its devpts.
+        let root = Fd::new(
+            sys,
+            sys.openat(libc::AT_FDCWD, c"/", libc::O_PATH | libc::O_DIRECTORY, 0)
+                .on(Step::Terminal)?,
+        );
+        pty.setup(sys, root.raw())?;
+    } else {
+        process.setup_stdio(sys)?;
+        if plan.terminal {
+            sys.setsid().on(Step::Terminal)?;
+            sys.set_controlling_tty(0).on(Step::Terminal)?;
+        }
     }
     // After the setns into the mount namespace "/" is the container's root. The working
     // directory is resolved inside it and must exist (unlike the init's, it is not created:
@@ -649,7 +678,36 @@ fn kill_and_reap(pid: libc::pid_t) {
 ///
 /// [`container::wait`]: crate::runtime::container::wait
 pub fn spawn_exec(opts: &ExecOptions) -> Result<libc::pid_t, ExecError> {
-    let plan = ExecPlan::build(opts)?;
+    start(&ExecPlan::build(opts)?)
+}
+
+/// As [`spawn_exec`], on a new pty the process opens in the container's own devpts (so that
+/// `tty` inside names it, as for `run -t`), of `size` (rows, cols) from the start; it is the
+/// process's controlling terminal and its 0, 1 and 2. Returns the pid and the pty's master
+/// (close-on-exec), which the caller relays and resizes.
+pub fn spawn_exec_pty(
+    opts: &ExecOptions,
+    size: Option<(u16, u16)>,
+) -> Result<(libc::pid_t, OwnedFd), ExecError> {
+    let mut plan = ExecPlan::build(opts)?;
+    let (ours, theirs) = terminal::socketpair()?;
+    let mut pty = terminal::plan_exec(plan.process.uid, size);
+    pty.socket = theirs.as_raw_fd();
+    plan.pty = Some(pty);
+    let pid = start(&plan)?;
+    drop(theirs);
+    // Sent before the process exec'd, so it is waiting in the socket.
+    match terminal::receive_master(&ours) {
+        Ok(master) => Ok((pid, master)),
+        Err(e) => {
+            kill_and_reap(pid);
+            Err(e.into())
+        }
+    }
+}
+
+/// Clones the helper that starts `plan`'s process; its pid once it has exec'd.
+fn start(plan: &ExecPlan) -> Result<libc::pid_t, ExecError> {
     let (error_read, error_write) = pipe()?;
     let (pid_read, pid_write) = pipe()?;
 
@@ -664,7 +722,7 @@ pub fn spawn_exec(opts: &ExecOptions) -> Result<libc::pid_t, ExecError> {
     }
     let cloned = fork_like(0);
     if let Ok(0) = cloned {
-        intermediate(&plan, error_write.as_raw_fd(), pid_write.as_raw_fd());
+        intermediate(plan, error_write.as_raw_fd(), pid_write.as_raw_fd());
     }
     // SAFETY: restoring the mask saved above.
     unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
@@ -912,6 +970,42 @@ mod tests {
             .unwrap();
         assert!(seccomp < setresuid, "{calls:?}");
         assert!(!calls.iter().any(|c| c.starts_with("prctl(38")));
+    }
+
+    #[test]
+    fn a_pty_is_opened_in_the_containers_devpts_before_the_working_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut plan = ExecPlan::build(&options(dir.path(), base())).unwrap();
+        let mut pty = terminal::plan_exec(1000, Some((21, 77)));
+        pty.socket = 9;
+        plan.pty = Some(pty);
+        let sys = FakeSys::with_paths(&["work", "dev", "dev/pts", "dev/pts/ptmx*"]);
+        assert_eq!(run(&sys, &plan).unwrap_err().step, Step::Exec);
+        let calls = sys.calls();
+        let at = |prefix: &str| {
+            calls
+                .iter()
+                .position(|c| c.starts_with(prefix))
+                .unwrap_or_else(|| panic!("no {prefix} in {calls:?}"))
+        };
+        assert!(at("send_fd(9, dev/pts/ptmx)") < at("setsid"));
+        assert!(at("dup2(pts:dev/pts/ptmx, 2)") < at("fchdir(/work)"));
+        // The caller's stdio is not used: the pty's slave is the terminal and the stdio.
+        assert!(
+            !calls
+                .iter()
+                .any(|c| c.starts_with("dup_above") || c == "set_controlling_tty(0)"),
+            "{calls:?}"
+        );
+
+        let sys = FakeSys::with_paths(&["work"]);
+        let e = plan.explain(run(&sys, &plan).unwrap_err());
+        assert_eq!(e.exit_code(), EXIT_START_FAILED);
+        assert_eq!(e.path(), Some(Path::new("/dev/pts/ptmx")));
+        assert!(
+            e.to_string().starts_with("cannot open /dev/pts/ptmx: "),
+            "{e}"
+        );
     }
 
     #[test]

@@ -5,6 +5,9 @@
 //! the slave onto `/dev/console`, hands the master to the parent over a socketpair
 //! (`SCM_RIGHTS`), then becomes a session leader with the slave as its controlling terminal
 //! and as its 0, 1 and 2. The parent keeps the master; the init never allocates.
+//!
+//! An exec'd process with a terminal (`exec -t`) gets one the same way, from the same devpts,
+//! so that `tty` inside names its `/dev/pts/N`; only `/dev/console` stays the init's.
 
 use std::ffi::CStr;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
@@ -77,7 +80,8 @@ impl TerminalError {
 /// Everything the init needs for its terminal, computed before clone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TerminalPlan {
-    console: InRootPath,
+    /// Where the slave is bound for the init; an exec'd process leaves the console alone.
+    console: Option<InRootPath>,
     /// The init's end of the console socketpair (set by `spawn_with` once it exists).
     pub socket: RawFd,
     /// The slave is handed to this user so a non-root process can use its terminal.
@@ -89,11 +93,22 @@ pub struct TerminalPlan {
 
 pub fn plan(uid: u32, size: Option<(u16, u16)>) -> Result<TerminalPlan, TerminalError> {
     Ok(TerminalPlan {
-        console: InRootPath::new(Path::new("/dev/console"))?,
+        console: Some(InRootPath::new(Path::new("/dev/console"))?),
         socket: -1,
         uid,
         size,
     })
+}
+
+/// The terminal of a process exec'd into a running container: a new pty of the container's
+/// devpts, without the `/dev/console` bind (that is the init's terminal).
+pub fn plan_exec(uid: u32, size: Option<(u16, u16)>) -> TerminalPlan {
+    TerminalPlan {
+        console: None,
+        socket: -1,
+        uid,
+        size,
+    }
 }
 
 /// Parent side: `(parent end, init end)` of the console socket, both close-on-exec.
@@ -178,20 +193,21 @@ impl TerminalPlan {
                 .map_err(at(T::WindowSize))?;
         }
         let slave = Fd::new(sys, sys.pty_peer(master.raw()).map_err(at(T::Peer))?);
-        // A bind of the slave: programs that write to /dev/console reach the terminal.
-        let console = self
-            .console
-            .open(sys, root, Create::File)
-            .map_err(at(T::Console))?;
-        let mnt = Fd::new(
-            sys,
-            sys.open_tree(slave.raw(), c"", false)
-                .map_err(at(T::Console))?,
-        );
-        sys.move_mount(mnt.raw(), console.raw())
-            .map_err(at(T::Console))?;
-        drop(mnt);
-        drop(console);
+        if let Some(console) = &self.console {
+            // A bind of the slave: programs that write to /dev/console reach the terminal.
+            let console = console
+                .open(sys, root, Create::File)
+                .map_err(at(T::Console))?;
+            let mnt = Fd::new(
+                sys,
+                sys.open_tree(slave.raw(), c"", false)
+                    .map_err(at(T::Console))?,
+            );
+            sys.move_mount(mnt.raw(), console.raw())
+                .map_err(at(T::Console))?;
+            drop(mnt);
+            drop(console);
+        }
         sys.send_fd(self.socket, master.raw())
             .map_err(at(T::Send))?;
         drop(master);
@@ -278,6 +294,32 @@ mod tests {
         assert_eq!(calls[5], "send_fd(9, dev/pts/ptmx)");
         assert_eq!(calls[6], "fchown(pts:dev/pts/ptmx, 1000, 4294967295)");
         assert_eq!(calls[9], "dup2(pts:dev/pts/ptmx, 0)");
+    }
+
+    #[test]
+    fn an_exec_gets_a_pty_of_the_containers_devpts_and_leaves_the_console() {
+        let sys = FakeSys::with_paths(&["dev", "dev/pts", "dev/pts/ptmx*", "dev/console*"]);
+        let mut t = plan_exec(1000, Some((21, 77)));
+        t.socket = 9;
+        t.setup(&sys, 3).unwrap();
+        let calls = sys.calls();
+        assert!(calls[0].starts_with("unlock_pty(dev/pts/ptmx"), "{calls:?}");
+        assert!(
+            !calls
+                .iter()
+                .any(|c| c.contains("console") || c.starts_with("open_tree")),
+            "{calls:?}"
+        );
+        let at = |prefix: &str| {
+            calls
+                .iter()
+                .position(|c| c.starts_with(prefix))
+                .unwrap_or_else(|| panic!("no {prefix} in {calls:?}"))
+        };
+        assert!(at("set_window_size") < at("send_fd(9, dev/pts/ptmx)"));
+        assert!(at("fchown(pts:dev/pts/ptmx, 1000") < at("setsid"));
+        assert!(at("setsid") < at("set_controlling_tty("));
+        assert_eq!(calls.last().unwrap(), "dup2(pts:dev/pts/ptmx, 2)");
     }
 
     #[test]
