@@ -28,7 +28,9 @@ def __getattr__(name: str) -> Any:
 
         return Image
     if name == "errors":
-        from . import errors
+        # Not `from . import errors`: that looks the name up on this package first, which
+        # lands back here before the submodule is imported, and so on forever.
+        import importlib
 
-        return errors
+        return importlib.import_module(".errors", __name__)
     raise AttributeError(f"module 'barque' has no attribute {name!r}")

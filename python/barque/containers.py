@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from . import records
+from . import arguments, records
 from .errors import (
     ConflictError,
     ContainerNotFoundError,
@@ -277,7 +277,7 @@ class ContainerService:
 
     def resolve_id(self, name_or_id: str) -> str:
         meta = self._store.metadata
-        text = name_or_id.removeprefix("/")
+        text = arguments.text(name_or_id, "name_or_id").removeprefix("/")
         found = meta.container_for_name(text)
         if found:
             return found
@@ -308,7 +308,7 @@ class ContainerService:
         ``k=v``), ``ancestor`` (an image name or ID), ``volume`` (a volume name or a mount
         destination); values of one key are OR-ed, keys AND-ed.
         A status filter implies ``all``, as in Docker."""
-        filters = filters or {}
+        filters = arguments.filters(filters) or {}
         unknown = set(filters) - {"status", "name", "id", "label", "ancestor", "volume"}
         if unknown:
             raise InvalidArgumentError(f"invalid filter '{sorted(unknown)[0]}'")
@@ -338,7 +338,7 @@ class ContainerService:
     def rename(self, name_or_id: str, new_name: str) -> None:
         """Give a container a new name; Docker's conflict error if the name is taken."""
         container_id = self.resolve_id(name_or_id)
-        _validate_name(new_name)
+        _validate_name(arguments.text(new_name, "new_name"))
         owner = self._store.metadata.rename_container(container_id, new_name)
         if owner is not None:
             raise ConflictError(_name_conflict(new_name, owner))
@@ -413,7 +413,10 @@ class ContainerService:
         (``--mount``) add to ``create``'s (see :class:`CreateOptions`)."""
         from .runtime.spec import RunOptions, build_spec
 
-        options = options or RunOptions()
+        arguments.text(image, "image")
+        command = arguments.command(command, "command")
+        options = arguments.run_options(options) or RunOptions()
+        arguments.create_options(create)
         if command is not None:
             options.command = command
         create = create or CreateOptions()
@@ -773,6 +776,7 @@ class ContainerService:
         return oom_killed
 
     def kill(self, name_or_id: str, sig: int = signal.SIGKILL) -> None:
+        sig = parse_signal(arguments.signal(sig))
         record = self._load(self.resolve_id(name_or_id))
         if record.status not in ("running", "paused"):
             raise ConflictError(f"Container {record.id} is not running")
@@ -796,6 +800,7 @@ class ContainerService:
 
     def stop(self, name_or_id: str, timeout: float = 10) -> None:
         """Docker's stop: the stop signal, then SIGKILL after ``timeout`` seconds."""
+        arguments.number(timeout, "timeout")
         record = self._load(self.resolve_id(name_or_id))
         if record.status not in ("running", "paused"):
             return
@@ -816,6 +821,7 @@ class ContainerService:
         starts once the old one is gone, since both use the same state directory."""
         from .runtime import supervisor
 
+        arguments.number(timeout, "timeout")
         container_id = self.resolve_id(name_or_id)
         marker = self._store.paths.container(container_id) / _RESTARTING
         old_shim = supervisor.shim_pid(self._store.paths.run_state(container_id))
@@ -873,6 +879,7 @@ class ContainerService:
 
         from .runtime import cgroups
 
+        arguments.optional_strings(ps_args, "ps_args")
         record = self._load(self.resolve_id(name_or_id))
         if record.status not in ("running", "paused"):
             raise ConflictError(f"Container {record.id} is not running")
@@ -902,6 +909,9 @@ class ContainerService:
         ``follow``, then those written until the container stops."""
         from . import logs
 
+        arguments.integer(tail, "tail")
+        arguments.time_point(since, "since")
+        arguments.time_point(until, "until")
         record = self._load(self.resolve_id(name_or_id))
         log_type = (json.loads(record.config)["HostConfig"].get("LogConfig") or {}).get("Type")
         if log_type != "json-file":
@@ -932,6 +942,9 @@ class ContainerService:
         :meth:`exec_terminal` for a pty of the container's own, as ``exec -t`` needs)."""
         from .native import container_errors, load
 
+        arguments.descriptor(stdin, "stdin", optional=True)
+        arguments.descriptor(stdout, "stdout")
+        arguments.descriptor(stderr, "stderr")
         devnull = None
         if stdin is None or detach:
             devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
@@ -983,6 +996,10 @@ class ContainerService:
         from .runtime.users import process_groups, resolve_user
         from .store.content import write_atomic
 
+        command = arguments.command(command, "command")
+        arguments.optional_strings(env, "env")
+        arguments.optional_text(user, "user")
+        arguments.optional_text(workdir, "workdir")
         if not command:
             raise InvalidArgumentError("exec needs a command to run")
         record = self._load(self.resolve_id(name_or_id))
@@ -1098,6 +1115,9 @@ class ContainerService:
         returns the exit code. With ``sig_proxy`` (the CLI's default, as Docker's), signals
         this process receives while waiting are forwarded to the container's init (main
         thread only). ``volumes``/``mounts``: as for :meth:`create`."""
+        arguments.descriptor(stdin, "stdin", optional=True)
+        arguments.descriptor(stdout, "stdout")
+        arguments.descriptor(stderr, "stderr")
         create = create or CreateOptions()
         container = self.create(image, command, options=options, create=create, pull=True,
                                 progress=progress, volumes=volumes, mounts=mounts)

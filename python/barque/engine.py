@@ -31,6 +31,11 @@ class Engine:
     def __init__(self, root: str | os.PathLike[str] | None = None, *,
                  config_file: str | os.PathLike[str] | None = None,
                  settings: Settings | None = None) -> None:
+        from . import arguments
+
+        arguments.optional_path(root, "root")
+        arguments.optional_path(config_file, "config_file")
+        arguments.optional_instance(settings, Settings, "settings", "a barque.config.Settings")
         self.settings = settings or load_settings(root=root, config_file=config_file)
 
     @property

@@ -88,6 +88,15 @@ class InvalidArgumentError(BarqueError, ValueError):
     """A ``run``/``create`` option or the image config cannot make a valid container (exit 125)."""
 
 
+class InvalidArgumentTypeError(BarqueError, TypeError):
+    """An argument of the Python API has the wrong type (``images.get(None)``); the message
+    names the argument. Its value, not its type, being wrong is an InvalidArgumentError."""
+
+
+class ContainerPathNotFoundError(BarqueError, FileNotFoundError):
+    """``cp``: the path does not exist in the container (Docker's "Could not find the file")."""
+
+
 class InvalidArchiveError(BarqueError, ValueError):
     """An image archive (save/load, import) is malformed, truncated or tampered with."""
 
@@ -98,3 +107,8 @@ class VolumeNotFoundError(BarqueError, LookupError):
 
 class VolumeInUseError(ConflictError):
     """A volume cannot be removed while a container uses it; the message names them."""
+
+
+class TemplateError(BarqueError, ValueError):
+    """A ``--format``/``-f`` Go template does not parse or cannot be executed on the data;
+    the message is the docker CLI's (``template parsing error: template: :1: ...``)."""

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from functools import cached_property
 
-from . import records
+from . import arguments, records
 from .digest import chain_ids, sha256_digest, validate_digest
 from .errors import (
     AmbiguousImageError,
@@ -219,7 +219,7 @@ class ImageService:
     def resolve_id(self, name: str) -> str:
         """The image ID that ``name`` (ID, short ID, tag or digest reference) designates."""
         meta = self._store.metadata
-        text = name.strip()
+        text = arguments.text(name, "name").strip()
         hex_part = text[7:] if text.startswith("sha256:") else text
         if text.startswith("sha256:") or (len(hex_part) == 64 and set(hex_part) <= _HEX):
             if not hex_part or not set(hex_part) <= _HEX:
@@ -273,6 +273,7 @@ class ImageService:
 
     def tag(self, source: str, target: str) -> None:
         """Point the tag ``target`` at the image ``source`` designates. Atomic."""
+        arguments.text(target, "target")
         image_id = self.resolve_id(source)
         ref = Reference.parse(target)
         if ref.digest:
@@ -289,7 +290,9 @@ class ImageService:
         The image becomes visible only when every layer is verified and unpacked; an
         interrupted pull leaves its partial blobs to be resumed by the next pull.
         """
-        return _Pull(self, Reference.parse(reference), platform, progress or NullProgress()).run()
+        ref = Reference.parse(arguments.text(reference, "reference"))
+        arguments.optional_text(platform, "platform")
+        return _Pull(self, ref, platform, progress or NullProgress()).run()
 
     # -- push -----------------------------------------------------------------------------
 
@@ -301,7 +304,7 @@ class ImageService:
         """
         from .registry.push import BlobToPush, Pusher
 
-        ref = Reference.parse(reference, default_tag=None)
+        ref = Reference.parse(arguments.text(reference, "reference"), default_tag=None)
         if ref.digest:
             raise InvalidReferenceError(f"cannot push a digest reference: {reference}")
         report = progress or NullProgress()

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import records
+from . import arguments, records
 from .errors import (
     ContainerNotFoundError,
     InvalidArgumentError,
@@ -151,6 +151,10 @@ class VolumeService:
         """``docker volume create``: a new volume, or the existing one of that name unchanged.
         Without a name, a random 64-hex one. ``options`` are the local driver's ``type``,
         ``device`` and ``o`` (a filesystem mounted as the volume, e.g. ``type=tmpfs``)."""
+        arguments.optional_text(name, "name")
+        arguments.text(driver, "driver")
+        arguments.string_map(labels, "labels")
+        arguments.string_map(options, "options")
         if name is not None and not mountspec.valid_volume_name(name):
             raise mountspec.volume_name_error(name)
         if driver != "local":
@@ -185,19 +189,21 @@ class VolumeService:
         return data
 
     def get(self, name: str) -> Volume:
+        arguments.text(name, "name")
         record = self._store.metadata.get_volume(name) if name else None
         if record is None:
             raise VolumeNotFoundError(f"No such volume: {name}")
         return Volume(self, record)
 
     def exists(self, name: str) -> bool:
+        arguments.text(name, "name")
         return bool(name) and self._store.metadata.get_volume(name) is not None
 
     def list(self, filters: dict[str, list[str]] | None = None) -> list[Volume]:
         """Volumes by name. ``filters`` as ``docker volume ls --filter``: ``name``
         (substring), ``label`` (``k`` or ``k=v``), ``dangling`` (``true``: used by no
         container), ``driver``; values of one key OR-ed, keys AND-ed."""
-        filters = filters or {}
+        filters = arguments.filters(filters) or {}
         unknown = set(filters) - {"name", "label", "dangling", "driver"}
         if unknown:
             raise InvalidArgumentError(f"invalid filter '{sorted(unknown)[0]}'")
@@ -242,6 +248,7 @@ class VolumeService:
         """``docker volume rm``: refused while a container uses it. With ``force``, a volume
         used only by stopped containers goes (they keep its path in their records and will
         fail to start), a missing one is no error; one a running container uses never goes."""
+        arguments.text(name, "name")
         with self.lock():
             record = self._store.metadata.get_volume(name) if name else None
             if record is None:
@@ -272,7 +279,7 @@ class VolumeService:
         """``docker volume prune``: remove the volumes no container uses -- only anonymous
         ones unless ``all`` (Docker 23's rule); ``filters``: ``label``. Returns their names
         and the bytes they held."""
-        filters = filters or {}
+        filters = arguments.filters(filters) or {}
         if set(filters) - {"label"}:
             raise InvalidArgumentError(f"invalid filter '{sorted(set(filters) - {'label'})[0]}'")
         removed, reclaimed = [], 0

@@ -1,0 +1,182 @@
+"""Checks of the Python API's arguments at its entry points (``Engine``, ``images.*``,
+``containers.*``, ``volumes.*``): a caller's mistake becomes one barque error naming the
+argument -- :class:`~barque.errors.InvalidArgumentTypeError` (also a ``TypeError``) for a wrong
+type -- instead of an ``AttributeError`` from deep inside, or a silently wrong container (a
+string command iterated into one-letter arguments).
+
+Every check is an ``isinstance`` or two, as they sit on ``engine.containers.run``'s path, which
+is measured against crun.
+"""
+
+from __future__ import annotations
+
+import os
+
+from .errors import InvalidArgumentError, InvalidArgumentTypeError
+
+TYPE_CHECKING = False  # typing itself costs start-up time; checkers see the imports
+if TYPE_CHECKING:
+    from typing import Any
+
+    from .containers import CreateOptions
+    from .runtime.spec import RunOptions
+
+
+def _wrong(name: str, expected: str, value: object) -> InvalidArgumentTypeError:
+    shown = f" ({value!r})" if isinstance(value, (str, int, float)) else ""
+    return InvalidArgumentTypeError(
+        f"{name} must be {expected}, not {type(value).__name__}{shown}")
+
+
+def text(value: Any, name: str) -> str:
+    if isinstance(value, str):
+        return value
+    raise _wrong(name, "a string", value)
+
+
+def optional_text(value: Any, name: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise _wrong(name, "a string or None", value)
+
+
+def optional_path(value: Any, name: str) -> str | os.PathLike[str] | None:
+    if value is None or isinstance(value, (str, os.PathLike)):
+        return value
+    raise _wrong(name, "a path (str or os.PathLike) or None", value)
+
+
+def strings(value: Any, name: str) -> list[str]:
+    """A list (or tuple) of strings. A lone string is refused: iterated, it would become
+    one-letter items."""
+    if isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
+        return list(value)
+    if isinstance(value, (list, tuple)):
+        bad = next(item for item in value if not isinstance(item, str))
+        raise _wrong(f"every item of {name}", "a string", bad)
+    raise _wrong(name, "a list of strings", value)
+
+
+def optional_strings(value: Any, name: str) -> list[str] | None:
+    return None if value is None else strings(value, name)
+
+
+def command(value: Any, name: str) -> list[str] | None:
+    """A command as a list of arguments; a string is split as a POSIX shell would, as Docker's
+    Python SDK does (``"sh -c 'echo hi'"`` is three arguments)."""
+    if value is None or (isinstance(value, list) and all(isinstance(a, str) for a in value)):
+        return value
+    if isinstance(value, str):
+        import shlex
+
+        try:
+            return shlex.split(value)
+        except ValueError as e:  # an unclosed quote
+            raise InvalidArgumentError(f"{name} {value!r} cannot be split: {e}") from None
+    return strings(value, name)
+
+
+def string_map(value: Any, name: str) -> dict[str, str] | None:
+    """None, or a dict of string keys and values (labels, driver options)."""
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str) or not isinstance(item, str):
+                raise _wrong(f"{name}[{key!r}]", "a string key with a string value",
+                             key if not isinstance(key, str) else item)
+        return value
+    raise _wrong(name, "a dict of strings", value)
+
+
+def filters(value: Any, name: str = "filters") -> dict[str, list[str]] | None:
+    """None, or Docker's filters: a dict of names to lists of values."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise _wrong(name, "a dict of lists of strings", value)
+    for key, items in value.items():
+        strings(items, f"{name}[{key!r}]")
+    return value
+
+
+def number(value: Any, name: str) -> float | None:
+    """None, or an int or float (a bool is no number here)."""
+    if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+        return value
+    raise _wrong(name, "a number or None", value)
+
+
+def integer(value: Any, name: str) -> int | None:
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    raise _wrong(name, "an int or None", value)
+
+
+def descriptor(value: Any, name: str, *, optional: bool = False) -> int | None:
+    """A file descriptor number (``stdout=1``), or None when ``optional``."""
+    if (value is None and optional) or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    raise _wrong(name, "a file descriptor (int)" + (" or None" if optional else ""), value)
+
+
+def time_point(value: Any, name: str) -> float | str | None:
+    """None, seconds since the epoch, or Docker's ``--since`` text (``10m``, a timestamp)."""
+    if value is None or isinstance(value, str):
+        return value
+    return number(value, name)
+
+
+def signal(value: Any, name: str = "sig") -> int | str:
+    if isinstance(value, (int, str)) and not isinstance(value, bool):
+        return value
+    raise _wrong(name, "a signal number or name", value)
+
+
+def optional_instance(value: Any, cls: type, name: str, expected: str) -> Any:
+    if value is None or isinstance(value, cls):
+        return value
+    raise _wrong(name, f"{expected} or None", value)
+
+
+def run_options(options: Any) -> RunOptions | None:
+    """``options`` of ``containers.create``/``run``: None or a RunOptions whose fields have
+    the types the spec builder reads."""
+    from .runtime.spec import RunOptions
+
+    if optional_instance(options, RunOptions, "options", "a barque.runtime.spec.RunOptions") is None:
+        return None
+    cmd = command(options.command, "options.command")
+    entrypoint = command(options.entrypoint, "options.entrypoint")
+    strings(options.env, "options.env")
+    optional_text(options.workdir, "options.workdir")
+    optional_text(options.user, "options.user")
+    optional_text(options.hostname, "options.hostname")
+    text(options.network, "options.network")
+    for field in ("group_add", "cap_add", "cap_drop", "security_opt"):
+        strings(getattr(options, field), f"options.{field}")
+    if not (options.memory is None or isinstance(options.memory, str)):
+        integer(options.memory, "options.memory")
+    integer(options.pids_limit, "options.pids_limit")
+    number(options.cpus, "options.cpus")
+    if cmd is not options.command or entrypoint is not options.entrypoint:
+        from .records import replace
+
+        options = replace(options, command=cmd, entrypoint=entrypoint)
+    return options
+
+
+def create_options(create: Any) -> CreateOptions | None:
+    """``create`` of ``containers.create``/``run``: None or a CreateOptions (its mounts are
+    checked where they are parsed)."""
+    from .containers import CreateOptions
+
+    if optional_instance(create, CreateOptions, "create", "a barque.containers.CreateOptions") is None:
+        return None
+    optional_text(create.name, "create.name")
+    string_map(create.labels, "create.labels")
+    optional_text(create.stop_signal, "create.stop_signal")
+    text(create.log_driver, "create.log_driver")
+    string_map(create.log_opts, "create.log_opts")
+    strings(create.volumes_from, "create.volumes_from")
+    return create
