@@ -27,6 +27,7 @@ use crate::runtime::start_wait::StartWait;
 use crate::runtime::sys::Linux;
 use crate::runtime::sysctl::{self, SysctlError, SysctlPlan};
 use crate::runtime::terminal::{self, TerminalError, TerminalPlan};
+use crate::runtime::trampoline::{self, TrampolineError};
 
 /// Docker's exit codes for a container that could not start.
 pub const EXIT_START_FAILED: i32 = 125;
@@ -65,6 +66,8 @@ pub enum ContainerError {
     Cgroup(#[from] CgroupError),
     #[error(transparent)]
     Terminal(#[from] TerminalError),
+    #[error(transparent)]
+    Trampoline(#[from] TrampolineError),
     #[error("{what} is not supported yet")]
     Unsupported { what: &'static str },
     #[error("cannot {op}{}: {source}", path.as_ref().map(|p| format!(" {}", p.display())).unwrap_or_default())]
@@ -105,6 +108,7 @@ impl ContainerError {
             ContainerError::Child { errno, .. } => Some(*errno),
             ContainerError::Io { source, .. } => source.raw_os_error(),
             ContainerError::Cgroup(e) => e.source.raw_os_error(),
+            ContainerError::Trampoline(e) => e.errno(),
             _ => None,
         }
     }
@@ -116,6 +120,7 @@ impl ContainerError {
             ContainerError::Rootfs { source, .. } => source.path(),
             ContainerError::Cgroup(e) => Some(&e.path),
             ContainerError::Terminal(e) => e.path(),
+            ContainerError::Trampoline(e) => e.path(),
             _ => None,
         }
     }
@@ -567,6 +572,8 @@ fn start(plan: &mut Plan, opts: &SpawnOptions) -> Result<Spawned, ContainerError
     if let Some(w) = &mut plan.start_wait {
         w.report = write_end.as_raw_fd();
     }
+    plan.process
+        .exec_through(trampoline::sealed_fd()?, write_end.as_raw_fd());
     let cgroup_word = if !plan.cgroups.needs_parent() {
         None
     } else {

@@ -37,6 +37,7 @@ use crate::runtime::process::{self, ProcessError, ProcessPlan};
 use crate::runtime::seccomp::{self, SeccompError, SeccompPlan};
 use crate::runtime::sys::{Fd, Linux, Sys};
 use crate::runtime::terminal::{self, TerminalError, TerminalPlan};
+use crate::runtime::trampoline::{self, TrampolineError};
 
 /// The namespaces an exec'd process joins, in `setns` order (mount last, see the module doc).
 /// A user namespace is refused (containers have none); time namespaces are left alone.
@@ -96,6 +97,8 @@ pub enum ExecError {
     Cgroup(#[from] CgroupError),
     #[error(transparent)]
     Terminal(#[from] TerminalError),
+    #[error(transparent)]
+    Trampoline(#[from] TrampolineError),
     #[error("cannot {op}: {source}")]
     Io {
         op: &'static str,
@@ -135,6 +138,7 @@ impl ExecError {
             ExecError::Read { source, .. } | ExecError::Io { source, .. } => source.raw_os_error(),
             ExecError::Namespace(NamespaceError::Open { source, .. }) => source.raw_os_error(),
             ExecError::Cgroup(e) => e.source.raw_os_error(),
+            ExecError::Trampoline(e) => e.errno(),
             ExecError::Terminal(
                 TerminalError::Socket { source } | TerminalError::Receive { source, .. },
             ) => source.raw_os_error(),
@@ -155,6 +159,7 @@ impl ExecError {
             ExecError::Namespace(NamespaceError::Open { path, .. }) => Some(path),
             ExecError::Cgroup(e) => Some(&e.path),
             ExecError::Terminal(e) => e.path(),
+            ExecError::Trampoline(e) => e.path(),
             _ => None,
         }
     }
@@ -678,7 +683,7 @@ fn kill_and_reap(pid: libc::pid_t) {
 ///
 /// [`container::wait`]: crate::runtime::container::wait
 pub fn spawn_exec(opts: &ExecOptions) -> Result<libc::pid_t, ExecError> {
-    start(&ExecPlan::build(opts)?)
+    start(&mut ExecPlan::build(opts)?)
 }
 
 /// As [`spawn_exec`], on a new pty the process opens in the container's own devpts (so that
@@ -694,7 +699,7 @@ pub fn spawn_exec_pty(
     let mut pty = terminal::plan_exec(plan.process.uid, size);
     pty.socket = theirs.as_raw_fd();
     plan.pty = Some(pty);
-    let pid = start(&plan)?;
+    let pid = start(&mut plan)?;
     drop(theirs);
     // Sent before the process exec'd, so it is waiting in the socket.
     match terminal::receive_master(&ours) {
@@ -707,9 +712,12 @@ pub fn spawn_exec_pty(
 }
 
 /// Clones the helper that starts `plan`'s process; its pid once it has exec'd.
-fn start(plan: &ExecPlan) -> Result<libc::pid_t, ExecError> {
+fn start(plan: &mut ExecPlan) -> Result<libc::pid_t, ExecError> {
     let (error_read, error_write) = pipe()?;
     let (pid_read, pid_write) = pipe()?;
+    plan.process
+        .exec_through(trampoline::sealed_fd()?, error_write.as_raw_fd());
+    let plan = &*plan;
 
     // Block every signal across clone so no handler of the caller runs in the children; the
     // final process resets them, the caller restores its mask right after.
@@ -920,9 +928,10 @@ mod tests {
             .into(),
             flags: 0,
         });
+        plan.process.exec_through(40, 41);
         let sys = FakeSys::with_paths(&["work"]);
         let fail = run(&sys, &plan).unwrap_err();
-        assert_eq!(fail.step, Step::Exec);
+        assert_eq!(fail.step, Step::ExecHelper);
         let calls = sys.calls();
         let at = |prefix: &str| {
             calls
@@ -948,7 +957,8 @@ mod tests {
             "cloexec_from(3)",
             "seccomp(0, 1 insns)",
             "set_signal_mask",
-            "execve(/bin/sh)",
+            "keep_across_exec(41)",
+            r#"execve_fd(40, ["barque-trampoline/1", "41", "1", "/bin/sh", "sh"])"#,
         ];
         let positions: Vec<usize> = order.iter().map(|p| at(p)).collect();
         assert!(
@@ -980,7 +990,8 @@ mod tests {
         pty.socket = 9;
         plan.pty = Some(pty);
         let sys = FakeSys::with_paths(&["work", "dev", "dev/pts", "dev/pts/ptmx*"]);
-        assert_eq!(run(&sys, &plan).unwrap_err().step, Step::Exec);
+        // Reached the exec (no trampoline in a plan that was never started).
+        assert_eq!(run(&sys, &plan).unwrap_err().step, Step::ExecHelper);
         let calls = sys.calls();
         let at = |prefix: &str| {
             calls
@@ -1021,18 +1032,15 @@ mod tests {
         assert_eq!(e.path(), Some(Path::new("/work")));
         assert!(e.to_string().contains("working directory /work"), "{e}");
 
-        // Missing everywhere on PATH: 127 with Docker's message.
-        let sys = FakeSys::with_paths(&["work"]);
-        let e = plan.explain(run(&sys, &plan).unwrap_err());
+        // Missing everywhere on PATH (the trampoline's record): 127 with Docker's message.
+        let e = plan.explain(Fail::at(Step::Exec, u32::MAX as usize, libc::ENOENT));
         assert_eq!(e.exit_code(), EXIT_NOT_FOUND);
         assert_eq!(
             e.to_string(),
             "exec: \"sh\": executable file not found in $PATH"
         );
 
-        let sys = FakeSys::with_paths(&["work"]);
-        sys.fail("execve(/bin/sh)", libc::EACCES);
-        let e = plan.explain(run(&sys, &plan).unwrap_err());
+        let e = plan.explain(Fail::at(Step::Exec, 0, libc::EACCES));
         assert_eq!(e.exit_code(), EXIT_CANNOT_EXECUTE);
         assert_eq!(e.path(), Some(Path::new("/bin/sh")));
 

@@ -38,9 +38,11 @@ pub enum Step {
     Loopback,
     Cgroup,
     StartWait,
+    /// Running the sealed exec trampoline (`trampoline`), which then execs the command.
+    ExecHelper,
 }
 
-const STEPS: [Step; 29] = [
+const STEPS: [Step; 30] = [
     Step::Stdio,
     Step::Dumpable,
     Step::JoinNamespace,
@@ -70,6 +72,7 @@ const STEPS: [Step; 29] = [
     Step::Loopback,
     Step::Cgroup,
     Step::StartWait,
+    Step::ExecHelper,
 ];
 
 impl Step {
@@ -108,6 +111,7 @@ impl Step {
             Step::Loopback => "bring up the loopback interface",
             Step::Cgroup => "enter the cgroup",
             Step::StartWait => "wait for the start command",
+            Step::ExecHelper => "start the exec trampoline",
         }
     }
 }

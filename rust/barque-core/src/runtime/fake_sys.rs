@@ -360,4 +360,20 @@ impl Sys for FakeSys {
             Ok(()) => libc::ENOENT,
         }
     }
+    /// Records the argv too: it is the trampoline's protocol.
+    fn execve_fd(&self, fd: RawFd, argv: &[*const c_char], _envp: &[*const c_char]) -> Errno {
+        let args: Vec<String> = argv
+            .iter()
+            .take_while(|p| !p.is_null())
+            // SAFETY: a NULL-terminated array of live C strings (as for the real call).
+            .map(|p| unsafe { CStr::from_ptr(*p) }.to_string_lossy().into_owned())
+            .collect();
+        match self.record("execve_fd", format!("execve_fd({fd}, {args:?})")) {
+            Err(e) => e,
+            Ok(()) => libc::ENOENT,
+        }
+    }
+    fn keep_across_exec(&self, fd: RawFd) -> SysResult<()> {
+        self.record("keep_across_exec", format!("keep_across_exec({fd})"))
+    }
 }

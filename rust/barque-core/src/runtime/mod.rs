@@ -23,6 +23,7 @@ pub mod start_wait;
 pub mod sys;
 pub mod sysctl;
 pub mod terminal;
+pub mod trampoline;
 
 #[cfg(test)]
 mod fake_sys;

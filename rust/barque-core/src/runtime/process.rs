@@ -14,6 +14,7 @@ use oci_spec::runtime::{PosixRlimit, PosixRlimitType, Process};
 use crate::runtime::failure::{Fail, FailAt, Step};
 use crate::runtime::inroot::{Create, InRootError, InRootPath};
 use crate::runtime::sys::Sys;
+use crate::runtime::trampoline::HelperExec;
 
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -163,8 +164,12 @@ pub struct ProcessPlan {
     pub candidates: Vec<CString>,
     _argv: Vec<CString>,
     _env: Vec<CString>,
-    argv_ptrs: Vec<*const c_char>,
     env_ptrs: Vec<*const c_char>,
+    /// How the command is exec'd: through the sealed trampoline (see [`trampoline`]), set by
+    /// [`ProcessPlan::exec_through`] once the status pipe exists.
+    ///
+    /// [`trampoline`]: crate::runtime::trampoline
+    pub helper: Option<HelperExec>,
 }
 
 pub fn plan(process: &Process, stdio: [RawFd; 3]) -> Result<ProcessPlan, ProcessError> {
@@ -189,8 +194,8 @@ pub fn plan(process: &Process, stdio: [RawFd; 3]) -> Result<ProcessPlan, Process
         umask: user.umask().unwrap_or(0o022),
         no_new_privileges: process.no_new_privileges().unwrap_or(false),
         arg0,
-        argv_ptrs: pointers(&argv),
         env_ptrs: pointers(&env_c),
+        helper: None,
         _argv: argv,
         _env: env_c,
         candidates,
@@ -235,21 +240,25 @@ impl ProcessPlan {
         Ok(())
     }
 
-    /// Tries each candidate like `execvp`: a missing file moves on, a permission error is
-    /// remembered, anything else stops. Returns only on failure; `index` is the candidate.
+    /// The command is exec'd by the trampoline of sealed copy `helper_fd`, which reports a
+    /// failed exec on `report_fd` as this process would.
+    pub fn exec_through(&mut self, helper_fd: RawFd, report_fd: RawFd) {
+        self.helper = Some(HelperExec::new(
+            helper_fd,
+            report_fd,
+            &self.candidates,
+            &self._argv,
+        ));
+    }
+
+    /// Runs the trampoline, which tries each candidate like `execvp` (a missing file moves
+    /// on, a permission error is remembered, anything else stops). Returns only on failure
+    /// to start the trampoline; the command's own exec failure comes from the trampoline.
     pub fn exec<S: Sys>(&self, sys: &S) -> Fail {
-        let mut denied: Option<(usize, i32)> = None;
-        for (i, path) in self.candidates.iter().enumerate() {
-            let e = sys.execve(path, &self.argv_ptrs, &self.env_ptrs);
-            match e {
-                libc::ENOENT | libc::ENOTDIR | libc::ESTALE | libc::ENAMETOOLONG => {}
-                libc::EACCES => denied = denied.or(Some((i, e))),
-                _ => return Fail::at(Step::Exec, i, e),
-            }
-        }
-        match denied {
-            Some((i, e)) => Fail::at(Step::Exec, i, e),
-            None => Fail::at(Step::Exec, usize::MAX >> 1, libc::ENOENT),
+        match &self.helper {
+            Some(helper) => helper.exec(sys, &self.env_ptrs),
+            // Never exec the command from this (host) program: see `trampoline`.
+            None => Fail::new(Step::ExecHelper, libc::ENOEXEC),
         }
     }
 
@@ -315,33 +324,31 @@ mod tests {
     }
 
     #[test]
-    fn exec_like_execvp() {
-        let p = plan(
+    fn exec_goes_through_the_trampoline_only() {
+        let mut p = plan(
             &process(serde_json::json!({
-                "user": {"uid": 0, "gid": 0}, "cwd": "/", "args": ["x"], "env": ["PATH=/a:/b:/c"]
+                "user": {"uid": 0, "gid": 0}, "cwd": "/", "args": ["x", "-v"], "env": ["PATH=/a:/b"]
             })),
             [0, 1, 2],
         )
         .unwrap();
-        // Missing everywhere: ENOENT naming the bare command.
+        // Without a trampoline nothing is exec'd (the host program would be exposed).
         let sys = FakeSys::default();
-        let f = p.exec(&sys);
-        assert_eq!(f.errno, libc::ENOENT);
-        assert_eq!(p.describe_exec(f.index as usize), ("x".to_owned(), false));
+        assert_eq!(p.exec(&sys), Fail::new(Step::ExecHelper, libc::ENOEXEC));
+        assert!(sys.calls().is_empty());
+        p.exec_through(7, 5);
+        let sys = FakeSys::default();
+        p.exec(&sys);
         assert_eq!(
             sys.calls(),
-            ["execve(/a/x)", "execve(/b/x)", "execve(/c/x)"]
+            [
+                "keep_across_exec(5)",
+                r#"execve_fd(7, ["barque-trampoline/1", "5", "2", "/a/x", "/b/x", "x", "-v"])"#
+            ]
         );
-        // A non-executable match is reported even if a later entry is missing.
-        let sys = FakeSys::default();
-        sys.fail("execve(/b/x)", libc::EACCES);
-        let f = p.exec(&sys);
-        assert_eq!((f.errno, f.index), (libc::EACCES, 1));
-        // Anything else stops the search.
-        let sys = FakeSys::default();
-        sys.fail("execve(/a/x)", libc::ENOEXEC);
-        assert_eq!(p.exec(&sys).errno, libc::ENOEXEC);
-        assert_eq!(sys.calls().len(), 1);
+        // The trampoline's records name the candidate, or the bare command when none matched.
+        assert_eq!(p.describe_exec(1), ("/b/x".to_owned(), true));
+        assert_eq!(p.describe_exec(u32::MAX as usize), ("x".to_owned(), false));
     }
 
     #[test]

@@ -130,6 +130,11 @@ pub trait Sys {
     fn set_window_size(&self, fd: RawFd, rows: u16, cols: u16) -> SysResult<()>;
     /// Returns only on failure.
     fn execve(&self, path: &CStr, argv: &[*const c_char], envp: &[*const c_char]) -> Errno;
+    /// `execveat(fd, "", argv, envp, AT_EMPTY_PATH)`: runs the file `fd` is open on, found by
+    /// no path the container could redirect. Returns only on failure.
+    fn execve_fd(&self, fd: RawFd, argv: &[*const c_char], envp: &[*const c_char]) -> Errno;
+    /// Clears `FD_CLOEXEC` on `fd`, so that it survives the next exec.
+    fn keep_across_exec(&self, fd: RawFd) -> SysResult<()>;
 }
 
 /// The real kernel.
@@ -753,6 +758,26 @@ impl Sys for Linux {
             )
         };
         errno()
+    }
+
+    fn execve_fd(&self, fd: RawFd, argv: &[*const c_char], envp: &[*const c_char]) -> Errno {
+        // SAFETY: as in `execve`; the empty path with AT_EMPTY_PATH names `fd` itself.
+        unsafe {
+            libc::syscall(
+                libc::SYS_execveat,
+                fd,
+                c"".as_ptr(),
+                argv.as_ptr(),
+                envp.as_ptr(),
+                libc::AT_EMPTY_PATH,
+            )
+        };
+        errno()
+    }
+
+    fn keep_across_exec(&self, fd: RawFd) -> SysResult<()> {
+        // SAFETY: integer arguments.
+        unit(unsafe { libc::syscall(libc::SYS_fcntl, fd, libc::F_SETFD, 0) })
     }
 }
 
