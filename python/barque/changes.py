@@ -13,15 +13,18 @@ so a symlink in an image never sends a lookup out of its layer.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import posixpath
 import stat
 import tarfile
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import InvalidArgumentError
+from .errors import ContainerPathNotFoundError, InvalidArchiveError, InvalidArgumentError
 from .records import record
 
 if TYPE_CHECKING:
@@ -285,6 +288,25 @@ def _add_marker(tar: tarfile.TarFile, name: str) -> None:
 _RESOLVE_NO_MAGICLINKS = 0x02
 _RESOLVE_IN_ROOT = 0x10
 _SYS_OPENAT2 = 437  # the same number on every architecture (a generic syscall since 5.6)
+_MAX_LINK_HOPS = 40  # the kernel's own limit (ELOOP) for a path's symlinks
+
+
+_OPENAT2: tuple[Any, Any] | None = None
+
+
+def _openat2() -> tuple[Any, Any]:
+    """libc and openat2's ``struct open_how``, made once: ctypes' class creation costs more
+    than the syscall, and cp opens one path per entry it writes."""
+    import ctypes
+
+    global _OPENAT2
+    if _OPENAT2 is None:
+        class OpenHow(ctypes.Structure):
+            _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64),
+                        ("resolve", ctypes.c_uint64)]
+
+        _OPENAT2 = (ctypes.CDLL(None, use_errno=True), OpenHow)
+    return _OPENAT2
 
 
 def open_in_root(root_fd: int, path: str, flags: int) -> int:
@@ -292,12 +314,8 @@ def open_in_root(root_fd: int, path: str, flags: int) -> int:
     way are resolved as if ``root_fd`` were ``/``, so nothing can lead out of the container."""
     import ctypes
 
-    class OpenHow(ctypes.Structure):
-        _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64),
-                    ("resolve", ctypes.c_uint64)]
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    how = OpenHow(flags | os.O_CLOEXEC, 0, _RESOLVE_IN_ROOT | _RESOLVE_NO_MAGICLINKS)
+    libc, open_how = _openat2()
+    how = open_how(flags | os.O_CLOEXEC, 0, _RESOLVE_IN_ROOT | _RESOLVE_NO_MAGICLINKS)
     fd = libc.syscall(_SYS_OPENAT2, root_fd, path.encode(), ctypes.byref(how),
                       ctypes.sizeof(how))
     if fd < 0:
@@ -306,49 +324,114 @@ def open_in_root(root_fd: int, path: str, flags: int) -> int:
     return int(fd)
 
 
+#: One entry of a copy: its tar header (name relative to the copy, mode, owner, mtime, type)
+#: and, for a regular file, its content. Trees are read into entries and entries written
+#: into trees or tar streams, so every direction of ``cp`` keeps the same metadata.
+Entry = tuple[tarfile.TarInfo, Any]
+
+
 class ContainerCopy:
-    """``docker cp`` between the host and a container, stopped or running. A running
-    container's root is ``/proc/<pid>/root``; a stopped one's is its overlay, mounted for the
-    copy. Inside, every path is resolved with RESOLVE_IN_ROOT and every entry below it is
-    opened relative to its parent's descriptor with O_NOFOLLOW: a symlink in the container
-    never reaches a host file."""
+    """``docker cp`` between the host and a container, stopped or running, or a tar stream
+    (``-``) and a container. A running container's root is ``/proc/<pid>/root``; a stopped
+    one's is its overlay, mounted for the copy. Inside, every path is resolved with
+    RESOLVE_IN_ROOT and every entry below it is opened relative to its parent's descriptor
+    with O_NOFOLLOW: a symlink in the container never reaches a host file, and a symlink in
+    the host directory a copy lands in never leads out of it.
+
+    Modes and mtimes are kept. Owners as Docker's: what lands in a container belongs to its
+    root and what lands on the host to the caller, unless ``archive`` (``-a``) keeps the
+    source's uid/gid. ``follow_link`` (``-L``) copies what a symlink SRC points to (under the
+    link's name) instead of the link."""
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
-    def copy_out(self, name_or_id: str, path: str, dest: Path) -> None:
+    def copy_out(self, name_or_id: str, path: str, dest: Path, *, archive: bool = False,
+                 follow_link: bool = False) -> None:
+        """``docker cp CONTAINER:PATH DEST``: into DEST if it is a directory (PATH's contents
+        for ``PATH/.``), else as DEST."""
+        contents = path == "." or path.endswith("/.")
+        if dest.is_dir():
+            into, arcname = dest, "." if contents else (posixpath.basename(
+                posixpath.normpath("/" + path)) or "root")
+        else:
+            into, arcname = dest.parent, dest.name
         with self._root(name_or_id) as root_fd:
-            parent, name = _split(path)
-            parent_fd = open_in_root(root_fd, parent, os.O_PATH | os.O_DIRECTORY)
+            entries = self._read(root_fd, name_or_id, path, arcname, follow_link)
+            dest_fd = os.open(into, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
             try:
-                if not name:
-                    name = "."
-                st = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
-                target = dest / (Path(path).name or "root") if dest.is_dir() else dest
-                _copy_out(parent_fd, name, st, target)
+                _extract(entries, dest_fd, ".",
+                         None if archive else (os.geteuid(), os.getegid()))
+            finally:
+                os.close(dest_fd)
+
+    def copy_out_tar(self, name_or_id: str, path: str, out: Any, *,
+                     follow_link: bool = False) -> None:
+        """``docker cp CONTAINER:PATH -``: a tar stream of PATH (named by its last component;
+        owners as in the container) written to ``out``."""
+        norm = posixpath.normpath("/" + path)
+        arcname = "." if path == "." or path.endswith("/.") or norm == "/" else \
+            posixpath.basename(norm)
+        with self._root(name_or_id) as root_fd:
+            entries = self._read(root_fd, name_or_id, path, arcname, follow_link)
+            with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+                for info, content in entries:
+                    tar.addfile(info, content)
+
+    def copy_in(self, source: Path, name_or_id: str, path: str, *, archive: bool = False,
+                follow_link: bool = False) -> None:
+        """``docker cp SRC CONTAINER:PATH``: into PATH if it is a directory, else as PATH."""
+        st = os.stat(source) if follow_link else os.lstat(source)
+        real = Path(os.path.realpath(source)) if follow_link else source
+        with self._root(name_or_id) as root_fd:
+            if _is_directory(root_fd, path):
+                base, arcname = path, source.name
+            else:
+                base, arcname = _split(path)
+                if not arcname:
+                    raise InvalidArgumentError(f"invalid destination {path!r}")
+            parent_fd = os.open(real.parent, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                _extract(_tree_entries(parent_fd, real.name, st, arcname), root_fd, base,
+                         None if archive else (0, 0))
             finally:
                 os.close(parent_fd)
 
-    def copy_in(self, source: Path, name_or_id: str, path: str) -> None:
-        st = os.lstat(source)
+    def copy_in_tar(self, source: Any, name_or_id: str, path: str, *,
+                    archive: bool = False) -> None:
+        """``docker cp - CONTAINER:DIR``: extract the tar stream ``source`` (plain or
+        compressed) into DIR, which must be a directory."""
         with self._root(name_or_id) as root_fd:
+            if not _is_directory(root_fd, path):
+                if not _exists(root_fd, path):
+                    raise ContainerPathNotFoundError(
+                        f"Could not find the file {path} in container {name_or_id}")
+                raise InvalidArgumentError(
+                    f'destination "{name_or_id}:{path}" must be a directory')
             try:
-                existing = open_in_root(root_fd, path, os.O_PATH)
-            except FileNotFoundError:
-                existing = -1
-            if existing >= 0 and stat.S_ISDIR(os.fstat(existing).st_mode):
-                parent_fd, name = existing, source.name
-            else:
-                if existing >= 0:
-                    os.close(existing)
-                parent, name = _split(path)
-                if not name:
-                    raise InvalidArgumentError(f"invalid destination {path!r}")
-                parent_fd = open_in_root(root_fd, parent, os.O_PATH | os.O_DIRECTORY)
+                with tarfile.open(fileobj=source, mode="r|*") as tar:
+                    _extract(((m, tar.extractfile(m) if m.isreg() else None) for m in tar),
+                             root_fd, path, None if archive else (0, 0))
+            except tarfile.TarError as e:
+                raise InvalidArchiveError(f"the input is not a valid tar archive: {e}") from e
+
+    def _read(self, root_fd: int, name_or_id: str, path: str, arcname: str,
+              follow_link: bool) -> Iterator[Entry]:
+        """The entries of ``path`` in the container (see :func:`_tree_entries`). A missing
+        path fails here, before anything is written."""
+        try:
+            parent_fd, name, st = _locate(root_fd, path, follow_link)
+        except (FileNotFoundError, NotADirectoryError):
+            raise ContainerPathNotFoundError(
+                f"Could not find the file {path} in container {name_or_id}") from None
+
+        def entries() -> Iterator[Entry]:
             try:
-                _copy_in(source, st, parent_fd, name)
+                yield from _tree_entries(parent_fd, name, st, arcname)
             finally:
                 os.close(parent_fd)
+
+        return entries()
 
     def _root(self, name_or_id: str):  # type: ignore[no-untyped-def]
         import contextlib
@@ -392,62 +475,189 @@ class ContainerCopy:
         return mounted()
 
 
-def _split(path: str) -> tuple[str, str]:
-    import posixpath
+def _is_directory(root_fd: int, path: str) -> bool:
+    """Whether ``path`` (a symlink followed, in the root) is a directory; False if missing."""
+    try:
+        fd = open_in_root(root_fd, path, os.O_PATH)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    try:
+        return stat.S_ISDIR(os.fstat(fd).st_mode)
+    finally:
+        os.close(fd)
 
+
+def _exists(root_fd: int, path: str) -> bool:
+    try:
+        os.close(open_in_root(root_fd, path, os.O_PATH | os.O_NOFOLLOW))
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    return True
+
+
+def _split(path: str) -> tuple[str, str]:
     norm = posixpath.normpath("/" + path)
     return posixpath.dirname(norm), posixpath.basename(norm)
 
 
-def _copy_out(parent_fd: int, name: str, st: os.stat_result, target: Path) -> None:
-    import shutil
+def _locate(root_fd: int, path: str, follow_link: bool) -> tuple[int, str, os.stat_result]:
+    """``path`` in the root: (its parent's descriptor, its name, its lstat). With
+    ``follow_link``, a symlink at the end is followed -- inside the root -- until something
+    else is found."""
+    current = path
+    for _ in range(_MAX_LINK_HOPS):
+        parent, name = _split(current)
+        parent_fd = open_in_root(root_fd, parent, os.O_PATH | os.O_DIRECTORY)
+        try:
+            name = name or "."
+            st = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+            if not (follow_link and stat.S_ISLNK(st.st_mode)):
+                return parent_fd, name, st
+            # An absolute target replaces the path; a relative one is read from the link's dir.
+            current = posixpath.join(parent, os.readlink(name, dir_fd=parent_fd))
+        except BaseException:
+            os.close(parent_fd)
+            raise
+        os.close(parent_fd)
+    raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path)
 
+
+def _header(arcname: str, st: os.stat_result, kind: bytes) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(arcname)
+    info.type = kind
+    info.mode = stat.S_IMODE(st.st_mode)
+    info.uid, info.gid = st.st_uid, st.st_gid
+    info.mtime = st.st_mtime
+    return info
+
+
+def _tree_entries(parent_fd: int, name: str, st: os.stat_result,
+                  arcname: str) -> Iterator[Entry]:
+    """The entries of the tree at ``name`` in ``parent_fd``, parents first, named from
+    ``arcname``; every entry opened below its parent with O_NOFOLLOW. Devices, fifos and
+    sockets are left out, as ``docker cp`` leaves them."""
     if stat.S_ISLNK(st.st_mode):
-        os.symlink(os.readlink(name, dir_fd=parent_fd), target)
+        info = _header(arcname, st, tarfile.SYMTYPE)
+        info.linkname = os.readlink(name, dir_fd=parent_fd)
+        yield info, None
     elif stat.S_ISREG(st.st_mode):
         fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent_fd)
-        with os.fdopen(fd, "rb") as src, open(target, "wb") as dst:
-            shutil.copyfileobj(src, dst, 1 << 20)
-        os.chmod(target, stat.S_IMODE(st.st_mode))
+        with os.fdopen(fd, "rb") as f:
+            info = _header(arcname, os.fstat(fd), tarfile.REGTYPE)
+            info.size = os.fstat(fd).st_size
+            yield info, f
     elif stat.S_ISDIR(st.st_mode):
-        target.mkdir(exist_ok=True)
+        yield _header(arcname, st, tarfile.DIRTYPE), None
         fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
                      dir_fd=parent_fd)
         try:
             for child in sorted(os.listdir(fd)):
-                _copy_out(fd, child, os.stat(child, dir_fd=fd, follow_symlinks=False),
-                          target / child)
+                yield from _tree_entries(fd, child, os.stat(child, dir_fd=fd,
+                                                            follow_symlinks=False),
+                                         f"{arcname}/{child}")
         finally:
             os.close(fd)
-        os.chmod(target, stat.S_IMODE(st.st_mode))
-    # devices, fifos and sockets are not copied out, as `docker cp` skips them
 
 
-def _copy_in(source: Path, st: os.stat_result, parent_fd: int, name: str) -> None:
+def _member_path(base: str, name: str) -> str | None:
+    """Where an entry named ``name`` goes below ``base``; None for the base itself. A name
+    climbing out with ``..`` is refused, as Docker refuses it."""
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise InvalidArchiveError(f"{name}: the entry's path leads outside the destination")
+    return posixpath.join(base, *parts) if parts else None
+
+
+def _extract(entries: Iterator[Entry], root_fd: int, base: str,
+             owner: tuple[int, int] | None) -> None:
+    """Write ``entries`` below ``base``, resolved in ``root_fd`` as in a root. ``owner``:
+    the uid/gid every entry gets, or None to keep each entry's. A directory's mode, owner and
+    mtime are set once its content is written (writing it changes its mtime)."""
+    directories: list[tuple[str, tarfile.TarInfo]] = []
+    for info, content in entries:
+        target = _member_path(base, info.name)
+        if target is None:
+            continue  # the destination itself ("./"): left as it is
+        parent, name = posixpath.split(target)
+        parent_fd = open_in_root(root_fd, parent or ".", os.O_PATH | os.O_DIRECTORY)
+        try:
+            _extract_one(info, content, root_fd, base, parent_fd, name, target, owner)
+        finally:
+            os.close(parent_fd)
+        if info.isdir():
+            directories.append((target, info))
+    for target, info in reversed(directories):
+        parent, name = posixpath.split(target)
+        parent_fd = open_in_root(root_fd, parent or ".", os.O_PATH | os.O_DIRECTORY)
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         dir_fd=parent_fd)
+        finally:
+            os.close(parent_fd)
+        try:
+            _set_metadata(fd, info, owner)
+        finally:
+            os.close(fd)
+
+
+def _extract_one(info: tarfile.TarInfo, content: Any, root_fd: int, base: str,
+                 parent_fd: int, name: str, target: str, owner: tuple[int, int] | None) -> None:
     import shutil
 
-    if stat.S_ISLNK(st.st_mode):
-        os.symlink(os.readlink(source), name, dir_fd=parent_fd)
-    elif stat.S_ISREG(st.st_mode):
-        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
+    try:
+        existing: os.stat_result | None = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        existing = None
+    if existing is not None and stat.S_ISDIR(existing.st_mode) != info.isdir():
+        # Docker's rule too: a copy never replaces a directory by a file or the reverse.
+        raise InvalidArgumentError(
+            f"cannot overwrite non-directory {target} with directory" if info.isdir() else
+            f"cannot overwrite directory {target} with non-directory")
+    if info.isdir():
+        if existing is None:
+            os.mkdir(name, 0o700, dir_fd=parent_fd)  # opened up once its content is in
+        return
+    if existing is not None:
+        os.unlink(name, dir_fd=parent_fd)
+    if info.isreg():
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                      0o600, dir_fd=parent_fd)
-        with open(source, "rb") as src, os.fdopen(fd, "wb") as dst:
-            shutil.copyfileobj(src, dst, 1 << 20)
-            os.fchmod(dst.fileno(), stat.S_IMODE(st.st_mode))
-            os.fchown(dst.fileno(), 0, 0)
-    elif stat.S_ISDIR(st.st_mode):
+        with os.fdopen(fd, "wb") as dst:
+            shutil.copyfileobj(content, dst, 1 << 20)
+            dst.flush()
+            _set_metadata(fd, info, owner)
+        return
+    if info.issym():
+        os.symlink(info.linkname, name, dir_fd=parent_fd)
+    elif info.islnk():
+        link = _member_path(base, info.linkname)
+        if link is None:
+            raise InvalidArchiveError(f"{info.name}: a hard link to the destination itself")
+        link_parent, link_name = posixpath.split(link)
+        link_fd = open_in_root(root_fd, link_parent or ".", os.O_PATH | os.O_DIRECTORY)
         try:
-            os.mkdir(name, 0o700, dir_fd=parent_fd)
-        except FileExistsError:
-            pass
-        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     dir_fd=parent_fd)
-        try:
-            for child in sorted(os.listdir(source)):
-                _copy_in(source / child, os.lstat(source / child), fd, child)
-            os.fchmod(fd, stat.S_IMODE(st.st_mode))
-            os.fchown(fd, 0, 0)
+            os.link(link_name, name, src_dir_fd=link_fd, dst_dir_fd=parent_fd,
+                    follow_symlinks=False)
         finally:
-            os.close(fd)
+            os.close(link_fd)
+        return  # the same inode as its target: nothing of its own to set
+    elif info.isfifo():
+        os.mkfifo(name, 0o600, dir_fd=parent_fd)
+    elif info.ischr() or info.isblk():
+        kind = stat.S_IFCHR if info.ischr() else stat.S_IFBLK
+        os.mknod(name, kind | 0o600, os.makedev(info.devmajor, info.devminor),
+                 dir_fd=parent_fd)
     else:
-        raise InvalidArgumentError(f"{source}: only files, directories and symlinks can be copied")
+        return  # nothing else a tar holds is a file
+    uid, gid = owner or (info.uid, info.gid)
+    os.chown(name, uid, gid, dir_fd=parent_fd, follow_symlinks=False)
+    if not info.issym():  # a symlink's mode means nothing on Linux
+        os.chmod(name, info.mode, dir_fd=parent_fd)
+    os.utime(name, (info.mtime, info.mtime), dir_fd=parent_fd, follow_symlinks=False)
+
+
+def _set_metadata(fd: int, info: tarfile.TarInfo, owner: tuple[int, int] | None) -> None:
+    uid, gid = owner or (info.uid, info.gid)
+    os.fchown(fd, uid, gid)
+    os.fchmod(fd, info.mode)  # after the chown, which clears setuid and setgid bits
+    os.utime(fd, (info.mtime, info.mtime))

@@ -181,10 +181,18 @@ def diff(container: Annotated[str, typer.Argument(metavar="CONTAINER")]) -> None
 @app.command("cp")
 @container_app.command("cp")
 def cp(
-    source: Annotated[str, typer.Argument(metavar="SRC_PATH|CONTAINER:SRC_PATH")],
-    destination: Annotated[str, typer.Argument(metavar="DEST_PATH|CONTAINER:DEST_PATH")],
+    source: Annotated[str, typer.Argument(metavar="SRC_PATH|CONTAINER:SRC_PATH|-")],
+    destination: Annotated[str, typer.Argument(metavar="DEST_PATH|CONTAINER:DEST_PATH|-")],
+    archive: Annotated[bool, typer.Option(
+        "--archive", "-a", help="Archive mode (copy all uid/gid information).")] = False,
+    follow_link: Annotated[bool, typer.Option(
+        "--follow-link", "-L", help="Always follow symbol link in SRC_PATH.")] = False,
 ) -> None:
-    """Copy files/folders between a container and the local filesystem."""
+    """Copy files/folders between a container and the local filesystem.
+
+    Use '-' as the source to read a tar archive from stdin and extract it to a directory
+    destination in a container. Use '-' as the destination to stream a tar archive of a
+    container source to stdout."""
     from pathlib import Path
 
     from ..changes import ContainerCopy
@@ -192,10 +200,17 @@ def cp(
 
     src, dst = _container_side(source), _container_side(destination)
     copier = ContainerCopy(engine())
-    if src and not dst:
-        copier.copy_out(src[0], src[1], Path(destination))
+    if src and not dst and destination == "-":
+        sys.stdout.flush()
+        copier.copy_out_tar(src[0], src[1], sys.stdout.buffer, follow_link=follow_link)
+        sys.stdout.buffer.flush()
+    elif src and not dst:
+        copier.copy_out(src[0], src[1], Path(destination), archive=archive,
+                        follow_link=follow_link)
+    elif dst and not src and source == "-":
+        copier.copy_in_tar(sys.stdin.buffer, dst[0], dst[1], archive=archive)
     elif dst and not src:
-        copier.copy_in(Path(source), dst[0], dst[1])
+        copier.copy_in(Path(source), dst[0], dst[1], archive=archive, follow_link=follow_link)
     else:
         raise InvalidArgumentError("copying between containers is not supported; "
                                    "exactly one side must be CONTAINER:PATH")
