@@ -141,7 +141,7 @@ def _run_options(args: RunArgs):  # type: ignore[no-untyped-def]
 
     network = args.network
     if network is None:
-        sys.stderr.write(NETWORK_NOTICE + "\n")
+        _notice_once()
         network = "none"
     if network not in ("none", "host"):
         raise BarqueError(f"network {network} not found: barque supports 'none' and 'host'")
@@ -154,6 +154,21 @@ def _run_options(args: RunArgs):  # type: ignore[no-untyped-def]
         privileged=args.privileged, cap_add=list(args.cap_add), cap_drop=list(args.cap_drop),
         security_opt=list(args.security_opt), network=network, memory=args.memory,
         pids_limit=args.pids_limit, cpus=args.cpus, init=args.init)
+
+
+def _notice_once() -> None:
+    """The no-bridge notice, on the first run/create of a store only: the marker's exclusive
+    creation is atomic, so of two first commands at once one prints it."""
+    try:
+        fd = os.open(engine().store.paths.network_notice_marker,
+                     os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    except FileExistsError:
+        return
+    except OSError:
+        pass  # a store we cannot mark: better said every time than never
+    else:
+        os.close(fd)
+    sys.stderr.write(NETWORK_NOTICE + "\n")
 
 
 def _environment(env: list[str], env_files: list[str]) -> list[str]:

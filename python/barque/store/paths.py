@@ -16,6 +16,8 @@ Layout under the root (mode 0700, so no other user can traverse it; CVE-2021-410
     trash/                      trees taken out of the store, being deleted in the background
     cache/seccomp/<key>.bpf     compiled seccomp programs, keyed by profile, arch and libseccomp
     volumes/<name>/_data        a named or anonymous volume's files (its record: metadata.db)
+    network-notice-shown        empty; made by the first run/create told there is no bridge
+                                network yet, so the CLI says so once per store
 
 A supervised container's live state (its supervisor's pid, attach socket and exit record) is
 not in the store but under ``/run/barque/<store key>/<id>/``: on a tmpfs that a reboot empties,
@@ -110,6 +112,10 @@ class StorePaths:
     @property
     def tmp(self) -> Path:
         return self.root / "tmp"
+
+    @property
+    def network_notice_marker(self) -> Path:
+        return self.root / "network-notice-shown"
 
     @property
     def database(self) -> Path:
