@@ -56,6 +56,23 @@ DEFAULT_IDLE_S = 600.0
 _NAMESPACES = ("mnt", "pid", "net", "uts", "ipc", "user", "cgroup")
 _PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 _RLIMITS = [(name, getattr(resource, name)) for name in dir(resource) if name.startswith("RLIMIT_")]
+#: Set by the native front end when it runs ``barque-py`` itself: why the forkserver did not.
+STATUS_VARIABLE = "BARQUE_FORKSERVER_STATUS"
+#: The directory this process serves on; the forks that run commands inherit it.
+_serving_directory: Path | None = None
+
+
+def serving_directory() -> Path | None:
+    """The forkserver's directory when this command runs in one of its forks, else None."""
+    return _serving_directory
+
+
+def why_not_served() -> str:
+    """Why this command runs without the forkserver (for ``barque info``)."""
+    reason = os.environ.get(STATUS_VARIABLE)
+    if reason:
+        return reason
+    return "barque-py was run directly, not through the barque front end"
 
 
 class Request:
@@ -167,6 +184,8 @@ def serve(directory: Path, idle_s: float | None = None) -> int:
         fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         return 0  # another server is up, or starting
+    global _serving_directory
+    _serving_directory = directory.absolute()
     os.chdir("/")  # hold no caller's directory (or its mount) busy for the server's life
     _preload()
     if _threads() != 1:

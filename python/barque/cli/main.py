@@ -222,6 +222,19 @@ def prune(
     typer.echo(f"Total reclaimed space: {human_size(report.space_reclaimed)}")
 
 
+# -- info ---------------------------------------------------------------------------------
+
+@app.command("info")
+def info(
+    format: Annotated[Optional[str], typer.Option(
+        "--format", "-f", help="'json' for one JSON object (Docker's keys).")] = None,
+) -> None:
+    """Display system-wide information, and whether the forkserver's fast path is in use."""
+    from .info import show
+
+    show(engine, format)
+
+
 # Registers run, create, start, ps, ... on `app` (after it exists: that module imports it).
 from . import archives as _archives  # noqa: E402,F401  (save, load, import, commit...)
 from . import containers as _containers  # noqa: E402,F401
