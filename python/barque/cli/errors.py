@@ -14,6 +14,49 @@ ENGINE_ERROR = 1
 CONTAINER_COMMANDS = frozenset({"run", "create", "start"})
 
 
+#: A command line that cannot be parsed (an unknown flag, a bad flag value, a missing
+#: argument), for every command: Docker's CLI exits 125 for its own flag errors, `docker ps
+#: --foo` as `docker run --foo`.
+USAGE_ERROR = 125
+
+
+def usage_message(error: BaseException) -> str:
+    """One line for a click usage error, in Docker's words where Docker has them (``unknown
+    flag: --foo``; ``invalid argument for "--cpus" flag: ...``), without click's usage block
+    and "Did you mean" hints."""
+    import click
+
+    if isinstance(error, click.NoSuchOption):
+        name = error.option_name
+        return (f"unknown flag: {name}" if name.startswith("--")
+                else f"unknown shorthand flag: {name[1:]!r} in {name}")
+    if isinstance(error, click.BadOptionUsage) and error.option_name and \
+            "requires an argument" in error.message:
+        name = error.option_name
+        return (f"flag needs an argument: {name}" if name.startswith("--")
+                else f"flag needs an argument: {name[1:]!r} in {name}")
+    if isinstance(error, click.BadParameter) and not isinstance(error, click.MissingParameter):
+        flag = None
+        if isinstance(error.param, click.Option):
+            flag = max(error.param.opts, key=len)
+        elif error.param is None and isinstance(error.param_hint, str):
+            flag = error.param_hint
+        if flag and flag.startswith("-"):
+            return f'invalid argument for "{flag}" flag: {_sentence(error.message)}'
+    return _sentence(error.format_message())
+
+
+def _sentence(text: str) -> str:
+    """click's messages as Docker writes its own: one line, lower case, no final period."""
+    text = " ".join(text.split()).rstrip(".")
+    return text[:1].lower() + text[1:]
+
+
+def report_usage(error: BaseException) -> None:
+    sys.stderr.write(f"barque: {usage_message(error)}\n")
+    sys.stderr.flush()
+
+
 def exit_code(error: BaseException, command: str | None = None) -> int | None:
     """The exit code for ``error``, or None if it is a bug that should show its traceback."""
     from ..errors import ContainerStartError

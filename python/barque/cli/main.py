@@ -270,16 +270,33 @@ def click_command():  # type: ignore[no-untyped-def]
 
 def main() -> None:
     """Console entry point: run the app, turning barque's errors into one line and an exit code."""
-    from .errors import exit_code, report
+    import click
+
+    from .errors import USAGE_ERROR, exit_code, report, report_usage
 
     try:
-        click_command()()
+        # Not standalone: click would print its usage block and exit 2 on a bad command line.
+        code = click_command().main(standalone_mode=False)
     except KeyboardInterrupt:
         sys.stderr.write("\n")
         sys.exit(130)
+    except click.exceptions.NoArgsIsHelpError as e:  # `barque`, `barque image`: the help
+        e.show()
+        sys.exit(e.exit_code)
+    except click.UsageError as e:
+        report_usage(e)
+        sys.exit(USAGE_ERROR)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except click.Abort:  # a prompt (prune's "Are you sure") left with ^D or ^C
+        sys.stderr.write("Aborted!\n")
+        sys.exit(1)
     except Exception as e:  # noqa: BLE001 - mapped in one place, below
         code = exit_code(e, _command_name(sys.argv[1:]))
         if code is None:
             raise
         report(e)
         sys.exit(code)
+    # Commands that raise typer.Exit come back with its code; the others return None.
+    sys.exit(code if isinstance(code, int) else 0)
