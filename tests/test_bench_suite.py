@@ -131,3 +131,29 @@ def test_an_anchors_missing_feature_is_a_note_not_a_failure(suite) -> None:  # t
     suite.reclassify(rows, errors, notes)
     assert list(errors) == ["(e-zstd) barque pull"]  # barque's own failure stays a failure
     assert rows[0]["error"] == "" and "zstd" in rows[0]["note"] and len(notes) == 1
+
+
+def test_the_cli_rows_use_the_default_forkserver_directory(suite, tmp_path, monkeypatch
+                                                          ) -> None:  # type: ignore[no-untyped-def]
+    """The suite must time what users get: no private BARQUE_FORKSERVER_DIR, the server
+    started by a first command, and every later `barque` required to be served by it. A
+    stand-in `barque` records how it is called (nothing is timed)."""
+    calls = tmp_path / "calls"
+    fake = tmp_path / "barque"
+    fake.write_text(
+        "#!/bin/sh\n"
+        f'echo "$BARQUE_FORKSERVER ${{BARQUE_FORKSERVER_DIR:-default}} $*" >> {calls}\n'
+        'case "$*" in *info*) echo \'{"ClientInfo": {"FastPath": '
+        '{"Directory": "/run/barque/forkserver/0123456789abcdef"}}}\';; esac\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("BARQUE_FORKSERVER_DIR", str(tmp_path / "private"))
+    monkeypatch.setenv("BARQUE_FORKSERVER", "off")
+    bench = object.__new__(suite.Suite)
+    bench.barque, bench.work, bench.notes = str(fake), tmp_path, []
+    bench.start_forkserver()
+    first, second = calls.read_text().splitlines()
+    assert first == "auto default --version"
+    assert second.startswith("require default --root ") and second.endswith(" info --format json")
+    assert "BARQUE_FORKSERVER_DIR" not in suite.os.environ
+    assert suite.os.environ["BARQUE_FORKSERVER"] == "require"
+    assert any("/run/barque/forkserver/0123456789abcdef" in note for note in bench.notes)

@@ -351,7 +351,6 @@ class Suite:
         self.brt = str(REPO / "python/barque/_bin/barque-runtime")
         self.barque = str(REPO / ".venv/bin/barque")
         self.barque_py = str(REPO / ".venv/bin/barque-py")
-        self.forkserver: subprocess.Popen | None = None
         self.bundle: Path | None = None
         self.engine = None
         self.busybox_ref = ""
@@ -395,24 +394,30 @@ class Suite:
                        check=True)
 
     def start_forkserver(self) -> None:
-        """barque's forkserver in a private directory for the whole run, and every `barque` of
-        the suite required to use it (BARQUE_FORKSERVER=require: a fallback to the Python CLI
-        fails the row instead of timing something else)."""
-        directory = self.work / "forkserver"
-        directory.mkdir(mode=0o700)
-        log_file = open(directory / "forkserver.log", "ab")  # noqa: SIM115 - the server's
-        self.forkserver = subprocess.Popen(
-            [self.barque_py, "__forkserver__", str(directory)], stdin=subprocess.DEVNULL,
-            stdout=log_file, stderr=log_file, start_new_session=True,
-            env={**os.environ, "BARQUE_FORKSERVER_IDLE": "86400"})
-        log_file.close()
+        """barque's forkserver where users get it: its default directory (never a private
+        BARQUE_FORKSERVER_DIR, which once hid that the default one was refused), started as
+        users start it, by a first command; then every `barque` of the suite is required to
+        use it (BARQUE_FORKSERVER=require: a fallback to the Python CLI fails the row instead
+        of timing something else). A server already there (barque changed under it, say)
+        hands over to a new one the same way."""
+        for name in ("BARQUE_FORKSERVER_DIR", "BARQUE_FORKSERVER_STATUS"):
+            os.environ.pop(name, None)
+        auto = {**os.environ, "BARQUE_FORKSERVER": "auto"}
+        required = {**os.environ, "BARQUE_FORKSERVER": "require"}
+        info = [self.barque, "--root", str(self.work / "info-store"), "info", "--format", "json"]
         deadline = time.monotonic() + 60
-        while not (directory / "forkserver.sock").exists():
-            if time.monotonic() > deadline or self.forkserver.poll() is not None:
-                raise RuntimeError("the forkserver did not start: "
-                                   + (directory / "forkserver.log").read_text()[-500:])
-            time.sleep(0.05)
-        os.environ["BARQUE_FORKSERVER_DIR"] = str(directory)
+        while True:
+            subprocess.run([self.barque, "--version"], env=auto, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, check=False)
+            served = subprocess.run(info, env=required, capture_output=True, text=True,
+                                    check=False)
+            if served.returncode == 0:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the default forkserver does not serve: {served.stderr}")
+            time.sleep(0.1)
+        directory = json.loads(served.stdout)["ClientInfo"]["FastPath"]["Directory"]
+        self.notes.append(f"barque CLI rows run through the default forkserver ({directory})")
         os.environ["BARQUE_FORKSERVER"] = "require"
 
     def start_dockerd(self) -> None:
@@ -824,9 +829,7 @@ class Suite:
             self.stop_dockerd()
         except Exception as e:  # noqa: BLE001
             log(f"cleanup: dockerd: {e!r}")
-        if self.forkserver is not None:
-            self.forkserver.kill()  # its waiting child sees the server gone and exits
-            self.forkserver.wait()
+        # The default forkserver is the users' as much as ours: it goes when idle.
         if self.registry is not None:
             self.registry.stop()
         pull.rmtree(self.work)
