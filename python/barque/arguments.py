@@ -49,6 +49,8 @@ def optional_path(value: Any, name: str) -> str | os.PathLike[str] | None:
 def strings(value: Any, name: str) -> list[str]:
     """A list (or tuple) of strings. A lone string is refused: iterated, it would become
     one-letter items."""
+    if type(value) is list and not value:  # most options' default: skip the generator
+        return value
     if isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
         return list(value)
     if isinstance(value, (list, tuple)):
@@ -153,8 +155,10 @@ def run_options(options: Any) -> RunOptions | None:
     optional_text(options.user, "options.user")
     optional_text(options.hostname, "options.hostname")
     text(options.network, "options.network")
-    for field in ("group_add", "cap_add", "cap_drop", "security_opt"):
-        strings(getattr(options, field), f"options.{field}")
+    strings(options.group_add, "options.group_add")
+    strings(options.cap_add, "options.cap_add")
+    strings(options.cap_drop, "options.cap_drop")
+    strings(options.security_opt, "options.security_opt")
     if not (options.memory is None or isinstance(options.memory, str)):
         integer(options.memory, "options.memory")
     integer(options.pids_limit, "options.pids_limit")

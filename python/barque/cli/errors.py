@@ -6,6 +6,10 @@ import sys
 
 from ..errors import BarqueError
 
+TYPE_CHECKING = False  # typing itself costs start-up time; checkers see the imports
+if TYPE_CHECKING:
+    import click
+
 #: Docker's CLI exits 1 for failed image commands; container commands (later) use 125/126/127.
 ENGINE_ERROR = 1
 
@@ -20,7 +24,7 @@ CONTAINER_COMMANDS = frozenset({"run", "create", "start"})
 USAGE_ERROR = 125
 
 
-def usage_message(error: BaseException) -> str:
+def usage_message(error: click.UsageError) -> str:
     """One line for a click usage error, in Docker's words where Docker has them (``unknown
     flag: --foo``; ``invalid argument for "--cpus" flag: ...``), without click's usage block
     and "Did you mean" hints."""
@@ -52,7 +56,7 @@ def _sentence(text: str) -> str:
     return text[:1].lower() + text[1:]
 
 
-def report_usage(error: BaseException) -> None:
+def report_usage(error: click.UsageError) -> None:
     sys.stderr.write(f"barque: {usage_message(error)}\n")
     sys.stderr.flush()
 
