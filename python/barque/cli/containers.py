@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .main import app, engine, inspect
+from .main import FORMAT_HELP, app, engine, inspect
 
 container_app = typer.Typer(help="Manage containers.", no_args_is_help=True,
                             rich_markup_mode=None)
@@ -307,7 +307,7 @@ def ps(
     all: Annotated[bool, typer.Option("--all", "-a", help="Show all containers.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only display container IDs.")] = False,
     no_trunc: Annotated[bool, typer.Option("--no-trunc", help="Don't truncate output.")] = False,
-    format: Annotated[Optional[str], typer.Option("--format", help="'table' or 'json'.")] = None,
+    format: Annotated[Optional[str], typer.Option("--format", help=FORMAT_HELP)] = None,
     filter: Annotated[list[str], typer.Option(
         "--filter", "-f", help="Filter: status=, name=, id=, label=, ancestor=, volume=.")] = [],
     size: Annotated[bool, typer.Option("--size", "-s", help="Display total file sizes.")] = False,

@@ -85,5 +85,9 @@ def message(error: BaseException) -> str:
 
 
 def report(error: BaseException) -> None:
-    sys.stderr.write(f"Error: {message(error)}\n")
+    from ..errors import TemplateError
+
+    # The docker CLI prints its template errors bare ("template parsing error: ...").
+    prefix = "" if isinstance(error, TemplateError) else "Error: "
+    sys.stderr.write(f"{prefix}{message(error)}\n")
     sys.stderr.flush()

@@ -10,7 +10,9 @@ from .context import engine
 def ps(*, all: bool = False, quiet: bool = False, no_trunc: bool = False,
        format: str | None = None, filter: list[str] | None = None, size: bool = False) -> None:
     from ..errors import InvalidArgumentError
-    from .render import container_rows, print_container_table
+    from ..humanize import human_size
+    from .formatter import check_template, is_custom, render_listing
+    from .render import CONTAINER_HEADER, container_context, container_rows, print_container_table
 
     filters: dict[str, list[str]] = {}
     for item in filter or []:
@@ -18,14 +20,38 @@ def ps(*, all: bool = False, quiet: bool = False, no_trunc: bool = False,
         if not sep:
             raise InvalidArgumentError(f"bad format of filter (expected name=value): {item}")
         filters.setdefault(key, []).append(value)
+    size_used = False
+    if format:
+        # As the docker CLI: the template is checked on an empty row before anything is
+        # listed, and a template that shows .Size turns on -s.
+        def note_size() -> str:
+            nonlocal size_used
+            size_used = True
+            return ""
+
+        check_template(format, container_context(None, {}, note_size))
+        if quiet:
+            sys.stderr.write("WARNING: Ignoring custom format, because both --format and "
+                             "--quiet are set.\n")
     service = engine().containers
-    rows = container_rows(service.list(all=all, filters=filters), no_trunc,
-                          sizes=service.sizes if size else None)
+    containers = service.list(all=all, filters=filters)
+    rows = container_rows(containers, no_trunc, sizes=service.sizes if size else None)
     if quiet:
         sys.stdout.write("".join(row["ID"] + "\n" for row in rows))
-    elif format == "json":
-        import json
+    elif is_custom(format):
+        assert format is not None
+        contexts = []
+        for c, row in zip(containers, rows):
+            def container_size(c=c, row=row) -> str:  # type: ignore[no-untyped-def]
+                if "Size" in row:
+                    return str(row["Size"])
+                if not size_used:
+                    return "0B"  # what Docker shows when it did not ask for sizes
+                rw, virtual = service.sizes(c)
+                return f"{human_size(rw)} (virtual {human_size(virtual)})"
 
-        sys.stdout.write("".join(json.dumps(row, separators=(",", ":")) + "\n" for row in rows))
+            contexts.append(container_context(row, c.config["Config"].get("Labels") or {},
+                                              container_size))
+        sys.stdout.write(render_listing(format, contexts, CONTAINER_HEADER))
     else:
         print_container_table(rows)

@@ -61,6 +61,11 @@ def _global(
 
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Suppress verbose output.")]
 
+#: The --format help of listing commands, in the docker CLI's words.
+FORMAT_HELP = ("Format output using a custom template: 'table' (the default), 'table "
+               "TEMPLATE' (with column headers), 'json' (one JSON object per line), or a Go "
+               "template such as '{{.ID}}\\t{{.Names}}'.")
+
 
 @app.command("pull")
 @image_app.command("pull")
@@ -88,28 +93,27 @@ def images(
     digests: Annotated[bool, typer.Option("--digests", help="Show digests.")] = False,
     no_trunc: Annotated[bool, typer.Option("--no-trunc", help="Don't truncate output.")] = False,
     format: Annotated[Optional[str], typer.Option(
-        "--format", help="'table' (default) or 'json' (one JSON object per line).")] = None,
+        "--format", help=FORMAT_HELP)] = None,
 ) -> None:
     """List images."""
-    from .render import image_rows, print_image_table
+    from .formatter import is_custom, render_listing
+    from .render import IMAGE_HEADER, image_rows, print_image_table, row_context
 
     rows = image_rows(engine().images.list(all=all), repository, no_trunc)
-    if quiet:
+    if is_custom(format):  # the docker CLI lets a custom format win over -q here
+        assert format is not None
+        if format.startswith("table") and digests and "{{.Digest}}" not in format:
+            format += "\t{{.Digest}}"
+        sys.stdout.write(render_listing(
+            format, [row_context("*formatter.imageContext", r) for r in rows], IMAGE_HEADER))
+    elif quiet:
         seen: list[str] = []
         for row in rows:
             if row["ID"] not in seen:
                 seen.append(row["ID"])
         typer.echo("\n".join(seen)) if seen else None
-    elif format == "json":
-        import json
-
-        for row in rows:
-            typer.echo(json.dumps(row, separators=(",", ":")))
-    elif format in (None, "table"):
-        print_image_table(rows, digests)
     else:
-        raise typer.BadParameter(f"unsupported format {format!r}: use 'table' or 'json'",
-                                 param_hint="--format")
+        print_image_table(rows, digests)
 
 
 # -- tag / rmi ----------------------------------------------------------------------------
@@ -154,12 +158,16 @@ def rmi(
 def inspect(
     ctx: typer.Context,
     names: Annotated[list[str], typer.Argument(metavar="NAME|ID...")],
+    format: Annotated[Optional[str], typer.Option(
+        "--format", "-f", help="Format the output using a Go template ('{{.State.Status}}', "
+        "'{{json .Config}}'), or 'json'.")] = None,
 ) -> None:
     """Display detailed information on containers or images (Docker-compatible JSON)."""
     import json
 
     from ..errors import BarqueError, ContainerNotFoundError
     from .errors import report
+    from .formatter import inspect_lines
 
     group = ctx.parent.info_name if ctx.parent else None
     found, failed = [], False
@@ -176,7 +184,10 @@ def inspect(
         except BarqueError as e:
             report(e)
             failed = True
-    typer.echo(json.dumps(found, indent=4))
+    if format in (None, "", "json"):
+        typer.echo(json.dumps(found, indent=4))
+    else:
+        sys.stdout.write(inspect_lines(format, found))
     if failed:
         raise typer.Exit(1)
 
@@ -189,11 +200,20 @@ def history(
         "--human", "-H", help="Print sizes and dates in human readable format.")] = True,
     no_trunc: Annotated[bool, typer.Option("--no-trunc", help="Don't truncate output.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only show image IDs.")] = False,
+    format: Annotated[Optional[str], typer.Option("--format", help=FORMAT_HELP)] = None,
 ) -> None:
     """Show the history of an image."""
-    from .render import print_history
+    from .formatter import is_custom, render_listing
+    from .render import HISTORY_HEADER, history_rows, print_history, row_context
 
-    print_history(engine().images.get(name), human=human, no_trunc=no_trunc, quiet=quiet)
+    image = engine().images.get(name)
+    if is_custom(format):  # a custom format wins over -q, as in the docker CLI
+        assert format is not None
+        rows = history_rows(image, human=human, no_trunc=no_trunc)
+        sys.stdout.write(render_listing(
+            format, [row_context("*formatter.historyContext", r) for r in rows], HISTORY_HEADER))
+        return
+    print_history(image, human=human, no_trunc=no_trunc, quiet=quiet)
 
 
 @image_app.command("prune")

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from ..humanize import human_duration, human_size
+from .gotemplate import GoStruct, arity, go_quote
 
 if TYPE_CHECKING:
     from ..images import Image
@@ -133,10 +134,13 @@ def container_rows(containers, no_trunc: bool, sizes=None) -> list[dict[str, Any
             rw, virtual = sizes(c)
             size = f"{human_size(rw)} (virtual {human_size(virtual)})"
         cmd = " ".join(c.config["Config"].get("Cmd") or [])
+        labels = c.config["Config"].get("Labels") or {}
+        mounts = c.config.get("Mounts") or []
+        mount_names = [m.get("Name") or m.get("Source") or "" for m in mounts]
         rows.append({
             "ID": c.id if no_trunc else c.short_id,
             "Image": c._record.image,
-            "Command": f'"{cmd if no_trunc else _ellipsis(cmd, 20)}"',
+            "Command": go_quote(cmd if no_trunc else _ellipsis(cmd, 20)),
             "CreatedAt": datetime.fromtimestamp(c._record.created, timezone.utc).strftime(
                 "%Y-%m-%d %H:%M:%S +0000 UTC"),
             "RunningFor": human_duration(time.time() - c._record.created) + " ago",
@@ -144,8 +148,85 @@ def container_rows(containers, no_trunc: bool, sizes=None) -> list[dict[str, Any
             "State": c.status,
             "Ports": "",
             "Names": c.name,
-            "Labels": ",".join(f"{k}={v}" for k, v in (c.config["Config"].get("Labels") or {}).items()),
+            "Labels": ",".join(sorted(f"{k}={v}" for k, v in labels.items())),
+            "LocalVolumes": str(sum(1 for m in mounts if m.get("Driver") == "local")),
+            "Mounts": ",".join(n if no_trunc else _ellipsis(n, 15) for n in mount_names),
+            "Networks": c.config["HostConfig"].get("NetworkMode") or "none",
+            "Platform": None, "HealthStatus": "", "IPAddresses": [],
             **({"Size": size} if sizes is not None else {}),
+        })
+    return rows
+
+
+#: The docker CLI's column names for each listing's fields (its SubHeaderContext maps):
+#: a ``table`` template's header row is the template run on these.
+CONTAINER_HEADER = {
+    "ID": "CONTAINER ID", "Names": "NAMES", "Image": "IMAGE", "Command": "COMMAND",
+    "CreatedAt": "CREATED AT", "RunningFor": "CREATED", "Ports": "PORTS", "State": "STATE",
+    "Status": "STATUS", "Size": "SIZE", "Labels": "LABELS", "Mounts": "MOUNTS",
+    "LocalVolumes": "LOCAL VOLUMES", "Networks": "NETWORKS", "Platform": "PLATFORM",
+    "HealthStatus": "HEALTH STATUS", "IPAddresses": "IP ADDRESSES",
+}
+IMAGE_HEADER = {
+    "ID": "IMAGE ID", "Repository": "REPOSITORY", "Tag": "TAG", "Digest": "DIGEST",
+    "CreatedSince": "CREATED", "CreatedAt": "CREATED AT", "Size": "SIZE",
+    "Containers": "CONTAINERS", "VirtualSize": "SIZE", "SharedSize": "SHARED SIZE",
+    "UniqueSize": "UNIQUE SIZE",
+}
+VOLUME_HEADER = {
+    "ID": "ID", "Name": "VOLUME NAME", "Group": "GROUP", "Driver": "DRIVER", "Scope": "SCOPE",
+    "Availability": "AVAILABILITY", "Mountpoint": "MOUNTPOINT", "Labels": "LABELS",
+    "Links": "LINKS", "Size": "SIZE", "Status": "STATUS",
+}
+HISTORY_HEADER = {
+    "ID": "IMAGE", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT",
+    "CreatedBy": "CREATED BY", "Size": "SIZE", "Comment": "COMMENT",
+}
+
+
+def row_context(type_name: str, row: Mapping[str, Any], labels: Mapping[str, str] | None = None,
+                computed: Mapping[str, Callable[[], str]] | None = None) -> GoStruct:
+    """A listing row as the docker CLI's template context: its fields are methods (so
+    ``{{json .}}`` has them all, by name), ``Label "k"`` reads one label, ``computed``
+    fields are worked out only when a template asks for them."""
+    methods: dict[str, Callable[..., Any]] = {k: _constant(v) for k, v in row.items()}
+    methods.update(computed or {})
+    if labels is not None:
+        methods["Label"] = lambda name: labels.get(name, "")
+    return GoStruct(type_name, methods, json=lambda: {
+        k: m() for k, m in sorted(methods.items()) if arity(m) == 0})
+
+
+def _constant(value: Any) -> Callable[[], Any]:
+    return lambda: value
+
+
+def container_context(row: Mapping[str, Any] | None, labels: Mapping[str, str],
+                      size: Callable[[], str]) -> GoStruct:
+    """``row`` None: an empty row (``ps`` checks its template on one)."""
+    if row is None:
+        row = dict.fromkeys(CONTAINER_HEADER, "")
+    return row_context("*formatter.ContainerContext",
+                       {k: v for k, v in row.items() if k != "Size"}, labels, {"Size": size})
+
+
+def history_rows(image: Image, *, human: bool, no_trunc: bool) -> list[dict[str, Any]]:
+    """``image history`` rows with the docker CLI's field names and values."""
+    from ..images import _parse_created
+
+    rows = []
+    for r in image.history:
+        created_dt = _parse_created(r["Created"]) if r["Created"] else None
+        created_at = (created_dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+                      if created_dt else "")
+        by = r["CreatedBy"].replace("\t", " ")
+        rows.append({
+            "ID": r["Id"] if no_trunc else _short(r["Id"]),
+            "CreatedAt": created_at,
+            "CreatedSince": _since(created_dt) if human else created_at,
+            "CreatedBy": by if no_trunc else _ellipsis(by, 45),
+            "Size": human_size(r["Size"]) if human else str(r["Size"]),
+            "Comment": r["Comment"],
         })
     return rows
 

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .main import app, engine
+from .main import FORMAT_HELP, app, engine
 
 volume_app = typer.Typer(help="Manage volumes.", no_args_is_help=True,
                          rich_markup_mode=None)
@@ -63,37 +63,48 @@ def ls(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only display volume names.")] = False,
     filter: Annotated[list[str], typer.Option(
         "--filter", "-f", help="Filter: name=, label=, dangling=true|false, driver=.")] = [],
-    format: Annotated[Optional[str], typer.Option("--format", help="'table' or 'json'.")] = None,
+    format: Annotated[Optional[str], typer.Option("--format", help=FORMAT_HELP)] = None,
 ) -> None:
     """List volumes."""
-    from .render import render_table
+    import sys
+
+    from .formatter import is_custom, render_listing
+    from .render import VOLUME_HEADER, render_table, row_context
 
     volumes = engine().volumes.list(_filters(filter))
-    if quiet:
-        for volume in volumes:
-            typer.echo(volume.name)
-    elif format == "json":
+    if is_custom(format):  # a custom format wins over -q, as in the docker CLI
+        assert format is not None
+        contexts = []
         for volume in volumes:
             attrs = volume.attrs
-            labels = ",".join(f"{k}={v}" for k, v in (attrs["Labels"] or {}).items())
-            typer.echo(json.dumps({
+            labels = attrs["Labels"] or {}
+            contexts.append(row_context("*formatter.volumeContext", {
                 "Availability": "N/A", "Driver": attrs["Driver"], "Group": "N/A",
-                "Labels": labels, "Links": "N/A", "Mountpoint": attrs["Mountpoint"],
-                "Name": attrs["Name"], "Scope": attrs["Scope"], "Size": "N/A",
-                "Status": "N/A"}, separators=(",", ":")))
-    elif format in (None, "table"):
+                "Labels": ",".join(f"{k}={v}" for k, v in labels.items()), "Links": "N/A",
+                "Mountpoint": attrs["Mountpoint"], "Name": attrs["Name"],
+                "Scope": attrs["Scope"], "Size": "N/A", "Status": "N/A"}, labels))
+        sys.stdout.write(render_listing(format, contexts, VOLUME_HEADER))
+    elif quiet:
+        for volume in volumes:
+            typer.echo(volume.name)
+    else:
         typer.echo(render_table(["DRIVER", "VOLUME NAME"],
                                 [["local", v.name] for v in volumes]))
-    else:
-        raise typer.BadParameter(f"unsupported format {format!r}: use 'table' or 'json'",
-                                 param_hint="--format")
 
 
 @volume_app.command("inspect")
-def inspect(names: Annotated[list[str], typer.Argument(metavar="VOLUME...")]) -> None:
+def inspect(
+    names: Annotated[list[str], typer.Argument(metavar="VOLUME...")],
+    format: Annotated[Optional[str], typer.Option(
+        "--format", "-f", help="Format the output using a Go template ('{{.Mountpoint}}'), "
+        "or 'json'.")] = None,
+) -> None:
     """Display detailed information on one or more volumes."""
+    import sys
+
     from ..errors import BarqueError
     from .errors import report
+    from .formatter import inspect_lines
 
     found, failed = [], False
     for name in names:
@@ -102,7 +113,10 @@ def inspect(names: Annotated[list[str], typer.Argument(metavar="VOLUME...")]) ->
         except BarqueError as e:
             report(e)
             failed = True
-    typer.echo(json.dumps(found, indent=4))
+    if format in (None, "", "json"):
+        typer.echo(json.dumps(found, indent=4))
+    else:
+        sys.stdout.write(inspect_lines(format, found))
     if failed:
         raise typer.Exit(1)
 
