@@ -77,6 +77,13 @@ CALLS = [
     ("create.labels['a']", lambda e: e.containers.create(
         IMAGE, create=CreateOptions(labels={"a": 1}))),
     ("stdout", lambda e: e.containers.run(IMAGE, ["true"], stdout=None)),
+    ("volumes", lambda e: e.containers.run(IMAGE, ["true"], volumes="data:/data")),
+    ("mounts", lambda e: e.containers.create(IMAGE, mounts="type=tmpfs,target=/t")),
+    ("create.tmpfs", lambda e: e.containers.create(IMAGE, create=CreateOptions(tmpfs="/t"))),
+    ("sig", lambda e: e.containers.kill("c", None)),
+    ("timeout", lambda e: e.containers.stop("c", timeout="10")),
+    ("tail", lambda e: e.containers.logs("c", tail="5")),
+    ("new_name", lambda e: e.containers.rename("c", None)),
     ("name", lambda e: e.volumes.create(123)),
     ("labels", lambda e: e.volumes.create("v", labels=["a=b"])),
     ("name", lambda e: e.volumes.get(None)),

@@ -102,6 +102,15 @@ def filters(value: Any, name: str = "filters") -> dict[str, list[str]] | None:
     return value
 
 
+def mount_specs(value: Any, name: str, *, mapping: bool = False) -> Any:
+    """None, or a list of mount specs (strings or dicts, parsed later); with ``mapping``,
+    docker-py's dict form too. A lone string is refused: iterated, it would be one mount
+    per character."""
+    if value is None or isinstance(value, (list, tuple)) or (mapping and isinstance(value, dict)):
+        return value
+    raise _wrong(name, "a list" + (" or a dict" if mapping else "") + " of mount specs", value)
+
+
 def number(value: Any, name: str) -> float | None:
     """None, or an int or float (a bool is no number here)."""
     if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
@@ -183,4 +192,7 @@ def create_options(create: Any) -> CreateOptions | None:
     text(create.log_driver, "create.log_driver")
     string_map(create.log_opts, "create.log_opts")
     strings(create.volumes_from, "create.volumes_from")
+    mount_specs(create.volumes, "create.volumes", mapping=True)
+    mount_specs(create.mounts, "create.mounts")
+    mount_specs(create.tmpfs, "create.tmpfs", mapping=True)
     return create

@@ -337,8 +337,9 @@ class ContainerService:
 
     def rename(self, name_or_id: str, new_name: str) -> None:
         """Give a container a new name; Docker's conflict error if the name is taken."""
+        arguments.text(new_name, "new_name")
         container_id = self.resolve_id(name_or_id)
-        _validate_name(arguments.text(new_name, "new_name"))
+        _validate_name(new_name)
         owner = self._store.metadata.rename_container(container_id, new_name)
         if owner is not None:
             raise ConflictError(_name_conflict(new_name, owner))
@@ -417,6 +418,8 @@ class ContainerService:
         command = arguments.command(command, "command")
         options = arguments.run_options(options) or RunOptions()
         arguments.create_options(create)
+        arguments.mount_specs(volumes, "volumes", mapping=True)
+        arguments.mount_specs(mounts, "mounts")
         if command is not None:
             options.command = command
         create = create or CreateOptions()
