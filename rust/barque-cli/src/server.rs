@@ -42,7 +42,12 @@ pub fn directory(python_cli: &Path) -> Result<PathBuf, Error> {
         }
     };
     make_dir(&dir)?;
-    let cwd = std::env::current_dir().map_err(Error::at("."))?;
+    // Only a relative directory needs it (and a removed working directory has no path).
+    let cwd = if dir.is_absolute() {
+        PathBuf::from("/")
+    } else {
+        std::env::current_dir().map_err(Error::at("."))?
+    };
     // SAFETY: geteuid cannot fail.
     trust::check(&trust::Host, &dir, &cwd, unsafe { libc::geteuid() })?;
     Ok(dir)
