@@ -28,6 +28,7 @@ def test_container_create_and_typed_values() -> None:
     ["run", "--help", "img"],            # help is typer's
     ["run", "--bogus", "img"],           # unknown option: typer words the error
     ["run", "--pids-limit", "x", "img"],  # bad value: likewise
+    ["create", "--cpus=abc", "img"],     # (so both print test_flag_errors' one line)
     ["run", "-e"],                       # missing value
     ["run", "--rm"],                     # no image
     ["pull", "img"],                     # not a fast command
