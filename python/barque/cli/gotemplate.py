@@ -706,9 +706,7 @@ class _Parser:
             if clean.lower().lstrip("+-").startswith(("0x", "0o", "0b")):
                 return int(clean, 0)
             if any(c in clean for c in ".eE"):
-                number = float(clean)
-                return int(number) if number.is_integer() and "." not in clean and abs(
-                    number) < 2**63 else number
+                return float(clean)  # Go: a constant written as a float is a float64
             if len(clean.lstrip("+-")) > 1 and clean.lstrip("+-").startswith("0"):
                 return int(clean.lstrip("+-"), 8) * (-1 if clean.startswith("-") else 1)
             return int(clean)
