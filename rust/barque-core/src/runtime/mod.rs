@@ -4,6 +4,7 @@
 pub mod capabilities;
 pub mod cgroup;
 pub mod container;
+pub mod device_filter;
 pub mod devices;
 pub mod exec;
 pub mod failure;
