@@ -7,15 +7,20 @@
 //! does, an absolute `cgroupsPath` is under each hierarchy's root, a relative one (and the
 //! default, the container id) under the runtime's own cgroup.
 //!
+//! Device rules go to v1's `devices.deny`/`devices.allow`; cgroup v2 has no such files, so
+//! there they become a BPF device program attached to the container's directory
+//! (barque-core's `device_filter`).
+//!
 //! Limits barque cannot apply are refused naming the field, never ignored.
 
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, LinuxResources};
+use barque_core::runtime::device_filter::{self, DeviceFilterError, DeviceRule, KernelBpf};
+use oci_spec::runtime::LinuxResources;
 
 pub const MOUNT: &str = "/sys/fs/cgroup";
 pub const V1_CONTROLLERS: [&str; 4] = ["memory", "pids", "cpu", "devices"];
-const V2_CONTROLLERS: &str = "+memory +pids +cpu";
+const V2_CONTROLLERS: [&str; 3] = ["memory", "pids", "cpu"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupsError {
@@ -30,6 +35,8 @@ pub enum CgroupsError {
         #[source]
         source: std::io::Error,
     },
+    #[error("linux.resources.devices: {0}")]
+    Devices(#[from] DeviceFilterError),
 }
 
 fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> CgroupsError {
@@ -118,18 +125,6 @@ fn unsupported(field: &str) -> CgroupsError {
     CgroupsError::Unsupported(field.to_owned())
 }
 
-fn device_rule(d: &LinuxDeviceCgroup) -> String {
-    let typ = match d.typ() {
-        None | Some(LinuxDeviceType::A) => 'a',
-        Some(LinuxDeviceType::B) => 'b',
-        Some(LinuxDeviceType::C | LinuxDeviceType::U) => 'c',
-        Some(LinuxDeviceType::P) => 'p',
-    };
-    let num = |n: Option<i64>| n.map_or("*".to_owned(), |n| n.to_string());
-    let access = d.access().clone().unwrap_or_else(|| "rwm".into());
-    format!("{typ} {}:{} {access}", num(d.major()), num(d.minor()))
-}
-
 /// The device nodes every container may use (runc's `AllowedDevices`), and mknod of any.
 pub const DEFAULT_DEVICES: [&str; 11] = [
     "c *:* m",
@@ -145,11 +140,37 @@ pub const DEFAULT_DEVICES: [&str; 11] = [
     "c 10:200 rwm",
 ];
 
-/// The writes that apply `resources`; `devices` are the (type, major, minor) of `linux.devices`
-/// (each allowed, as runc does).
-pub fn writes(
+/// The device rules of `resources` (none when it has none), then runc's defaults, then an
+/// allow rule for each of `devices`, the (type, major, minor) of `linux.devices` (as runc
+/// does).
+pub fn device_rules(
     r: &LinuxResources,
     devices: &[(char, i64, i64)],
+) -> Result<Vec<DeviceRule>, CgroupsError> {
+    let Some(spec_rules) = r.devices().as_ref().filter(|d| !d.is_empty()) else {
+        return Ok(Vec::new());
+    };
+    let mut rules = spec_rules
+        .iter()
+        .map(DeviceRule::from_oci)
+        .collect::<Result<Vec<_>, _>>()?;
+    for rule in DEFAULT_DEVICES {
+        rules.push(DeviceRule::parse(true, rule)?);
+    }
+    for (t, major, minor) in devices {
+        rules.push(DeviceRule::parse(
+            true,
+            &format!("{t} {major}:{minor} rwm"),
+        )?);
+    }
+    Ok(rules)
+}
+
+/// The writes that apply `resources` and `device_rules` (on v1: on v2 those are a program,
+/// see [`create`]).
+pub fn writes(
+    r: &LinuxResources,
+    device_rules: &[DeviceRule],
     v2: bool,
 ) -> Result<Vec<Write>, CgroupsError> {
     let mut out: Vec<Write> = Vec::new();
@@ -280,40 +301,27 @@ pub fn writes(
         };
         out.push(("pids", "pids.max", v));
     }
-    if let Some(rules) = r.devices().as_ref().filter(|d| !d.is_empty()) {
-        if v2 {
-            return Err(unsupported(
-                "devices on cgroup v2 (it needs an eBPF device program)",
-            ));
-        }
-        for d in rules {
-            let file = if d.allow() {
+    if !v2 {
+        for d in device_rules {
+            let file = if d.allow {
                 "devices.allow"
             } else {
                 "devices.deny"
             };
-            out.push(("devices", file, device_rule(d)));
-        }
-        for rule in DEFAULT_DEVICES {
-            out.push(("devices", "devices.allow", rule.to_owned()));
-        }
-        for (t, major, minor) in devices {
-            out.push((
-                "devices",
-                "devices.allow",
-                format!("{t} {major}:{minor} rwm"),
-            ));
+            out.push(("devices", file, d.v1_line()));
         }
     }
     Ok(out)
 }
 
-/// Creates the directories (enabling the v2 controllers on the way), applies `writes`, and
-/// returns the directories created, so a failure or `delete` removes exactly those.
+/// Creates the directories (enabling the v2 controllers on the way), applies `writes` (and
+/// on v2 attaches the program of `device_rules`), and returns the directories created, so a
+/// failure or `delete` removes exactly those.
 pub fn create(
     layout: &Layout,
     dirs: &[(String, PathBuf)],
     writes: &[Write],
+    device_rules: &[DeviceRule],
 ) -> Result<Vec<PathBuf>, CgroupsError> {
     let mut made = Vec::new();
     let result = (|| {
@@ -334,6 +342,9 @@ pub fn create(
                         source,
                     })?;
                 }
+            }
+            if layout.v2 {
+                device_filter::attach(&KernelBpf, dir, device_rules)?;
             }
         }
         Ok(())
@@ -357,16 +368,32 @@ fn enable_controllers(mount: &Path, dir: &Path) -> Result<(), CgroupsError> {
         if !at.join("cgroup.subtree_control").exists() {
             break;
         }
-        let ctl = at.join("cgroup.subtree_control");
-        std::fs::write(&ctl, V2_CONTROLLERS).map_err(io("write", &ctl))?;
+        enable_available(&at)?;
         at.push(part);
         std::fs::create_dir_all(&at).map_err(io("create", &at))?;
     }
-    let ctl = at.join("cgroup.subtree_control");
-    if ctl.exists() {
-        std::fs::write(&ctl, V2_CONTROLLERS).map_err(io("write", &ctl))?;
+    if at.join("cgroup.subtree_control").exists() {
+        enable_available(&at)?;
     }
     Ok(())
+}
+
+/// Enables for the children of `at` those of barque's controllers it has: a unified
+/// hierarchy beside v1 ones (a hybrid host) may have none of them, and a limit needing a
+/// missing one then fails naming its file.
+fn enable_available(at: &Path) -> Result<(), CgroupsError> {
+    let list = at.join("cgroup.controllers");
+    let available = std::fs::read_to_string(&list).map_err(io("read", &list))?;
+    let wanted: Vec<String> = V2_CONTROLLERS
+        .iter()
+        .filter(|c| available.split_whitespace().any(|a| a == **c))
+        .map(|c| format!("+{c}"))
+        .collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let ctl = at.join("cgroup.subtree_control");
+    std::fs::write(&ctl, wanted.join(" ")).map_err(io("write", &ctl))
 }
 
 /// Removes the directories; a cgroup whose tasks are still exiting is retried until
@@ -456,7 +483,7 @@ mod tests {
             "pids": {"limit": 32},
             "cpu": {"shares": 512, "quota": 50000, "period": 100000},
         }));
-        let w = writes(&r, &[], false).unwrap();
+        let w = writes(&r, &device_rules(&r, &[]).unwrap(), false).unwrap();
         assert_eq!(
             w,
             vec![
@@ -481,7 +508,7 @@ mod tests {
             "pids": {"limit": 0},
             "cpu": {"shares": 1024, "quota": 20000},
         }));
-        let w = writes(&r, &[], true).unwrap();
+        let w = writes(&r, &device_rules(&r, &[]).unwrap(), true).unwrap();
         assert!(w.contains(&("memory", "memory.max", "100".into())));
         assert!(w.contains(&("memory", "memory.swap.max", "200".into())));
         assert!(w.contains(&("cpu", "cpu.weight", "39".into())));
@@ -494,12 +521,23 @@ mod tests {
         let r = resources(serde_json::json!({
             "devices": [{"allow": false, "access": "rwm"}, {"allow": true, "type": "c", "major": 4, "access": "r"}]
         }));
-        let w = writes(&r, &[('c', 10, 229)], false).unwrap();
-        assert_eq!(w[0], ("devices", "devices.deny", "a *:* rwm".into()));
+        let rules = device_rules(&r, &[('c', 10, 229)]).unwrap();
+        let w = writes(&r, &rules, false).unwrap();
+        assert_eq!(w[0], ("devices", "devices.deny", "a".into()));
         assert_eq!(w[1], ("devices", "devices.allow", "c 4:* r".into()));
         assert_eq!(w[2].2, "c *:* m");
         assert_eq!(w.last().unwrap().2, "c 10:229 rwm");
-        assert!(writes(&r, &[], true).is_err());
+        assert_eq!(w.len(), 2 + DEFAULT_DEVICES.len() + 1);
+        // cgroup v2: no files, the rules become a program (attached by `create`).
+        assert!(writes(&r, &rules, true).unwrap().is_empty());
+        assert!(
+            device_rules(&resources(serde_json::json!({})), &[('c', 1, 3)])
+                .unwrap()
+                .is_empty()
+        );
+        let fifo = resources(serde_json::json!({"devices": [{"allow": true, "type": "p"}]}));
+        let err = device_rules(&fifo, &[]).unwrap_err().to_string();
+        assert!(err.starts_with("linux.resources.devices: "), "{err}");
     }
 
     #[test]
@@ -537,6 +575,7 @@ mod tests {
                 ("pids", "pids.max", "5".into()),
                 ("memory", "memory.limit_in_bytes", "1".into()),
             ],
+            &[],
         )
         .unwrap();
         assert_eq!(std::fs::read_to_string(dir.join("pids.max")).unwrap(), "5");

@@ -97,7 +97,8 @@ pub fn create(
         .clone()
         .unwrap_or_else(LinuxResources::default);
     let layout = Layout::detect()?;
-    let writes = cgroups::writes(&resources, &devices, layout.v2)?;
+    let device_rules = cgroups::device_rules(&resources, &devices)?;
+    let writes = cgroups::writes(&resources, &device_rules, layout.v2)?;
     let cgroup_dirs = layout.dirs(linux.cgroups_path().as_deref(), &a.id)?;
 
     let spec_hooks = spec.hooks().clone();
@@ -111,7 +112,7 @@ pub fn create(
     dir.create(&g.root)?;
     let mut made = Vec::new();
     let result = (|| {
-        made = cgroups::create(&layout, &cgroup_dirs, &writes)?;
+        made = cgroups::create(&layout, &cgroup_dirs, &writes, &device_rules)?;
         log.debug(|| format!("{}: cgroups {made:?}", a.id));
         let fifo = if use_fifo {
             Some(mkfifo(&dir.fifo())?)
