@@ -282,3 +282,12 @@ def populate_writable_memory(stop_when_readable: int | None = None) -> int:
     ``stop_when_readable`` has input; returns the number of pages populated, 0 where the kernel
     lacks ``MADV_POPULATE_WRITE``. Releases the GIL. Raises OSError if
     ``/proc/self/maps`` or ``/proc/self/pagemap`` cannot be read."""
+
+def restrict_devices(cgroup_dir: str, rules: list[tuple[bool, str]]) -> None:
+    """Attach to the cgroup v2 directory ``cgroup_dir`` a BPF device program allowing what
+    ``rules`` allow: each ``(allow, "TYPE MAJOR:MINOR ACCESS")`` in cgroup v1's syntax
+    (``"c 1:3 rwm"``, ``"b *:* m"``, ``"a"``), applied in order from allow-all, as v1's
+    ``devices.allow``/``devices.deny`` would. Nothing is attached when they allow everything;
+    the program stays attached until the cgroup is removed. Raises ValueError for a malformed
+    rule, OSError (errno, path: the cgroup) when the program cannot be loaded or attached.
+    Releases the GIL."""

@@ -6,6 +6,7 @@ use barque_core::error::ErrorClass;
 use barque_core::ingest::IngestError;
 use barque_core::memory::MemoryError;
 use barque_core::runtime::container::ContainerError as CoreContainerError;
+use barque_core::runtime::device_filter::DeviceFilterError;
 use barque_core::runtime::exec::ExecError;
 use pyo3::create_exception;
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
@@ -38,6 +39,13 @@ pub enum NativeError {
     Container(CoreContainerError),
     Exec(ExecError),
     Memory(MemoryError),
+    DeviceFilter(DeviceFilterError),
+}
+
+impl From<DeviceFilterError> for NativeError {
+    fn from(e: DeviceFilterError) -> Self {
+        NativeError::DeviceFilter(e)
+    }
 }
 
 impl From<MemoryError> for NativeError {
@@ -115,6 +123,7 @@ impl From<NativeError> for PyErr {
             }
             NativeError::Ingest(e) => by_class(e.class(), e.to_string()),
             NativeError::Memory(e) => by_class(e.class(), e.to_string()),
+            NativeError::DeviceFilter(e) => by_class(e.class(), e.to_string()),
         }
     }
 }

@@ -9,6 +9,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+mod devices;
 mod errors;
 mod exec;
 mod ingest;
@@ -20,6 +21,8 @@ mod runtime;
 #[pyo3::pymodule]
 #[pyo3(name = "_native")]
 mod native {
+    #[pymodule_export]
+    use crate::devices::restrict_devices;
     #[pymodule_export]
     use crate::errors::{ContainerError, DigestError, LayerError};
     #[pymodule_export]
