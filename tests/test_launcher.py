@@ -22,6 +22,9 @@ def test_container_create_and_typed_values() -> None:
     kind, args, _, _ = parse_run(["container", "create", "--pids-limit", "20", "--cpus=0.5",
                                   "img"])
     assert kind == "create" and args.pids_limit == 20 and args.cpus == 0.5
+    _, args, _, _ = parse_run(["run", "--device", "/dev/fuse", "--device=/dev/kmsg:/dev/k:r",
+                               "img"])
+    assert args.device == ["/dev/fuse", "/dev/kmsg:/dev/k:r"]
 
 
 @pytest.mark.parametrize("argv", [

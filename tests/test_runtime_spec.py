@@ -293,7 +293,8 @@ def test_default_mounts_masked_and_readonly_paths() -> None:
     rules = linux["resources"]["devices"]
     assert rules[0] == {"allow": False, "access": "rwm"}
     allowed = {(r["major"], r.get("minor")) for r in rules[1:] if "major" in r}
-    assert {(1, 3), (1, 5), (1, 7), (1, 8), (1, 9), (5, 0), (5, 1), (5, 2), (136, None)} == allowed
+    assert {(1, 3), (1, 5), (1, 7), (1, 8), (1, 9), (5, 0), (5, 1), (5, 2), (136, None),
+            (10, 200)} == allowed
     assert linux["devices"] == []
 
 
@@ -315,6 +316,25 @@ def test_privileged_relaxes_paths_mounts_devices_and_seccomp() -> None:
     assert s["linux"]["resources"]["devices"] == [{"allow": True, "access": "rwm"}]
     assert "seccomp" not in s["linux"]
     assert all(d["path"].startswith("/dev/") and d["type"] in "cb" for d in s["linux"]["devices"])
+
+
+def test_device_flag_adds_the_node_and_its_rule_after_the_defaults() -> None:
+    null = os.stat("/dev/null")
+    s = build(devices=["/dev/null:/dev/n:rw"])
+    assert s["linux"]["devices"] == [
+        {"path": "/dev/n", "type": "c", "major": 1, "minor": 3,
+         "fileMode": null.st_mode & 0o7777, "uid": null.st_uid, "gid": null.st_gid}]
+    rules = s["linux"]["resources"]["devices"]
+    assert rules[0] == {"allow": False, "access": "rwm"}
+    assert rules[-1] == {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rw"}
+    # privileged: every host device, allow-all first, the flag's own rule after it
+    p = build(privileged=True, devices=["/dev/null:/dev/n"])
+    assert p["linux"]["resources"]["devices"][0] == {"allow": True, "access": "rwm"}
+    assert p["linux"]["devices"][-1]["path"] == "/dev/n"
+    with pytest.raises(InvalidArgumentError, match="bad mode specified: rx"):
+        build(devices=["/dev/null:/dev/n:rx"])
+    with pytest.raises(InvalidArgumentError, match="under /dev only"):
+        build(devices=["/dev/null:/n"])
 
 
 def test_namespaces_and_network_host() -> None:

@@ -586,6 +586,8 @@ class ContainerService:
     def _docker_config(self, img: Image, image: str, spec: dict[str, Any], cmd: list[str],
                        options: RunOptions, create: CreateOptions,
                        plan: Any = None) -> dict[str, Any]:
+        from .runtime.spec import parse_device
+
         process = spec["process"]
         image_cfg = img.config.get("config") or {}
         mounts: dict[str, Any] = {"Mounts": [], "Config": {}, "HostConfig": {}}
@@ -611,6 +613,9 @@ class ContainerService:
             "HostConfig": {
                 "NetworkMode": options.network, "AutoRemove": create.auto_remove,
                 "Privileged": bool(options.privileged), "ReadonlyRootfs": bool(options.read_only),
+                "Devices": [{"PathOnHost": host, "PathInContainer": path,
+                             "CgroupPermissions": permissions}
+                            for host, path, permissions in map(parse_device, options.devices)],
                 "CapAdd": list(options.cap_add) or None, "CapDrop": list(options.cap_drop) or None,
                 "GroupAdd": list(options.group_add) or None,
                 "SecurityOpt": list(options.security_opt) or None,
@@ -631,8 +636,9 @@ class ContainerService:
         return file_lock(self._store.paths.lock("container-" + container_id))
 
     def _cgroup_for(self, record: ContainerRecord, fresh: bool = False):  # type: ignore[no-untyped-def]
-        """The container's cgroup, made with its limits. ``fresh``: created by this process
-        and never started, so no leftover of an earlier start can exist."""
+        """The container's cgroup, made with its limits and its spec's device rules.
+        ``fresh``: created by this process and never started, so no leftover of an earlier
+        start can exist."""
         from .runtime import cgroups
 
         host = json.loads(record.config).get("HostConfig", {})
@@ -640,7 +646,9 @@ class ContainerService:
         limits = cgroups.CgroupLimits(memory=host.get("Memory") or None,
                                       pids=host.get("PidsLimit") or None,
                                       cpus=nano / 1e9 if nano else None)
-        return cgroups.create(record.id, limits, fresh=fresh)
+        spec = json.loads((self._store.paths.container(record.id) / "config.json").read_bytes())
+        devices = ((spec.get("linux") or {}).get("resources") or {}).get("devices") or []
+        return cgroups.create(record.id, limits, fresh=fresh, devices=devices)
 
     def start(self, name_or_id: str, *, hold_output: bool = False,
               tty_size: tuple[int, int] | None = None) -> Container:

@@ -26,6 +26,7 @@ EntrypointOpt = Annotated[Optional[str], typer.Option("--entrypoint", help="Over
 NetworkOpt = Annotated[Optional[str], typer.Option("--network", help="'none' or 'host'.")]
 ReadOnlyOpt = Annotated[bool, typer.Option("--read-only", help="Mount the container's root filesystem as read only.")]
 PrivilegedOpt = Annotated[bool, typer.Option("--privileged", help="Give extended privileges to this container.")]
+DeviceOpt = Annotated[list[str], typer.Option("--device", help="Add a host device to the container: HOST[:CONTAINER][:PERMISSIONS].")]
 CapAddOpt = Annotated[list[str], typer.Option("--cap-add", help="Add Linux capabilities.")]
 CapDropOpt = Annotated[list[str], typer.Option("--cap-drop", help="Drop Linux capabilities.")]
 SecurityOpt = Annotated[list[str], typer.Option("--security-opt", help="Security options.")]
@@ -65,8 +66,9 @@ def run_or_create(
     workdir: WorkdirOpt = None, user: UserOpt = None, group_add: GroupAddOpt = [],
     hostname: HostnameOpt = None,
     entrypoint: EntrypointOpt = None, network: NetworkOpt = None, read_only: ReadOnlyOpt = False,
-    privileged: PrivilegedOpt = False, cap_add: CapAddOpt = [], cap_drop: CapDropOpt = [],
-    security_opt: SecurityOpt = [], label: LabelOpt = [], memory: MemoryOpt = None,
+    privileged: PrivilegedOpt = False, device: DeviceOpt = [], cap_add: CapAddOpt = [],
+    cap_drop: CapDropOpt = [], security_opt: SecurityOpt = [], label: LabelOpt = [],
+    memory: MemoryOpt = None,
     pids_limit: PidsLimitOpt = None, cpus: CpusOpt = None, detach: DetachOpt = False,
     interactive: InteractiveOpt = False, tty: TtyOpt = False, init: InitOpt = False,
     stop_signal: StopSignalOpt = None, log_driver: LogDriverOpt = "json-file",
@@ -84,7 +86,8 @@ def run_or_create(
         image=image, command=command or [], rm=rm, name=name, env=env, env_file=env_file,
         workdir=workdir, user=user, group_add=group_add, hostname=hostname,
         entrypoint=entrypoint, network=network,
-        read_only=read_only, privileged=privileged, cap_add=cap_add, cap_drop=cap_drop,
+        read_only=read_only, privileged=privileged, device=device, cap_add=cap_add,
+        cap_drop=cap_drop,
         security_opt=security_opt, label=label, memory=memory, pids_limit=pids_limit,
         cpus=cpus, detach=detach, interactive=interactive, tty=tty, init=init,
         stop_signal=stop_signal, log_driver=log_driver, log_opt=log_opt,

@@ -31,6 +31,7 @@ class RunArgs:
     network: str | None = None
     read_only: bool = False
     privileged: bool = False
+    device: list[str] = field(default_factory=list)
     cap_add: list[str] = field(default_factory=list)
     cap_drop: list[str] = field(default_factory=list)
     security_opt: list[str] = field(default_factory=list)
@@ -151,7 +152,8 @@ def _run_options(args: RunArgs):  # type: ignore[no-untyped-def]
         env=_environment(args.env, args.env_file), workdir=args.workdir, user=args.user,
         group_add=list(args.group_add),
         hostname=args.hostname, tty=args.tty, read_only=args.read_only,
-        privileged=args.privileged, cap_add=list(args.cap_add), cap_drop=list(args.cap_drop),
+        privileged=args.privileged, devices=list(args.device), cap_add=list(args.cap_add),
+        cap_drop=list(args.cap_drop),
         security_opt=list(args.security_opt), network=network, memory=args.memory,
         pids_limit=args.pids_limit, cpus=args.cpus, init=args.init)
 

@@ -1,9 +1,13 @@
 """Container cgroups: one per container, ``barque/<id>`` under each controller of cgroup v1
-(memory, pids, cpu), or under the unified hierarchy of a pure cgroup v2 host.
+(memory, pids, cpu, freezer, devices), or under the unified hierarchy of a pure cgroup v2 host.
 
 The service creates the cgroup and writes its limits before the container starts; the Rust
 init joins it by writing itself to the ``cgroup.procs`` files this module lists (opened in the
 parent before clone), so nothing of Python runs in the container's process.
+
+The spec's device rules (``linux.resources.devices``) go to v1's ``devices.deny`` and
+``devices.allow``; cgroup v2 has no such files, so there they become a BPF device program
+attached to the container's directory (``barque._native.restrict_devices``).
 """
 
 from __future__ import annotations
@@ -13,15 +17,21 @@ import functools
 import os
 import re
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ..errors import InvalidArgumentError
 from ..records import record
 
+TYPE_CHECKING = False  # typing itself costs start-up time; checkers see the imports
+if TYPE_CHECKING:
+    from typing import Any
+
 #: Where the cgroup filesystems are mounted.
 CGROUP_ROOT = Path("/sys/fs/cgroup")
-#: The v1 controllers barque manages (freezer: pause/unpause).
-V1_CONTROLLERS = ("memory", "pids", "cpu", "freezer")
+#: The v1 controllers barque manages (freezer: pause/unpause; devices: which device nodes
+#: the container may open or create).
+V1_CONTROLLERS = ("memory", "pids", "cpu", "freezer", "devices")
 V2_CONTROLLERS = ("memory", "pids", "cpu")
 CFS_PERIOD = 100_000
 #: Docker's minimum for --memory.
@@ -208,9 +218,10 @@ def open_existing(container_id: str) -> Cgroup:
     return Cgroup(container_id, {n: d for n, d in dirs.items() if d.is_dir()}, v2=False)
 
 
-def create(container_id: str, limits: CgroupLimits | None = None, fresh: bool = False
-           ) -> Cgroup:
-    """Create the container's cgroup with ``limits`` (always, so accounting works). A
+def create(container_id: str, limits: CgroupLimits | None = None, fresh: bool = False,
+           devices: Sequence[Mapping[str, Any]] = ()) -> Cgroup:
+    """Create the container's cgroup with ``limits`` (always, so accounting works) and the
+    OCI device rules ``devices`` (``linux.resources.devices``, applied in order). A
     leftover of an earlier start is removed first, unless the caller knows there is none
     (``fresh``: a container never started). Controllers that are not mounted are skipped; a
     limit whose controller is missing raises InvalidArgumentError."""
@@ -222,6 +233,7 @@ def create(container_id: str, limits: CgroupLimits | None = None, fresh: bool = 
     cgroup = _create_v2(container_id, limits) if is_v2() else _create_v1(container_id, limits)
     try:
         _apply(cgroup, limits)
+        _restrict_devices(cgroup, devices)
     except BaseException:
         cgroup.remove()
         raise
@@ -288,3 +300,51 @@ def _apply(cgroup: Cgroup, limits: CgroupLimits) -> None:
         d = cgroup.dirs["cpu"]
         _write(d / "cpu.cfs_period_us", str(CFS_PERIOD))
         _write(d / "cpu.cfs_quota_us", str(limits.cpu_quota))
+
+
+def device_rule_lines(rules: Sequence[Mapping[str, Any]]) -> list[tuple[bool, str]]:
+    """OCI device rules as ``(allow, line)`` in cgroup v1's syntax: ``"a"`` for a rule about
+    every device (v1 then resets its whole list), else ``"TYPE MAJOR:MINOR ACCESS"`` with
+    ``*`` for a missing number and ``rwm`` for a missing access."""
+    out = []
+    for rule in rules:
+        allow = bool(rule.get("allow"))
+        kind = rule.get("type") or "a"
+        if kind == "a":
+            out.append((allow, "a"))
+            continue
+        major, minor = rule.get("major"), rule.get("minor")
+        numbers = "{}:{}".format("*" if major is None or major < 0 else major,
+                                 "*" if minor is None or minor < 0 else minor)
+        out.append((allow, f"{kind} {numbers} {rule.get('access') or 'rwm'}"))
+    return out
+
+
+def _restrict_devices(cgroup: Cgroup, rules: Sequence[Mapping[str, Any]]) -> None:
+    """Applies the device rules before anything joins the cgroup: a v1 child starts with
+    its parent's list (barque's own: everything), so the spec's deny-all comes first."""
+    if not rules:
+        return
+    lines = device_rule_lines(rules)
+    if cgroup.v2:
+        from ..native import load
+
+        load().restrict_devices(str(cgroup.dirs["unified"]), lines)
+        return
+    d = cgroup.dirs.get("devices")
+    if d is None:
+        return  # no devices controller mounted: nothing can restrict them (as with runc)
+    files: dict[bool, int] = {}
+    try:
+        for allow, line in lines:
+            if allow not in files:
+                files[allow] = os.open(d / ("devices.allow" if allow else "devices.deny"),
+                                       os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(files[allow], line.encode())  # the kernel takes one rule per write
+            except OSError as e:
+                name = "devices.allow" if allow else "devices.deny"
+                raise OSError(e.errno, f"{e.strerror} (rule {line!r})", str(d / name)) from e
+    finally:
+        for fd in files.values():
+            os.close(fd)

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = ["RunOptions", "SecurityOptions", "build_spec", "parse_security_opts",
            "resolve_args", "resolve_env", "resolve_capabilities", "available_capabilities",
-           "host_devices", "CAPABILITIES",
+           "host_devices", "parse_device", "resolve_devices", "CAPABILITIES",
            "DEFAULT_CAPABILITIES", "DEFAULT_PATH", "OCI_VERSION"]
 
 OCI_VERSION = "1.0.2-dev"  # what runc 1.1 writes and accepts
@@ -77,7 +77,10 @@ _DEVICE_RULES: tuple[tuple[bool, str, int | None, int | None], ...] = (
     (True, "c", 5, 1),         # /dev/console
     (True, "c", 5, 2),         # /dev/ptmx
     (True, "c", 136, None),    # /dev/pts/*
+    (True, "c", 10, 200),      # /dev/net/tun
 )
+#: What ``--device`` grants when it names no permissions (Docker's default).
+_DEVICE_PERMISSIONS = "rwm"
 
 _NETWORK_MODES = ("none", "host")
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}")  # runc's ID charset, no leading dot
@@ -125,6 +128,9 @@ class RunOptions:
     memory: int | str | None = None
     pids_limit: int | None = None
     cpus: float | None = None
+    #: ``--device HOST[:CONTAINER][:PERMISSIONS]``: a host device node, made in the container
+    #: and allowed by its device cgroup.
+    devices: list[str] = field(default_factory=list)
 
     def cgroup_limits(self) -> Any:
         """The validated :class:`~barque.runtime.cgroups.CgroupLimits` of these options."""
@@ -377,6 +383,78 @@ def _device_rules() -> list[dict[str, Any]]:
     return rules
 
 
+def _valid_device_permissions(text: str) -> bool:
+    """Docker's ``ValidDeviceMode``: a non-empty combination of r, w and m, each once."""
+    return bool(text) and len(set(text)) == len(text) and set(text) <= set("rwm")
+
+
+def parse_device(text: str) -> tuple[str, str, str]:
+    """``--device HOST[:CONTAINER][:PERMISSIONS]`` as (host path, container path,
+    permissions), with Docker's checks and messages (``HOST:rw`` is a host path and its
+    permissions)."""
+    def invalid(reason: str) -> InvalidArgumentError:
+        return InvalidArgumentError(f'invalid argument "{text}" for "--device" flag: {reason}')
+
+    parts = text.split(":")
+    if len(parts) > 3 or not parts[0]:
+        raise invalid(f"bad format for path: {text}")
+    host, container, permissions = parts[0], parts[0], _DEVICE_PERMISSIONS
+    if len(parts) == 2:
+        if _valid_device_permissions(parts[1]):
+            permissions = parts[1]
+        else:
+            container = parts[1]
+    elif len(parts) == 3:
+        container, permissions = parts[1], parts[2]
+        if not _valid_device_permissions(permissions):
+            raise invalid(f"bad mode specified: {permissions}")
+    if not container.startswith("/"):
+        raise invalid(f"{container} is not an absolute path")
+    return host, posixpath.normpath(container), permissions
+
+
+def resolve_devices(specs: Iterable[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The ``linux.devices`` entries and the device cgroup rules of ``--device`` values, as
+    Docker's daemon makes them: the host node's type, numbers, mode and owner; a symlink is
+    followed; a directory gives every device node under it. The container path must be
+    under ``/dev``, where barque creates nodes."""
+    import stat
+
+    nodes: list[dict[str, Any]] = []
+    rules: list[dict[str, Any]] = []
+    for text in specs:
+        host, container, permissions = parse_device(text)
+        resolved = os.path.realpath(host) if os.path.islink(host) else host
+        try:
+            st = os.stat(resolved)
+        except OSError as e:
+            raise InvalidArgumentError(
+                f"error gathering device information while adding custom device "
+                f'"{host}": {(e.strerror or str(e)).lower()}') from e
+        if stat.S_ISDIR(st.st_mode):
+            found = [dict(d, path=container + d["path"][len(resolved):])
+                     for d in host_devices(resolved)]
+        elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+            found = [{"path": container, "type": "c" if stat.S_ISCHR(st.st_mode) else "b",
+                      "major": os.major(st.st_rdev), "minor": os.minor(st.st_rdev),
+                      "fileMode": stat.S_IMODE(st.st_mode), "uid": st.st_uid,
+                      "gid": st.st_gid}]
+        else:
+            found = []
+        if not found:
+            raise InvalidArgumentError(
+                "error gathering device information while adding custom device "
+                f'"{host}": not a device node')
+        if container == "/dev" or not container.startswith("/dev/"):
+            raise InvalidArgumentError(
+                f"--device {text}: barque creates device nodes under /dev only, not at "
+                f"{container}")
+        nodes += found
+        rules += [{"allow": True, "type": d["type"], "major": d["major"], "minor": d["minor"],
+                   "access": permissions} for d in found]
+    return nodes, rules
+
+
 _SKIP_DEV_DIRS = frozenset({"pts", "shm", "fd", "mqueue", ".lxc", ".lxd-mounts", ".udev"})
 
 
@@ -476,7 +554,8 @@ def build_spec(image_config: Mapping[str, Any] | None, options: RunOptions,
     Raises :class:`~barque.errors.InvalidArgumentError` for anything Docker refuses before
     starting: an ID that is not ``[A-Za-z0-9][A-Za-z0-9_.+-]*``, no command, a relative
     working directory, an unknown user or group, an unknown capability, a bad
-    ``--security-opt`` or seccomp profile, an unknown network mode, a bad hostname or mount.
+    ``--security-opt`` or seccomp profile, an unknown network mode, a bad hostname or mount,
+    a ``--device`` that is malformed or not a device node.
     """
     config: Mapping[str, Any] = image_config or {}
     if not _ID.fullmatch(container_id):
@@ -500,6 +579,7 @@ def build_spec(image_config: Mapping[str, Any] | None, options: RunOptions,
     user = resolve_user(options.user or config.get("User") or "", rootfs_lookup)
     env = resolve_env(config, options, hostname, home=user.home)
     caps = resolve_capabilities(options.cap_add, options.cap_drop, options.privileged)
+    device_nodes, device_rules = resolve_devices(options.devices)
 
     nofile = _nofile_limit()
     process_user: dict[str, Any] = {
@@ -531,9 +611,9 @@ def build_spec(image_config: Mapping[str, Any] | None, options: RunOptions,
         "namespaces": namespaces,
         "maskedPaths": [] if options.privileged else list(_MASKED_PATHS),
         "readonlyPaths": [] if options.privileged else list(_READONLY_PATHS),
-        "devices": host_devices() if options.privileged else [],
-        "resources": {"devices": [{"allow": True, "access": "rwm"}] if options.privileged
-                      else _device_rules()},
+        "devices": (host_devices() if options.privileged else []) + device_nodes,
+        "resources": {"devices": ([{"allow": True, "access": "rwm"}] if options.privileged
+                                  else _device_rules()) + device_rules},
         "cgroupsPath": f"/barque/{container_id}",
     }
     if options.network != "host":
