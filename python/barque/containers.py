@@ -646,8 +646,15 @@ class ContainerService:
         limits = cgroups.CgroupLimits(memory=host.get("Memory") or None,
                                       pids=host.get("PidsLimit") or None,
                                       cpus=nano / 1e9 if nano else None)
-        spec = json.loads((self._store.paths.container(record.id) / "config.json").read_bytes())
-        devices = ((spec.get("linux") or {}).get("resources") or {}).get("devices") or []
+        if host.get("Privileged") or host.get("Devices"):
+            # The rules made at create, with the --device numbers found then.
+            spec = json.loads((self._store.paths.container(record.id) / "config.json")
+                              .read_bytes())
+            devices = ((spec.get("linux") or {}).get("resources") or {}).get("devices") or []
+        else:  # what the spec says, without parsing it on every start
+            from .runtime.spec import default_device_rules
+
+            devices = default_device_rules()
         return cgroups.create(record.id, limits, fresh=fresh, devices=devices)
 
     def start(self, name_or_id: str, *, hold_output: bool = False,

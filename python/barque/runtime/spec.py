@@ -32,7 +32,8 @@ if TYPE_CHECKING:
 
 __all__ = ["RunOptions", "SecurityOptions", "build_spec", "parse_security_opts",
            "resolve_args", "resolve_env", "resolve_capabilities", "available_capabilities",
-           "host_devices", "parse_device", "resolve_devices", "CAPABILITIES",
+           "host_devices", "default_device_rules", "parse_device", "resolve_devices",
+           "CAPABILITIES",
            "DEFAULT_CAPABILITIES", "DEFAULT_PATH", "OCI_VERSION"]
 
 OCI_VERSION = "1.0.2-dev"  # what runc 1.1 writes and accepts
@@ -367,7 +368,9 @@ def _default_mounts(privileged: bool) -> list[dict[str, Any]]:
     ]
 
 
-def _device_rules() -> list[dict[str, Any]]:
+def default_device_rules() -> list[dict[str, Any]]:
+    """The ``linux.resources.devices`` of a container without ``--privileged`` or
+    ``--device``: deny everything, then allow Docker's and runc's defaults."""
     rules = []
     for allow, kind, major, minor in _DEVICE_RULES:
         rule: dict[str, Any] = {"allow": allow}
@@ -613,7 +616,7 @@ def build_spec(image_config: Mapping[str, Any] | None, options: RunOptions,
         "readonlyPaths": [] if options.privileged else list(_READONLY_PATHS),
         "devices": (host_devices() if options.privileged else []) + device_nodes,
         "resources": {"devices": ([{"allow": True, "access": "rwm"}] if options.privileged
-                                  else _device_rules()) + device_rules},
+                                  else default_device_rules()) + device_rules},
         "cgroupsPath": f"/barque/{container_id}",
     }
     if options.network != "host":
