@@ -124,6 +124,9 @@ fn search_path() -> Vec<PathBuf> {
     if let Some(dir) = library_dir() {
         dirs.push(dir.join("_bin"));
     }
+    // For programs run from target/ (tests, benchmarks): scripts/setup installs the static
+    // build here, while target/release holds a dynamic one no image can run.
+    dirs.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../python/barque/_bin"));
     dirs.into_iter().map(|d| d.join(HELPER_NAME)).collect()
 }
 
@@ -143,12 +146,51 @@ fn library_dir() -> Option<PathBuf> {
         .flatten()
 }
 
+/// The first static trampoline of the search path.
 fn locate() -> Result<PathBuf, TrampolineError> {
     let searched = search_path();
-    match searched.iter().find(|p| p.is_file()) {
+    match searched.iter().find(|p| is_static_elf(p)) {
         Some(p) => Ok(p.clone()),
         None => Err(TrampolineError::NotFound { searched }),
     }
+}
+
+/// Whether `path` is an ELF executable without a program interpreter: one that needs the
+/// dynamic loader would not start in an image that has none (or would load the image's).
+fn is_static_elf(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(4096);
+    let read = File::open(path).and_then(|f| f.take(4096).read_to_end(&mut head));
+    read.is_ok() && elf_without_interpreter(&head)
+}
+
+/// `head`: the start of a file (its program headers must be in it, as linkers put them).
+fn elf_without_interpreter(head: &[u8]) -> bool {
+    const PT_INTERP: u32 = 3;
+    if head.len() < 64 || &head[..4] != b"\x7fELF" {
+        return false;
+    }
+    let little = head[5] == 1;
+    let wide = head[4] == 2;
+    let int = |at: usize, len: usize| -> Option<usize> {
+        let bytes = head.get(at..at + len)?;
+        let mut v = 0usize;
+        for i in 0..len {
+            let b = if little { bytes[len - 1 - i] } else { bytes[i] };
+            v = (v << 8) | usize::from(b);
+        }
+        Some(v)
+    };
+    let (phoff, phentsize, phnum) = if wide {
+        (int(0x20, 8), int(0x36, 2), int(0x38, 2))
+    } else {
+        (int(0x1c, 4), int(0x2a, 2), int(0x2c, 2))
+    };
+    let (Some(phoff), Some(size), Some(count)) = (phoff, phentsize, phnum) else {
+        return false;
+    };
+    (0..count)
+        .all(|i| int(phoff + i * size, 4).is_some_and(|t| u32::try_from(t).ok() != Some(PT_INTERP)))
 }
 
 /// A sealed memfd copy of `path`, reopened read-only: exec refuses a file open for writing.
@@ -304,6 +346,27 @@ mod tests {
             not_found,
             Some(Fail::at(Step::Exec, u32::MAX as usize, libc::ENOENT))
         );
+    }
+
+    #[test]
+    fn only_a_static_trampoline_is_used() {
+        // This test program is dynamic: it has a program interpreter.
+        let me = std::env::current_exe().unwrap();
+        assert!(!is_static_elf(&me));
+        assert!(!elf_without_interpreter(b"#!/bin/sh\n"));
+        // A 64-bit little-endian header with one program header, PT_LOAD, then PT_INTERP.
+        let mut elf = vec![0u8; 64 + 56];
+        elf[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        elf[0x20] = 64;
+        elf[0x36] = 56;
+        elf[0x38] = 1;
+        elf[64] = 1;
+        assert!(elf_without_interpreter(&elf));
+        elf[64] = 3;
+        assert!(!elf_without_interpreter(&elf));
+        // Program headers past what was read are not taken for "none".
+        elf[0x38] = 2;
+        assert!(!elf_without_interpreter(&elf));
     }
 
     #[test]
