@@ -75,6 +75,17 @@ def test_ps_json_and_quiet_with_a_format(store: Path) -> None:
     assert "Ignoring custom format" in quiet.stderr
 
 
+def test_ps_template_showing_size_turns_sizes_on_and_table_keyword_is_the_default(
+        store: Path) -> None:
+    import re
+
+    out = barque(store, "ps", "--format", "{{.Names}} {{.Size}}").stdout
+    assert re.fullmatch(r"web \S+ \(virtual \S+\)\n", out), out
+    # without .Size in the template Docker does not ask for sizes: "0B"
+    assert json.loads(barque(store, "ps", "--format", "json").stdout)["Size"] == "0B"
+    assert barque(store, "ps", "--format", "table").stdout == barque(store, "ps").stdout
+
+
 def test_unknown_field_fails_with_one_line_and_exit_1(store: Path, busybox: str) -> None:
     for args, type_name in ((("ps", "--format", "{{.Foo}}"), "*formatter.ContainerContext"),
                             (("images", "--format", "{{.Foo}}"), "*formatter.imageContext"),

@@ -72,7 +72,8 @@ DATA = {"Name": "web", "State": {"Status": "running", "Pid": 42, "Running": True
     ('[{{pad .Name 2 1}}] [{{pad "" 2 1}}] {{truncate .Name 2}} {{truncate .Name 9}}',
      "[  web ] [] we web"),
     ("{{.Name | upper | printf \"%s!\"}}", "WEB!"),
-    ('{{printf "%s=%d %v %q %5.1f|%-4s|%04d %x %t" "a" 7 .Config.Env "q" 3.14159 "ab" 42 255 true}}',
+    ('{{printf "%s=%d %v %q %5.1f|%-4s|%04d %x %t" "a" 7 .Config.Env "q" 3.14159 "ab" 42 255 '
+     'true}}',
      'a=7 [A=1 B=2] "q"   3.1|ab  |0042 ff true'),
     ('{{print "a" 1 2 "b"}}|{{println .Name 3}}', "a1 2b|web 3\n"),
     ("{{eq .Num 3}} {{ne .Name \"web\"}} {{lt 1 2}} {{le 2 2}} {{gt 1.5 2.5}} {{ge \"b\" \"a\"}}",
@@ -169,7 +170,8 @@ def test_printf_reports_bad_verbs_and_argument_counts_as_go() -> None:
     assert go_sprintf("%s %s", "a") == "a %!s(MISSING)"
     assert go_sprintf("a", 1) == "a%!(EXTRA int=1)"
     assert go_sprintf("100%%") == "100%"
-    assert go_sprintf("%v %v %v", None, True, {"b": 1, "a": [1, 2]}) == "<nil> true map[a:[1 2] b:1]"
+    assert go_sprintf("%v %v %v", None, True, {"b": 1, "a": [1, 2]}) == \
+        "<nil> true map[a:[1 2] b:1]"
     assert go_sprintf("%q %c", 65, 66) == "'A' B"
 
 

@@ -1577,14 +1577,14 @@ def _upper(text: Any) -> str:
 
 
 def _pad(text: Any, prefix: Any, suffix: Any) -> str:
-    text = _expect(text, str, "string")
-    prefix, suffix = _expect(prefix, int, "int"), _expect(suffix, int, "int")
-    return text if text == "" else " " * prefix + text + " " * suffix
+    source = str(_expect(text, str, "string"))
+    before, after = int(_expect(prefix, int, "int")), int(_expect(suffix, int, "int"))
+    return source if source == "" else " " * before + source + " " * after
 
 
 def _truncate(text: Any, length: Any) -> str:
-    text, length = _expect(text, str, "string"), _expect(length, int, "int")
-    return text if len(text) < length else text[:length]
+    source, limit = str(_expect(text, str, "string")), int(_expect(length, int, "int"))
+    return source if len(source) < limit else source[:limit]
 
 
 #: The functions the docker CLI adds to every template (cli/templates).
