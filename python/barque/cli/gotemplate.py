@@ -576,33 +576,26 @@ class _Parser:
         decl: list[_Variable] = []
         is_assign = False
         while True:
+            before = self.at
             item = self.peek_non_space()
             if item.kind != "var":
                 break
             self.next_non_space()
             after = self.next_non_space()
-            if after.kind in ("declare", "assign") or (after.kind == "comma" and context == "range"
-                                                       and not decl):
-                variable = _Variable(item.pos, [item.value])
-                decl.append(variable)
-                if after.kind == "declare":
-                    self.vars.append(item.value)
-                else:
-                    is_assign = after.kind == "assign"
-                    if is_assign and item.value not in self.vars:
-                        raise self.error(f"undefined variable {go_quote(item.value)}")
-                    if after.kind == "comma":
-                        self.vars.append(item.value)
-                        continue
+            if after.kind == "comma" and (context != "range" or decl):
+                raise self.error(f"too many declarations in {context}")
+            if after.kind not in ("declare", "assign", "comma"):
+                self.at = before  # a variable used, not declared: the command's
                 break
-            # not a declaration: put both back
-            self.at -= 1
-            while self.items[self.at].kind == "space":
-                self.at -= 1
-            self.at -= 1
-            break
-        if len(decl) == 2 and context != "range":
-            raise self.error("too many declarations in " + context)
+            decl.append(_Variable(item.pos, [item.value]))
+            if after.kind == "assign":
+                is_assign = True
+                if item.value not in self.vars:
+                    raise self.error(f"undefined variable {go_quote(item.value)}")
+            else:
+                self.vars.append(item.value)
+            if after.kind != "comma":
+                break
         commands: list[_Command] = []
         while True:
             item = self.next_non_space()
