@@ -25,6 +25,7 @@ import pytest
 from helpers import REPO, barque, busybox_rootfs
 
 pytestmark = [
+    pytest.mark.root,
     pytest.mark.skipif(os.geteuid() != 0, reason="containers and device nodes need root"),
 ]
 
@@ -92,6 +93,7 @@ def run(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return barque(root, "run", "--rm", "--network", "none", *args, check=False)
 
 
+@pytest.mark.registry
 def test_a_block_device_made_in_a_default_container_cannot_be_opened(store, busybox) -> None:
     major, minor = _block_device()
     # CAP_MKNOD lets it make the node (Docker allows mknod of anything), not open it.
@@ -101,6 +103,7 @@ def test_a_block_device_made_in_a_default_container_cannot_be_opened(store, busy
     assert f"/tmp/disk: {EPERM}" in out.stderr, out
 
 
+@pytest.mark.registry
 def test_a_char_device_shipped_in_an_image_cannot_be_opened(store, tmp_path) -> None:
     # An image whose layer holds /kmsg, char 1:11: writes to it would reach the host's log.
     rootfs = busybox_rootfs(tmp_path / "rootfs")
@@ -117,6 +120,7 @@ def test_a_char_device_shipped_in_an_image_cannot_be_opened(store, tmp_path) -> 
     assert out.stderr.count(EPERM) == 2, out
 
 
+@pytest.mark.registry
 def test_detached_and_exec_processes_are_restricted_too(store, busybox) -> None:
     # The supervisor's path (run -d) and exec each join the container's devices cgroup.
     major, minor = _block_device()
@@ -133,6 +137,7 @@ def test_detached_and_exec_processes_are_restricted_too(store, busybox) -> None:
         barque(store, "rm", "-f", cid)
 
 
+@pytest.mark.registry
 def test_the_default_devices_work(store, busybox) -> None:
     out = run(store, busybox, "sh", "-c",
               "echo x > /dev/null && head -c 3 /dev/zero | wc -c && head -c 4 /dev/urandom "
@@ -143,6 +148,7 @@ def test_the_default_devices_work(store, busybox) -> None:
     assert "No such device or address" in out.stderr and EPERM not in out.stderr, out
 
 
+@pytest.mark.registry
 def test_the_device_flag_makes_the_node_and_allows_it(store, busybox) -> None:
     if not Path("/dev/loop-control").exists():
         pytest.skip("no /dev/loop-control on this host")
@@ -159,6 +165,7 @@ def test_the_device_flag_makes_the_node_and_allows_it(store, busybox) -> None:
     assert out.stdout == "" and EPERM in out.stderr, out
 
 
+@pytest.mark.registry
 def test_device_flags_are_recorded_as_docker_does(store, busybox) -> None:
     cid = barque(store, "create", "--network", "none", "--device", "/dev/null:/dev/n:rw",
                  busybox).stdout.strip()
@@ -168,6 +175,7 @@ def test_device_flags_are_recorded_as_docker_does(store, busybox) -> None:
     barque(store, "rm", cid)
 
 
+@pytest.mark.registry
 @pytest.mark.parametrize(("flag", "message"), [
     ("/dev/null:/dev/n:rx", 'invalid argument "/dev/null:/dev/n:rx" for "--device" flag: '
                             "bad mode specified: rx"),
@@ -185,6 +193,7 @@ def test_a_bad_device_flag_is_one_error_line_and_creates_nothing(store, busybox,
     assert barque(store, "ps", "-a", "-q").stdout == before
 
 
+@pytest.mark.registry
 def test_privileged_allows_every_device(store, busybox) -> None:
     major, minor = _block_device()
     out = run(store, "--privileged", busybox, "sh", "-c",
@@ -193,6 +202,7 @@ def test_privileged_allows_every_device(store, busybox) -> None:
     assert out.stdout.split() == ["control", "read"], out
 
 
+@pytest.mark.registry
 def test_a_default_container_on_cgroup_v2_gets_the_device_program(store, busybox) -> None:
     major, minor = _block_device()
     argv = _as_on_a_v2_host([str(BARQUE_PY), "--root", str(store), "run", "--rm",
