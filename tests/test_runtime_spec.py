@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import uuid
@@ -335,6 +336,22 @@ def test_device_flag_adds_the_node_and_its_rule_after_the_defaults() -> None:
         build(devices=["/dev/null:/dev/n:rx"])
     with pytest.raises(InvalidArgumentError, match="under /dev only"):
         build(devices=["/dev/null:/n"])
+
+
+def test_device_flag_with_a_directory_takes_every_node_under_it(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("making device nodes needs root")
+    (tmp_path / "snd").mkdir()
+    os.mknod(tmp_path / "snd" / "ctl", 0o660 | stat.S_IFCHR, os.makedev(116, 7))
+    (tmp_path / "snd" / "readme").write_text("not a device\n")
+    s = build(devices=[f"{tmp_path}/snd:/dev/snd:rw"])
+    assert [(d["path"], d["major"], d["minor"]) for d in s["linux"]["devices"]] == [
+        ("/dev/snd/ctl", 116, 7)]
+    assert s["linux"]["resources"]["devices"][-1] == {
+        "allow": True, "type": "c", "major": 116, "minor": 7, "access": "rw"}
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InvalidArgumentError, match="not a device node"):
+        build(devices=[f"{tmp_path}/empty:/dev/empty"])
 
 
 def test_namespaces_and_network_host() -> None:
