@@ -189,6 +189,8 @@ def test_tabwriter_aligns_as_docker() -> None:
         "a         b\nno tabs\nlonger cell   c\n"
     # an empty trailing cell after a tab keeps the padding, as Go's does
     assert tabwrite("x\t\n") == "x         \n"
+    # wide characters take two columns (the docker CLI measures with go-runewidth)
+    assert tabwrite("日本\tx\nab\ty\n") == "日本      x\nab        y\n"
 
 
 def rows() -> list[GoStruct]:

@@ -21,10 +21,7 @@ parse errors, ``template: :1:2: executing "" at <.Foo>: ...`` for execution erro
 from __future__ import annotations
 
 import json
-import unicodedata
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 
 from ..errors import TemplateError
@@ -59,14 +56,18 @@ class GoObject(dict):  # type: ignore[type-arg]
     zeros: Mapping[str, Any] = {}
 
 
-@dataclass
 class GoStruct:
     """A Go struct pointer: ``methods`` are called for ``.Name`` (with the template's
     arguments); ``json`` gives what its MarshalJSON would."""
 
-    type_name: str
-    methods: Mapping[str, Callable[..., Any]]
-    json: Callable[[], Any] | None = None
+    __slots__ = ("type_name", "methods", "json")
+
+    def __init__(self, type_name: str, methods: Mapping[str, Callable[..., Any]],
+                 json: Callable[[], Any] | None = None) -> None:
+        self.type_name = type_name
+        self.methods = methods
+        self.json = json
+
 
 
 # -- lexer ------------------------------------------------------------------------------------
@@ -76,14 +77,16 @@ _KEYWORDS = {"if", "else", "end", "range", "with", "define", "template", "block"
 _SPACE = " \t\r\n"
 
 
-@dataclass
 class _Item:
-    kind: str  # text, left, right, space, field, ident, var, dot, string, raw, char, number,
-    #            bool, nil, pipe, lparen, rparen, declare, assign, comma, other, keyword, eof,
-    #            error
-    value: str
-    pos: int
-    line: int
+    __slots__ = ("kind", "value", "pos", "line")
+
+    def __init__(self, kind: str, value: str, pos: int, line: int) -> None:
+        # kind: text, left, right, space, field, ident, var, dot, string, raw, char, number,
+        # bool, nil, pipe, lparen, rparen, declare, assign, comma, other, keyword, eof, error
+        self.kind = kind
+        self.value = value
+        self.pos = pos
+        self.line = line
 
     def describe(self) -> str:
         """Go's ``item.String()``, as its parse errors quote the token."""
@@ -244,7 +247,7 @@ class _Lexer:
         elif c == ".":
             self.pos += 1
             if self._scan_word():
-                return self._field_chain(start, "field")
+                return self._emit_field(start)
             self._emit("dot", start)
         elif c in "+-" or c.isdigit():
             return self._lex_number(start)
@@ -286,10 +289,10 @@ class _Lexer:
         c = self.text[self.pos]
         return c in _SPACE or c in ".,|:()" or self.text.startswith("}", self.pos)
 
-    def _field_chain(self, start: int, kind: str) -> bool:
+    def _emit_field(self, start: int) -> bool:
         if not self._at_terminator():
             return self._error(f"bad character {_go_rune(self.text[self.pos])}")
-        self._emit(kind, start)
+        self._emit("field", start)
         return True
 
     def _lex_quote(self, start: int, quote: str, unterminated: str, kind: str) -> bool:
@@ -323,80 +326,112 @@ class _Lexer:
 
 # -- nodes ------------------------------------------------------------------------------------
 
-@dataclass
 class _Node:
-    pos: int
+    __slots__ = ("pos",)
+
+    def __init__(self, pos: int) -> None:
+        self.pos = pos
 
     def __str__(self) -> str:
         raise NotImplementedError
 
 
-@dataclass
 class _Text(_Node):
-    text: str
+    __slots__ = ("text",)
+
+    def __init__(self, pos: int, text: str) -> None:
+        super().__init__(pos)
+        self.text = text
 
     def __str__(self) -> str:
         return go_quote(self.text)
 
 
-@dataclass
 class _Field(_Node):
-    names: list[str]
+    __slots__ = ("names",)
+
+    def __init__(self, pos: int, names: list[str]) -> None:
+        super().__init__(pos)
+        self.names = names
 
     def __str__(self) -> str:
         return "".join("." + n for n in self.names)
 
 
-@dataclass
 class _Variable(_Node):
-    names: list[str]  # "$x", then fields
+    __slots__ = ("names",)
+
+    def __init__(self, pos: int, names: list[str]) -> None:
+        super().__init__(pos)
+        self.names = names  # "$x", then fields
 
     def __str__(self) -> str:
         return self.names[0] + "".join("." + n for n in self.names[1:])
 
 
-@dataclass
 class _Dot(_Node):
+    __slots__ = ()
+
+    def __init__(self, pos: int) -> None:
+        super().__init__(pos)
+
     def __str__(self) -> str:
         return "."
 
 
-@dataclass
 class _Nil(_Node):
+    __slots__ = ()
+
+    def __init__(self, pos: int) -> None:
+        super().__init__(pos)
+
     def __str__(self) -> str:
         return "nil"
 
 
-@dataclass
 class _Identifier(_Node):
-    name: str
+    __slots__ = ("name",)
+
+    def __init__(self, pos: int, name: str) -> None:
+        super().__init__(pos)
+        self.name = name
 
     def __str__(self) -> str:
         return self.name
 
 
-@dataclass
 class _Literal(_Node):
-    value: Any
-    source: str
+    __slots__ = ("value", "source")
+
+    def __init__(self, pos: int, value: Any, source: str) -> None:
+        super().__init__(pos)
+        self.value = value
+        self.source = source
 
     def __str__(self) -> str:
         return self.source
 
 
-@dataclass
 class _Command(_Node):
-    args: list[_Node]
+    __slots__ = ("args",)
+
+    def __init__(self, pos: int, args: list[_Node]) -> None:
+        super().__init__(pos)
+        self.args = args
 
     def __str__(self) -> str:
         return " ".join(f"({a})" if isinstance(a, _Pipe) else str(a) for a in self.args)
 
 
-@dataclass
 class _Pipe(_Node):
-    decl: list[_Variable]
-    commands: list[_Command]
-    is_assign: bool = False
+    __slots__ = ("decl", "commands", "is_assign")
+
+    def __init__(self, pos: int, decl: list[_Variable], commands: list[_Command],
+                 is_assign: bool = False) -> None:
+        super().__init__(pos)
+        self.decl = decl
+        self.commands = commands
+        self.is_assign = is_assign
 
     def __str__(self) -> str:
         text = " | ".join(str(c) for c in self.commands)
@@ -406,43 +441,61 @@ class _Pipe(_Node):
         return text
 
 
-@dataclass
 class _Chain(_Node):
-    node: _Node
-    names: list[str]
+    __slots__ = ("node", "names")
+
+    def __init__(self, pos: int, node: _Node, names: list[str]) -> None:
+        super().__init__(pos)
+        self.node = node
+        self.names = names
 
     def __str__(self) -> str:
         inner = f"({self.node})" if isinstance(self.node, _Pipe) else str(self.node)
         return inner + "".join("." + n for n in self.names)
 
 
-@dataclass
 class _Action(_Node):
-    pipe: _Pipe
+    __slots__ = ("pipe",)
+
+    def __init__(self, pos: int, pipe: _Pipe) -> None:
+        super().__init__(pos)
+        self.pipe = pipe
 
     def __str__(self) -> str:
         return "{{" + str(self.pipe) + "}}"
 
 
-@dataclass
 class _Control(_Node):
-    kind: str  # if, range, with
-    pipe: _Pipe
-    body: list[_Node]
-    else_body: list[_Node] | None = None
+    __slots__ = ("kind", "pipe", "body", "else_body")
+
+    def __init__(self, pos: int, kind: str, pipe: _Pipe, body: list[_Node],
+                 else_body: list[_Node] | None = None) -> None:
+        super().__init__(pos)
+        self.kind = kind  # if, range, with
+        self.pipe = pipe
+        self.body = body
+        self.else_body = else_body
 
     def __str__(self) -> str:
         return "{{" + self.kind + " " + str(self.pipe) + "}}"
 
 
-@dataclass
 class _BreakNode(_Node):
+    __slots__ = ()
+
+    def __init__(self, pos: int) -> None:
+        super().__init__(pos)
+
     def __str__(self) -> str:
         return "{{break}}"
 
 
-@dataclass
 class _ContinueNode(_Node):
+    __slots__ = ()
+
+    def __init__(self, pos: int) -> None:
+        super().__init__(pos)
+
     def __str__(self) -> str:
         return "{{continue}}"
 
@@ -724,13 +777,16 @@ class _ArgumentError(Exception):
     """A value of the wrong type for a function's parameter."""
 
 
-@dataclass
 class Template:
     """A parsed template: :meth:`execute` it on data as many times as needed."""
 
-    text: str
-    nodes: list[_Node]
-    functions: Mapping[str, Callable[..., Any]] = field(repr=False)
+    __slots__ = ("text", "nodes", "functions")
+
+    def __init__(self, text: str, nodes: list[_Node],
+                 functions: Mapping[str, Callable[..., Any]]) -> None:
+        self.text = text
+        self.nodes = nodes
+        self.functions = functions
 
     def execute(self, data: Any, *, missing_key: str = "default",
                 functions: Mapping[str, Callable[..., Any]] | None = None,
@@ -1120,6 +1176,7 @@ def _go_float(value: float) -> str:
         return "+Inf" if value > 0 else "-Inf"
     if value == 0:
         return "-0" if str(value).startswith("-") else "0"
+    from decimal import Decimal  # only floats need it: not at import, which ps pays for
     sign, digits, exponent = Decimal(repr(value)).normalize().as_tuple()
     text = "".join(str(d) for d in digits)
     exp = len(text) + int(exponent) - 1
@@ -1209,9 +1266,7 @@ def _bad_verb(verb: str, value: Any) -> str:
 
 def _format_one(verb: str, value: Any, flags: str, width: int | None,
                 precision: int | None) -> str:
-    if isinstance(value, (list, tuple)) and verb not in "vqxX" or (
-            isinstance(value, (list, tuple)) and verb in "xX" and not all(
-                isinstance(v, int) for v in value)):
+    if isinstance(value, (list, tuple)) and verb != "v":  # Go formats each element
         return "[" + " ".join(_format_one(verb, v, flags, width, precision)
                               for v in value) + "]"
     text: str
@@ -1232,8 +1287,6 @@ def _format_one(verb: str, value: Any, flags: str, width: int | None,
             text = (f"`{value}`" if "#" in flags and "`" not in value else go_quote(value))
         elif isinstance(value, int) and not isinstance(value, bool):
             text = "'" + go_quote(chr(value))[1:-1].replace("'", "\\'").replace('\\"', '"') + "'"
-        elif isinstance(value, (list, tuple)):
-            return "[" + " ".join(_format_one("q", v, flags, None, None) for v in value) + "]"
         else:
             return _bad_verb(verb, value)
     elif verb == "t":
@@ -1625,5 +1678,8 @@ def _is_go_type(value: Any, wanted: str) -> bool:
 
 def display_width(text: str) -> int:
     """Columns a string takes on a terminal (wide East Asian characters take two)."""
+    if text.isascii():
+        return len(text)
+    import unicodedata
     return sum(2 if unicodedata.east_asian_width(c) in "WF" else
                0 if unicodedata.combining(c) else 1 for c in text)
