@@ -202,6 +202,18 @@ def test_runtime_run_detached_leaves_nothing_to_write(runtime_copy, attack_rootf
     assert_refused(out, hashes)
 
 
+def test_runtime_create_then_start(runtime_copy, attack_rootfs, out, tmp_path):
+    """The init waits for `start` in the runtime's clone; the exec after it is the trampoline's."""
+    binary = Path(runtime_copy.binary)
+    hashes = {binary: sha256(binary)}
+    b = attack_bundle(tmp_path, attack_rootfs, out, ["/pwn"])
+    runtime_copy.detached("create", "--bundle", str(b), "cs")
+    runtime_copy("start", "cs")
+    wait_stopped(runtime_copy, "cs")
+    assert runtime_copy.state("cs")["status"] == "stopped"
+    assert_refused(out, hashes)
+
+
 def test_runtime_exec_of_proc_self_exe(runtime_copy, attack_rootfs, out, tmp_path):
     binary = Path(runtime_copy.binary)
     hashes = {binary: sha256(binary)}
@@ -283,3 +295,13 @@ def test_exec_of_proc_self_exe(cli, out):
         assert (r.returncode, r.stdout) == (3, "sh hi\n"), r
     finally:
         cli("rm", "-f", cid)
+
+
+def test_run_with_init(cli, out, helpers_copy):
+    """Under --init the link names /dev/init, a read-only bind of the host's barque-init, which
+    is static and runs no preload: it only prints its usage."""
+    init = helpers_copy / "barque-init"
+    hashes = {**interpreter_hashes(), init: sha256(init)}
+    r = cli("run", "--rm", "--init", "-v", f"{out}:/out", "attack:1")
+    assert r.returncode == 2 and "usage: barque-init" in r.stderr, r
+    assert_refused(out, hashes)
