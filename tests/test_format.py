@@ -70,6 +70,9 @@ def test_ps_json_and_quiet_with_a_format(store: Path) -> None:
     assert [r["Names"] for r in rows] == ["web"]
     assert rows[0]["Mounts"] == "data" and rows[0]["Networks"] == "none"
     assert rows[0]["Command"] == '"sleep 600"'
+    # fields that are lists are lists on the empty row ps checks its template on, too
+    assert barque(store, "ps", "--format", "{{range .IPAddresses}}x{{end}}{{len .IPAddresses}}"
+                  ).stdout == "0\n"
     quiet = barque(store, "ps", "-q", "--format", "{{.Names}}")
     assert quiet.stdout == rows[0]["ID"] + "\n"  # -q wins, with Docker's warning
     assert "Ignoring custom format" in quiet.stderr

@@ -204,8 +204,8 @@ def _constant(value: Any) -> Callable[[], Any]:
 def container_context(row: Mapping[str, Any] | None, labels: Mapping[str, str],
                       size: Callable[[], str]) -> GoStruct:
     """``row`` None: an empty row (``ps`` checks its template on one)."""
-    if row is None:
-        row = dict.fromkeys(CONTAINER_HEADER, "")
+    if row is None:  # each field its type's zero value, as an empty Go context has
+        row = {**dict.fromkeys(CONTAINER_HEADER, ""), "Platform": None, "IPAddresses": []}
     return row_context("*formatter.ContainerContext",
                        {k: v for k, v in row.items() if k != "Size"}, labels, {"Size": size})
 
