@@ -276,6 +276,12 @@ def spawn_terminal(
     with it. Releases the GIL.
     """
 
+def prepare_exec_trampoline() -> None:
+    """Make this process's sealed memfd copy of ``barque-trampoline`` (the static helper every
+    container command is exec'd through, so ``/proc/self/exe`` is never a host binary) now,
+    for forks to inherit; ``spawn`` and ``exec_process`` otherwise make it on first use. Raises
+    ContainerError (exit_code 125) if the helper is not found."""
+
 def populate_writable_memory(stop_when_readable: int | None = None) -> int:
     """Copy every present page of this process's private writable mappings now (breaking
     copy-on-write sharing with the parent ahead of use), stopping early once the descriptor

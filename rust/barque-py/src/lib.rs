@@ -34,5 +34,5 @@ mod native {
     #[pymodule_export]
     use crate::memory::populate_writable_memory;
     #[pymodule_export]
-    use crate::runtime::{kill, spawn, spawn_terminal, wait};
+    use crate::runtime::{kill, prepare_exec_trampoline, spawn, spawn_terminal, wait};
 }

@@ -3,7 +3,8 @@
 
 use std::path::PathBuf;
 
-use barque_core::runtime::container::{self, SpawnOptions};
+use barque_core::runtime::container::{self, ContainerError, SpawnOptions};
+use barque_core::runtime::trampoline;
 use pyo3::prelude::*;
 
 use crate::errors::NativeError;
@@ -12,6 +13,8 @@ use crate::errors::NativeError;
 /// exec'd `process.args`. See `_native.pyi`.
 #[pyfunction]
 #[pyo3(signature = (bundle_dir, *, stdin_fd = 0, stdout_fd = 1, stderr_fd = 2, pid_file = None, cgroup_procs = Vec::new(), seccomp_cache_dir = None))]
+// One argument per Python keyword: the signature is the Python API's.
+#[allow(clippy::too_many_arguments)]
 pub fn spawn(
     py: Python<'_>,
     bundle_dir: PathBuf,
@@ -86,4 +89,15 @@ pub fn spawn_terminal(
         .map_err(NativeError::from)?;
     let master = spawned.pty_master.map_or(-1, IntoRawFd::into_raw_fd);
     Ok((spawned.pid, master))
+}
+
+/// Makes this process's sealed copy of barque-trampoline, the last exec before every
+/// container command, now rather than at the first spawn: a forkserver's children then
+/// inherit it instead of each copying it. See `_native.pyi`.
+#[pyfunction]
+pub fn prepare_exec_trampoline() -> PyResult<()> {
+    trampoline::sealed_fd()
+        .map(|_| ())
+        .map_err(|e| NativeError::from(ContainerError::from(e)))?;
+    Ok(())
 }
