@@ -89,6 +89,21 @@ def test_ps_template_showing_size_turns_sizes_on_and_table_keyword_is_the_defaul
     assert barque(store, "ps", "--format", "table").stdout == barque(store, "ps").stdout
 
 
+def test_the_fast_path_and_the_typer_command_print_the_same(store: Path) -> None:
+    import subprocess
+    import sys
+
+    typer_only = [sys.executable, "-c", "import sys; sys.argv[0] = 'barque'; "
+                  "from barque.cli.main import main; main()"]
+    for fmt in (r'table {{.ID}}\t{{.Names}}\t{{.State}}\t{{.Label "role"}}', "{{.Names}}",
+                "{{.Foo}}"):
+        fast = barque(store, "ps", "-a", "--format", fmt, check=False)
+        typed = subprocess.run([*typer_only, "--root", str(store), "ps", "-a", "--format", fmt],
+                               capture_output=True, text=True)
+        assert (fast.returncode, fast.stdout, fast.stderr) == \
+            (typed.returncode, typed.stdout, typed.stderr)
+
+
 def test_unknown_field_fails_with_one_line_and_exit_1(store: Path, busybox: str) -> None:
     for args, type_name in ((("ps", "--format", "{{.Foo}}"), "*formatter.ContainerContext"),
                             (("images", "--format", "{{.Foo}}"), "*formatter.imageContext"),
