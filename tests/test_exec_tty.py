@@ -5,21 +5,13 @@ user at a terminal would."""
 
 from __future__ import annotations
 
-import fcntl
 import os
-import pty
 import re
-import select
-import signal
-import struct
 import subprocess
-import termios
-import time
-from pathlib import Path
 
 import pytest
 
-from helpers import barque, cli
+from helpers import Terminal, barque, cli
 
 pytestmark = [
     pytest.mark.registry,
@@ -35,71 +27,6 @@ def container(tmp_path_factory, fixture_images):  # type: ignore[no-untyped-def]
            fixture_images["busybox"].ref, "sleep", "600")
     yield root, "box"
     barque(root, "rm", "-f", "box", check=False)
-
-
-def _set_size(fd: int, rows: int, cols: int) -> None:
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-
-
-class Terminal:
-    """``barque ARGS`` on the slave side of a real pty of a given size."""
-
-    def __init__(self, root: Path, *args: str, rows: int, cols: int) -> None:
-        self.pid, self.fd = pty.fork()
-        if self.pid == 0:  # the child: exec at once
-            command = cli()
-            os.execv(command[0], [*command, "--root", str(root), *args])
-        _set_size(self.fd, rows, cols)
-        self.seen = b""
-
-    def read_until(self, pattern: bytes, timeout: float = 20.0) -> bytes:
-        deadline = time.monotonic() + timeout
-        while pattern not in self.seen:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"no {pattern!r} in {self.seen[-500:]!r}")
-            ready, _, _ = select.select([self.fd], [], [], left)
-            if ready:
-                try:
-                    chunk = os.read(self.fd, 4096)
-                except OSError:
-                    chunk = b""
-                if not chunk:
-                    raise AssertionError(f"EOF before {pattern!r}: {self.seen[-500:]!r}")
-                self.seen += chunk
-        return self.seen
-
-    def command(self, line: str, marker: str) -> str:
-        """Type ``line`` and return what it printed before ``echo marker``'s output."""
-        start = len(self.seen)
-        os.write(self.fd, f"{line}; echo {marker}\r".encode())
-        # The typed line is echoed (twice if it came before the shell's line editor took the
-        # terminal: once by the pty, once by the editor), ending in "echo MARKER"; the
-        # output ends with MARKER on its own line.
-        self.read_until(f"\r\n{marker}\r\n".encode())
-        out = self.seen[start:].decode(errors="replace")
-        end = out.rindex(f"\r\n{marker}\r\n") + 2  # past the output's last line break
-        echoed = f"echo {marker}\r\n"
-        return out[out.rindex(echoed, 0, end) + len(echoed):end]
-
-    def resize(self, rows: int, cols: int) -> None:
-        _set_size(self.fd, rows, cols)  # the kernel tells barque with SIGWINCH
-
-    def exit_code(self, timeout: float = 20.0) -> int:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                ready, _, _ = select.select([self.fd], [], [], 0.05)
-                if ready:
-                    self.seen += os.read(self.fd, 4096)
-            except OSError:
-                pass
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid:
-                os.close(self.fd)
-                return os.waitstatus_to_exitcode(status)
-        os.kill(self.pid, signal.SIGKILL)
-        raise AssertionError(f"barque did not exit: {self.seen[-500:]!r}")
 
 
 def test_exec_it_is_a_terminal_of_the_containers_devpts(container) -> None:

@@ -7,18 +7,15 @@ import json
 import os
 import pty
 import re
-import select
 import signal
-import struct
 import subprocess
 import sys
-import termios
 import time
 from pathlib import Path
 
 import pytest
 
-from helpers import barque, cli
+from helpers import Terminal, barque, cli
 
 pytestmark = [
     pytest.mark.registry,
@@ -251,62 +248,8 @@ def test_init_is_pid_1_and_passes_exit_codes(store, busybox) -> None:
     barque(store, "rm", "inited")
 
 
-class _Terminal:
-    """``barque`` on the slave side of a real pty of a given size."""
-
-    def __init__(self, root: Path, *args: str, rows: int = 33, cols: int = 101) -> None:
-        self.pid, self.fd = pty.fork()
-        if self.pid == 0:  # the child: exec at once
-            command = cli()
-            os.execv(command[0], [*command, "--root", str(root), *args])
-        fcntl_winsz(self.fd, rows, cols)
-        self.seen = b""
-
-    def read_until(self, pattern: bytes, timeout: float = 15.0) -> bytes:
-        deadline = time.monotonic() + timeout
-        while pattern not in self.seen:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"no {pattern!r} in {self.seen[-500:]!r}")
-            ready, _, _ = select.select([self.fd], [], [], left)
-            if ready:
-                try:
-                    chunk = os.read(self.fd, 4096)
-                except OSError:
-                    chunk = b""
-                if not chunk:
-                    raise AssertionError(f"EOF before {pattern!r}: {self.seen[-500:]!r}")
-                self.seen += chunk
-        return self.seen
-
-    def write(self, data: bytes) -> None:
-        os.write(self.fd, data)
-
-    def exit_code(self, timeout: float = 15.0) -> int:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                ready, _, _ = select.select([self.fd], [], [], 0.05)
-                if ready:
-                    self.seen += os.read(self.fd, 4096)
-            except OSError:
-                pass
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid:
-                os.close(self.fd)
-                return os.waitstatus_to_exitcode(status)
-        os.kill(self.pid, signal.SIGKILL)
-        raise AssertionError(f"barque did not exit: {self.seen[-500:]!r}")
-
-
-def fcntl_winsz(fd: int, rows: int, cols: int) -> None:
-    import fcntl
-
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-
-
 def test_it_runs_a_shell_on_a_real_terminal(store, busybox) -> None:
-    term = _Terminal(store, "run", "-it", "--rm", "--network", "none", busybox, "sh")
+    term = Terminal(store, "run", "-it", "--rm", "--network", "none", busybox, "sh")
     term.read_until(b"# ")
     term.write(b"stty size; tty; echo $((6*7))\r")
     seen = term.read_until(b"42")
@@ -316,7 +259,7 @@ def test_it_runs_a_shell_on_a_real_terminal(store, busybox) -> None:
     # --rm: gone once the command has returned
     assert barque(store, "ps", "-a", "-q").stdout == ""
     # The size is there before the program's first instruction, not sent after it started.
-    term = _Terminal(store, "run", "-t", "--rm", "--network", "none", busybox, "stty", "size",
+    term = Terminal(store, "run", "-t", "--rm", "--network", "none", busybox, "stty", "size",
                      rows=44, cols=55)
     term.read_until(b"44 55")
     assert term.exit_code() == 0
@@ -332,7 +275,7 @@ def test_it_without_a_terminal_is_refused(store, busybox) -> None:
 
 
 def test_it_detach_keys_leave_it_running(store, busybox) -> None:
-    term = _Terminal(store, "run", "-it", "--name", "lingerer", "--network", "none", busybox,
+    term = Terminal(store, "run", "-it", "--name", "lingerer", "--network", "none", busybox,
                      "sh")
     term.read_until(b"# ")
     term.write(b"echo still-here > /tmp/mark\r")
@@ -378,7 +321,7 @@ def test_exec_joins_the_running_container(store, busybox) -> None:
                           "host1", "cat"], input="piped\n", capture_output=True, text=True,
                          timeout=30)
     assert fed.stdout == "piped\n"
-    term = _Terminal(store, "exec", "-it", "host1", "sh", rows=21, cols=77)
+    term = Terminal(store, "exec", "-it", "host1", "sh", rows=21, cols=77)
     term.read_until(b"# ")
     term.write(b"stty size; tty\r")
     term.read_until(b"21 77")
@@ -425,7 +368,7 @@ def test_a_command_that_cannot_start_is_recorded_as_docker_does(store, busybox) 
         assert _inspect(store, name)["State"]["Status"] == "created"
         barque(store, "rm", name)
 
-    term = _Terminal(store, "run", "-it", "--network", "none", "--name", "nope-it", busybox,
+    term = Terminal(store, "run", "-it", "--network", "none", "--name", "nope-it", busybox,
                      "nope")
     assert term.exit_code() == 127
     assert b'exec: "nope": executable file not found' in term.seen
