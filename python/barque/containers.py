@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from . import arguments, records
+from .diskusage import tree_size
 from .errors import (
     ConflictError,
     ContainerNotFoundError,
@@ -328,7 +329,7 @@ class ContainerService:
 
     def sizes(self, container: Container) -> tuple[int, int]:
         """(bytes in the container's writable layer, those plus its image's): ``ps -s``."""
-        rw = _tree_size(self._store.paths.container(container.id) / "upper")
+        rw = tree_size(self._store.paths.container(container.id) / "upper")
         try:
             image_size = self._engine.images.get(container.image_id).size
         except ImageNotFoundError:
@@ -351,7 +352,7 @@ class ContainerService:
         for container in self.list(all=True):
             if container.status in ("running", "paused"):
                 continue
-            reclaimed += _tree_size(self._store.paths.container(container.id) / "upper")
+            reclaimed += tree_size(self._store.paths.container(container.id) / "upper")
             self.remove(container.id)
             removed.append(container.id)
         return removed, reclaimed
@@ -1342,16 +1343,6 @@ def _as_list(volumes: Any) -> list[Any]:
         return []
     return [volumes] if isinstance(volumes, dict) else list(volumes)
 
-
-def _tree_size(path: Path) -> int:
-    total = 0
-    for dirpath, _dirs, files in os.walk(path):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(dirpath, name)).st_size
-            except OSError:
-                pass
-    return total
 
 
 def _validate_name(name: str) -> None:

@@ -3,11 +3,8 @@ at once (``system prune``), over the image, container and volume services."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-from pathlib import Path
-
 from . import records
+from .diskusage import tree_size
 
 TYPE_CHECKING = False  # typing itself costs start-up time; checkers see the imports
 if TYPE_CHECKING:
@@ -48,7 +45,7 @@ class SystemService:
         rw = {c.id: engine.containers.sizes(c)[0] for c in containers}
         active_ids = {c.id for c in active}
         volumes = engine.volumes.list()
-        volume_sizes = {v.name: _tree_size(v.mountpoint) for v in volumes}
+        volume_sizes = {v.name: tree_size(v.mountpoint) for v in volumes}
         used = {v.name for v in volumes if engine.volumes.users(v.name)}
         return [
             UsageRow("Images", images.total, images.active, images.size, images.reclaimable),
@@ -73,11 +70,3 @@ class SystemService:
         return SystemPruneReport(removed_containers, removed_volumes, images.deleted,
                                  reclaimed + images.space_reclaimed)
 
-
-def _tree_size(path: Path) -> int:
-    total = 0
-    for dirpath, _dirs, files in os.walk(path):
-        for name in files:
-            with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(dirpath, name)).st_size
-    return total

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import arguments, records
+from .diskusage import tree_size
 from .errors import (
     ContainerNotFoundError,
     InvalidArgumentError,
@@ -288,7 +289,7 @@ class VolumeService:
             for volume in self.list({"label": filters["label"]} if "label" in filters else {}):
                 if volume.name in used or not (all or volume.anonymous):
                     continue
-                reclaimed += _tree_size(volume.mountpoint)
+                reclaimed += tree_size(volume.mountpoint)
                 self._discard(volume.name)
                 removed.append(volume.name)
         return removed, reclaimed
@@ -678,14 +679,6 @@ def _make_host_dirs(path: str) -> list[str]:
         os.chown(directory, uid, gid)
     return made
 
-
-def _tree_size(path: Path) -> int:
-    total = 0
-    for dirpath, _dirs, files in os.walk(path):
-        for name in files:
-            with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(dirpath, name)).st_size
-    return total
 
 
 __all__ = ["Volume", "VolumeService", "MountPlan", "ANONYMOUS_LABEL", "resolve_in_image",
