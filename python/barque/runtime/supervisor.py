@@ -27,7 +27,7 @@ HEADER = struct.Struct(">B3xI")
 
 def helper_binary(name: str) -> Path:
     """A native helper (``barque-shim``, ``barque-init``): ``$BARQUE_LIBEXEC/<name>``, the
-    package's ``_bin/`` (where ``scripts/setup`` installs them), or ``$PATH``."""
+    package's ``_bin/`` (where the wheel installs them), or ``$PATH``."""
     import shutil
 
     candidates = []
@@ -40,7 +40,7 @@ def helper_binary(name: str) -> Path:
     for path in candidates:
         if path.is_file() and os.access(path, os.X_OK):
             return path
-    raise StoreError(f"{name} not found: run scripts/setup (it builds the native helpers), "
+    raise StoreError(f"{name} not found: reinstall barque (the wheel ships it in barque/_bin), "
                      "or set BARQUE_LIBEXEC")
 
 

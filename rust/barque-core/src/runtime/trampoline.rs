@@ -31,8 +31,9 @@ use std::sync::Mutex;
 use crate::runtime::failure::{Fail, Step};
 use crate::runtime::sys::Sys;
 
-/// The trampoline's file name, in `$BARQUE_LIBEXEC`, next to the running program, or in the
-/// `_bin` directory next to the library (the Python package's layout).
+/// The trampoline's file name, in `$BARQUE_LIBEXEC`, next to the running program, in the
+/// Python package's `_bin` beside the scripts directory it is in, or in the `_bin` directory
+/// next to the library (the Python package's layout).
 pub const HELPER_NAME: &str = "barque-trampoline";
 
 /// argv[0] of the trampoline: anything else is not barque asking.
@@ -40,7 +41,7 @@ pub const MAGIC: &str = "barque-trampoline/1";
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrampolineError {
-    #[error("{HELPER_NAME} not found in {}: run scripts/setup or set BARQUE_LIBEXEC", .searched.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
+    #[error("{HELPER_NAME} not found in {}: reinstall barque (pip install) or set BARQUE_LIBEXEC", .searched.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
     NotFound { searched: Vec<PathBuf> },
     #[error("cannot {op} {}: {source}", path.display())]
     Io {
@@ -119,15 +120,56 @@ fn search_path() -> Vec<PathBuf> {
         .ok()
         .and_then(|p| p.parent().map(Path::to_owned))
     {
-        dirs.push(dir);
+        dirs.push(dir.clone());
+        // barque-runtime installed by pip on PATH: the package it came with is beside it.
+        dirs.extend(package_bins_beside_scripts(&dir));
     }
     if let Some(dir) = library_dir() {
         dirs.push(dir.join("_bin"));
     }
-    // For programs run from target/ (tests, benchmarks): scripts/setup installs the static
-    // build here, while target/release holds a dynamic one no image can run.
-    dirs.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../python/barque/_bin"));
+    // For programs run from target/ (cargo run, cargo test): an editable install leaves the
+    // static build in the source tree, rust/barque-py/build.rs in target/wheel-bins, while
+    // target/release holds a dynamic one no image can run.
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    dirs.push(workspace.join("python/barque/_bin"));
+    let triple = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
+    dirs.push(
+        workspace
+            .join("target/wheel-bins/static")
+            .join(triple)
+            .join("release"),
+    );
     dirs.into_iter().map(|d| d.join(HELPER_NAME)).collect()
+}
+
+/// `barque/_bin` of the packages installed with a scripts directory: pip's schemes put
+/// `<prefix>/bin` and `<prefix>/lib[64]/pythonX.Y/{site,dist}-packages` side by side (a venv,
+/// `--user`, `--prefix`, Debian's /usr/local).
+fn package_bins_beside_scripts(scripts: &Path) -> Vec<PathBuf> {
+    let Some(prefix) = scripts.parent() else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for lib in ["lib", "lib64"] {
+        let Ok(entries) = std::fs::read_dir(prefix.join(lib)) else {
+            continue;
+        };
+        let mut pythons: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().as_bytes().starts_with(b"python3"))
+            .map(|e| e.path())
+            .collect();
+        pythons.sort();
+        for python in pythons {
+            for packages in ["site-packages", "dist-packages"] {
+                let bin = python.join(packages).join("barque/_bin");
+                if bin.is_dir() {
+                    found.push(bin);
+                }
+            }
+        }
+    }
+    found
 }
 
 /// The directory of the shared object this code is in (barque._native: python/barque/).
