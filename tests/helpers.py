@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import importlib.util
 import os
 import pty
 import select
@@ -10,6 +11,7 @@ import signal
 import struct
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import termios
 import time
@@ -20,7 +22,17 @@ SHARED = Path(os.environ.get("BARQUE_SHARED", REPO.parent / "shared"))
 ROOTFS_MANIFEST = SHARED / "tools" / "rootfs-manifest"
 
 
-#: The native front end scripts/setup installs as the venv's ``barque``.
+#: The installed package (scripts/setup pip-installs the wheel into the venv): tests run the
+#: executables users get, from where the wheel puts them, not files of the checkout.
+_SPEC = importlib.util.find_spec("barque")  # found, not imported
+PACKAGE = Path(_SPEC.origin).parent if _SPEC and _SPEC.origin else REPO / "python" / "barque"
+#: barque-shim, barque-init, barque-trampoline.
+BIN = PACKAGE / "_bin"
+#: What the wheel puts on PATH: barque (the native front end), barque-py, barque-runtime.
+SCRIPTS = Path(sysconfig.get_path("scripts"))
+BARQUE_RUNTIME = SCRIPTS / "barque-runtime"
+
+#: The native front end, the venv's ``barque``.
 NATIVE_CLI = Path(sys.executable).parent / "barque"
 PYTHON_CLI = Path(sys.executable).parent / "barque-py"
 
@@ -156,11 +168,15 @@ class Terminal:
     """``barque --root ROOT ARGS`` on the slave side of a real pty of a given size, as a user
     at a terminal runs it."""
 
-    def __init__(self, root: Path, *args: str, rows: int = 33, cols: int = 101) -> None:
+    def __init__(self, root: Path, *args: str, rows: int = 33, cols: int = 101,
+                 command: list[str] | None = None, env: dict[str, str] | None = None) -> None:
+        """``command``: the barque to run (default :func:`cli`), ``env`` its environment
+        (default this process's)."""
         self.pid, self.fd = pty.fork()
         if self.pid == 0:  # the child: exec at once
-            command = cli()
-            os.execv(command[0], [*command, "--root", str(root), *args])
+            program = command or cli()
+            argv = [*program, "--root", str(root), *args]
+            os.execve(program[0], argv, os.environ if env is None else env)
         set_window_size(self.fd, rows, cols)
         self.seen = b""
 

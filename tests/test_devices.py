@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO, barque, busybox_rootfs
+from helpers import BARQUE_RUNTIME as INSTALLED_RUNTIME
+from helpers import PYTHON_CLI, barque, busybox_rootfs
 
 pytestmark = [
     pytest.mark.root,
@@ -30,10 +31,8 @@ pytestmark = [
 ]
 
 EPERM = "Operation not permitted"
-BARQUE_PY = REPO / ".venv" / "bin" / "barque-py"
-CANDIDATES = [REPO / "python" / "barque" / "_bin" / "barque-runtime",
-              REPO / "target" / "release" / "barque-runtime"]
-BARQUE_RUNTIME = next((p for p in CANDIDATES if p.exists()), None)
+BARQUE_PY = PYTHON_CLI
+BARQUE_RUNTIME = INSTALLED_RUNTIME if INSTALLED_RUNTIME.exists() else None
 
 
 def _block_device() -> tuple[int, int]:

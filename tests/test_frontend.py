@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from helpers import (
     NATIVE_CLI,
+    PACKAGE,
     PYTHON_CLI,
-    REPO,
     native_cli_installed,
     start_forkserver,
     stop_forkserver,
@@ -226,7 +226,7 @@ def test_a_caller_in_another_mount_namespace_runs_the_command_itself(server, sto
 def test_the_first_command_starts_a_server_and_a_code_change_replaces_it(tmp_path) -> None:
     directory = tmp_path / "fs"
     env = {**os.environ, "BARQUE_FORKSERVER_DIR": str(directory), "BARQUE_FORKSERVER": "auto"}
-    module = REPO / "python" / "barque" / "humanize.py"
+    module = PACKAGE / "humanize.py"  # the installed copy: the one the server imported
     stat = module.stat()
     try:
         first = subprocess.run([str(NATIVE_CLI), "--version"], capture_output=True, text=True,

@@ -1,9 +1,8 @@
 """barque-init (rust/barque-init) as PID 1 of a busybox container, bind-mounted at /dev/init
 the way ``--init`` does, run as ``/dev/init -- CMD...``.
 
-Needs root and the static binary: ``scripts/setup`` installs it as
-``python/barque/_bin/barque-init``; a ``--target x86_64-unknown-linux-gnu`` build in
-``target/`` is used otherwise.
+Needs root and the static binary the installed wheel ships in ``barque/_bin/barque-init``
+(scripts/setup installs it).
 """
 
 from __future__ import annotations
@@ -17,16 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from helpers import busybox_rootfs
+from helpers import BIN, busybox_rootfs
 
 from test_runtime_native import BASE_CONFIG, make_bundle, run
 
-ROOT = Path(__file__).resolve().parent.parent
-CANDIDATES = [
-    ROOT / "python" / "barque" / "_bin" / "barque-init",
-    ROOT / "target" / "x86_64-unknown-linux-gnu" / "release" / "barque-init",
-]
-BINARY = next((p for p in CANDIDATES if os.access(p, os.X_OK)), None)
+BINARY = BIN / "barque-init" if os.access(BIN / "barque-init", os.X_OK) else None
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="containers need root (namespaces, mounts)"),

@@ -1,7 +1,7 @@
 """barque-runtime (runc's command line on barque-core) against runc on the same busybox bundle.
 
-Needs root (namespaces, mounts, cgroups) and runc; builds nothing: barque-runtime comes from
-python/barque/_bin (scripts/setup) or target/release.
+Needs root (namespaces, mounts, cgroups) and runc; builds nothing: barque-runtime is the one
+the installed wheel put on PATH (the venv's bin, scripts/setup).
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ from pathlib import Path
 
 import pytest
 
+from helpers import BARQUE_RUNTIME as INSTALLED_RUNTIME
+
 ROOT = Path(__file__).resolve().parent.parent
-CANDIDATES = [ROOT / "python" / "barque" / "_bin" / "barque-runtime", ROOT / "target" / "release" / "barque-runtime"]
-BARQUE_RUNTIME = next((p for p in CANDIDATES if p.exists()), None)
+BARQUE_RUNTIME = INSTALLED_RUNTIME if INSTALLED_RUNTIME.exists() else None
 RUNC = shutil.which("runc")
 
 pytestmark = [

@@ -29,12 +29,11 @@ from pathlib import Path
 
 import pytest
 
-from helpers import barque, busybox_rootfs
+from helpers import BIN, barque, busybox_rootfs
 
 from test_oci_runtime import BARQUE_RUNTIME, Runtime, bundle, json_list
 
 ROOT = Path(__file__).resolve().parent.parent
-BIN = ROOT / "python" / "barque" / "_bin"
 GCC = shutil.which("gcc")
 
 pytestmark = [
@@ -110,9 +109,11 @@ def copy_into(rootfs: Path, path: Path) -> None:
 def helpers_copy(tmp_path_factory) -> Path:
     """Copies of barque's helpers in a directory of their own (``BARQUE_LIBEXEC``)."""
     d = tmp_path_factory.mktemp("libexec")
+    installed = {"barque-runtime": BARQUE_RUNTIME}  # on PATH; the others in the package
     for name in ("barque-runtime", "barque-shim", "barque-init", "barque-trampoline"):
-        if (BIN / name).exists():
-            shutil.copy2(BIN / name, d / name)
+        source = installed.get(name) or BIN / name
+        if source.exists():
+            shutil.copy2(source, d / name)
     return d
 
 

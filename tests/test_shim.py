@@ -19,15 +19,17 @@ from pathlib import Path
 
 import pytest
 
+from helpers import BIN
+
 from test_runtime_native import make_bundle
 
 ROOT = Path(__file__).resolve().parent.parent
-SHIM = Path(os.environ.get("BARQUE_SHIM") or ROOT / "target" / "release" / "barque-shim")
+SHIM = Path(os.environ.get("BARQUE_SHIM") or BIN / "barque-shim")
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="containers need root (namespaces, mounts)"),
     pytest.mark.skipif(not SHIM.is_file(), reason=f"{SHIM} not built "
-                       "(cargo build --release -p barque-shim)"),
+                       "(scripts/setup installs it)"),
 ]
 
 HEADER = struct.Struct(">B3xI")

@@ -15,19 +15,17 @@ from pathlib import Path
 
 import pytest
 
-from helpers import Terminal, barque, cli
+from helpers import BIN, Terminal, barque, cli
 
 pytestmark = [
     pytest.mark.registry,
     pytest.mark.skipif(os.geteuid() != 0, reason="containers need root (namespaces, mounts)"),
 ]
 
-BIN = Path(__file__).resolve().parent.parent / "python" / "barque" / "_bin"
-
 
 def _need(binary: str) -> None:
     if not (BIN / binary).exists() and not os.environ.get("BARQUE_LIBEXEC"):
-        pytest.fail(f"{binary} is not built: run scripts/setup")
+        pytest.fail(f"{binary} is not in {BIN}: run scripts/setup")
 
 
 @pytest.fixture(scope="module")

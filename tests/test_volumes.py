@@ -14,21 +14,20 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO, barque, cli
+from helpers import BIN, REPO, barque, cli
 
 pytestmark = [
     pytest.mark.registry,
     pytest.mark.skipif(os.geteuid() != 0, reason="containers need root (namespaces, mounts)"),
 ]
 
-BIN = REPO / "python" / "barque" / "_bin"
 NET = ("--network", "none")
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory, fixture_images):  # type: ignore[no-untyped-def]
     if not (BIN / "barque-shim").exists() and not os.environ.get("BARQUE_LIBEXEC"):
-        pytest.fail("barque-shim is not built: run scripts/setup")
+        pytest.fail(f"barque-shim is not in {BIN}: run scripts/setup")
     root = tmp_path_factory.mktemp("volumes") / "root"
     barque(root, "pull", "-q", fixture_images["busybox"].ref)
     barque(root, "pull", "-q", fixture_images["layers"].ref)
