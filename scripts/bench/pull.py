@@ -512,7 +512,7 @@ def find_barque(explicit: str | None) -> tuple[str | None, str | None, str]:
     if exe is None:
         where = explicit or f"{REPO / '.venv/bin/barque'} nor on PATH"
         return None, None, (f"barque not found ({where}); build it with "
-                            f"`cd {REPO} && scripts/setup` (or `.venv/bin/pip install -e .`), "
+                            f"`cd {REPO} && scripts/setup` (or `.venv/bin/pip install .`), "
                             "or pass --barque PATH")
     python = None
     try:
@@ -534,7 +534,7 @@ def find_barque(explicit: str | None) -> tuple[str | None, str | None, str]:
     if probe.returncode != 0:
         last = (probe.stderr.strip().splitlines() or ["?"])[-1]
         return None, None, (f"barque's native module does not import with {python} ({last}); "
-                            f"build it: cd {REPO} && .venv/bin/pip install -e .")
+                            f"build it: cd {REPO} && scripts/setup")
     return exe, python, ""
 
 

@@ -18,13 +18,13 @@ import shutil
 import statistics
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "scripts"))
-sys.path.insert(0, str(REPO / "python"))
+sys.path.insert(0, str(REPO / "scripts"))  # barque itself: the installed wheel's
 
 CRUN_DOCUMENTED_MS = 16.0  # anchors.md: crun run, about 16 ms on these machines
 
@@ -72,7 +72,7 @@ def main() -> None:
         root = work / "store"
         engine = Engine(root=root)
         engine.images.pull(ref)
-        barque_cli = shutil.which("barque", path=str(REPO / ".venv" / "bin")) or "barque"
+        barque_cli = shutil.which("barque", path=sysconfig.get_path("scripts")) or "barque"
         devnull = subprocess.DEVNULL
 
         def runc() -> None:

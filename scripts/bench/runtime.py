@@ -21,6 +21,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from pathlib import Path
@@ -69,9 +70,8 @@ def main() -> int:
     if os.geteuid() != 0:
         print("runtime.py: needs root (containers)")
         return 0
-    brt = args.barque_runtime or next(
-        (str(p) for p in (REPO / "python/barque/_bin/barque-runtime", REPO / "target/release/barque-runtime")
-         if p.exists()), None)
+    installed = Path(sysconfig.get_path("scripts")) / "barque-runtime"  # the wheel's, on PATH
+    brt = args.barque_runtime or (str(installed) if installed.exists() else None)
     runc, crun = shutil.which("runc"), shutil.which("crun")
     work = Path(tempfile.mkdtemp(prefix="barque-bench-runtime-"))
     try:

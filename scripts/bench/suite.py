@@ -33,6 +33,7 @@ import statistics
 import struct
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import threading
 import time
@@ -44,7 +45,9 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(REPO / "scripts"))
-sys.path.insert(0, str(REPO / "python"))
+# barque itself is the installed wheel's (scripts/setup), not the checkout's python/: the
+# benchmark measures what users install.
+SCRIPTS = Path(sysconfig.get_path("scripts"))
 
 DOCKER_SOCK = "unix:///run/barque-bench-docker.sock"
 DOCKER_ROOT = Path("/var/lib/barque-bench-docker")
@@ -348,9 +351,9 @@ class Suite:
         self.dockerd: subprocess.Popen | None = None
         self.docker_created_bridge = False
         self.registry = None
-        self.brt = str(REPO / "python/barque/_bin/barque-runtime")
-        self.barque = str(REPO / ".venv/bin/barque")
-        self.barque_py = str(REPO / ".venv/bin/barque-py")
+        self.brt = str(SCRIPTS / "barque-runtime")
+        self.barque = str(SCRIPTS / "barque")
+        self.barque_py = str(SCRIPTS / "barque-py")
         self.bundle: Path | None = None
         self.engine = None
         self.busybox_ref = ""
