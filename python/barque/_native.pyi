@@ -3,9 +3,38 @@
 Every call that does I/O or waits releases the GIL. I/O failures raise OSError(errno, msg, path).
 """
 
-from typing import Literal, TypedDict
+import os
+from collections.abc import Sequence
+from typing import Literal, Self, TypeAlias, TypedDict, final, type_check_only
 
-Compression = Literal["gzip", "zstd", "none", "auto"]
+# What rust/barque-py/src/lib.rs exports, in its order (tests/test_native_stub.py compares this
+# stub with the built module).
+__all__ = [
+    "restrict_devices",
+    "ContainerError",
+    "DigestError",
+    "LayerError",
+    "exec_process",
+    "exec_process_pty",
+    "sha256_file",
+    "syncfs",
+    "unpack_blob",
+    "BlobIngest",
+    "ZstdLayerWriter",
+    "populate_writable_memory",
+    "kill",
+    "prepare_exec_trampoline",
+    "spawn",
+    "spawn_terminal",
+    "wait",
+]
+
+# Type-only names, absent at run time: _Compression, IngestResult, LayerDigests and _Path.
+# A path argument is a Rust PathBuf, which takes str or os.PathLike[str] (not bytes). A default
+# written `...` is one PyO3 does not show (a Rust constant or Vec::new()); its comment says it.
+_Path: TypeAlias = str | os.PathLike[str]
+
+_Compression: TypeAlias = Literal["gzip", "zstd", "none", "auto"]
 
 class LayerError(ValueError):
     """A layer is malformed or hostile (path escape, forged xattr, corrupt stream, bomb...).
@@ -16,6 +45,7 @@ class LayerError(ValueError):
 class DigestError(ValueError):
     """Content did not match its expected sha256 digest or size."""
 
+@type_check_only
 class IngestResult(TypedDict):
     digest: str          # "sha256:<hex>" of the compressed blob as received
     size: int            # bytes of the compressed blob
@@ -23,6 +53,7 @@ class IngestResult(TypedDict):
     unpacked_bytes: int  # sum of regular file sizes written (0 when not unpacked)
     entries: int         # tar entries processed (0 when not unpacked)
 
+@final
 class BlobIngest:
     """One blob streamed once: sha256 -> append to an ingest file -> (decompress -> sha256 -> untar).
 
@@ -43,19 +74,19 @@ class BlobIngest:
     what pulls use) the kernel's flusher writes them in the background, off the critical path.
     """
 
-    def __init__(
-        self,
-        partial_path: str,
+    def __new__(
+        cls,
+        partial_path: _Path,
         expected_digest: str,
         expected_size: int | None = None,
         *,
-        unpack_dir: str | None = None,
-        compression: Compression = "auto",
+        unpack_dir: _Path | None = None,
+        compression: _Compression = "auto",
         expected_diff_id: str | None = None,
-        max_bytes: int = 64 << 30,
-        max_entries: int = 2_000_000,
+        max_bytes: int = ...,  # 64 GiB
+        max_entries: int = ...,  # 2_000_000
         writeback: bool = False,
-    ) -> None: ...
+    ) -> Self: ...
     @property
     def offset(self) -> int:
         """Bytes of the blob already received (persisted in ``partial_path``)."""
@@ -66,7 +97,7 @@ class BlobIngest:
         DigestError when they do not match the digest (damaged in transit), else LayerError. So a
         corrupt download is never mistaken for a hostile layer (the unpacker stops at once).
         """
-    def finish(self, blob_path: str, *, sync: bool = True) -> IngestResult:
+    def finish(self, blob_path: _Path, *, sync: bool = True) -> IngestResult:
         """Verify size and digest, wait for the unpacker, verify the DiffID, fsync the unpacked tree
         (one syncfs) and the blob, then rename ``partial_path`` to ``blob_path`` atomically.
 
@@ -84,13 +115,13 @@ class BlobIngest:
         """Stop the unpacker and close files; the partial file is kept for a later resume."""
 
 def unpack_blob(
-    blob_path: str,
-    unpack_dir: str,
+    blob_path: _Path,
+    unpack_dir: _Path,
     *,
-    compression: Compression = "auto",
+    compression: _Compression = "auto",
     expected_diff_id: str | None = None,
-    max_bytes: int = 64 << 30,
-    max_entries: int = 2_000_000,
+    max_bytes: int = ...,  # 64 GiB
+    max_entries: int = ...,  # 2_000_000
     sync: bool = True,
 ) -> IngestResult:
     """Unpack a blob already in the store into ``unpack_dir`` (which must exist and be empty,
@@ -98,18 +129,20 @@ def unpack_blob(
     blob file. With ``sync`` (the default) the unpacked tree is made durable (one syncfs) before
     returning; with ``sync=False`` it is not, and the caller must ``syncfs`` before relying on it."""
 
-def syncfs(path: str) -> None:
+def syncfs(path: _Path) -> None:
     """syncfs(2) on the filesystem holding ``path`` (a file or directory): everything written to
     that filesystem so far becomes durable. Releases the GIL; raises OSError(errno, msg, path)."""
 
-def sha256_file(path: str) -> str:
+def sha256_file(path: _Path) -> str:
     """"sha256:<hex>" of a file's content."""
 
+@type_check_only
 class LayerDigests(TypedDict):
     diff_id: str  # "sha256:<hex>" of the uncompressed tar
     digest: str   # "sha256:<hex>" of the compressed blob
     size: int     # bytes of the compressed blob
 
+@final
 class ZstdLayerWriter:
     """A binary sink for an uncompressed layer tar: writes it zstd-compressed to ``path``
     (created mode 0600, or emptied), hashing the tar (DiffID) and the blob in the same pass.
@@ -119,7 +152,7 @@ class ZstdLayerWriter:
     OSError.
     """
 
-    def __init__(self, path: str, *, level: int = 3) -> None: ...
+    def __new__(cls, path: _Path, *, level: int = ...) -> Self: ...  # level 3
     def write(self, data: bytes) -> int:
         """Compress a chunk of the tar; returns ``len(data)``."""
     def finish(self) -> LayerDigests:
@@ -144,14 +177,14 @@ class ContainerError(RuntimeError):
     path: str | None
 
 def spawn(
-    bundle_dir: str,
+    bundle_dir: _Path,
     *,
     stdin_fd: int = 0,
     stdout_fd: int = 1,
     stderr_fd: int = 2,
-    pid_file: str | None = None,
-    cgroup_procs: list[str] = [],
-    seccomp_cache_dir: str | None = None,
+    pid_file: _Path | None = None,
+    cgroup_procs: Sequence[_Path] = ...,  # none
+    seccomp_cache_dir: _Path | None = None,
 ) -> int:
     """Start the container of the OCI bundle ``bundle_dir`` and return its init's host pid once
     ``process.args`` has been exec'd (the caller then owns the child: ``wait`` for it).
@@ -204,15 +237,15 @@ def kill(pid: int, sig: int) -> None:
 
 def exec_process(
     container_pid: int,
-    process_json: str,
+    process_json: _Path,
     *,
-    seccomp_json: str | None = None,
+    seccomp_json: _Path | None = None,
     stdin_fd: int = 0,
     stdout_fd: int = 1,
     stderr_fd: int = 2,
-    cgroup_procs: list[str] = [],
+    cgroup_procs: Sequence[_Path] = ...,  # none
     terminal: bool = False,
-    seccomp_cache_dir: str | None = None,
+    seccomp_cache_dir: _Path | None = None,
 ) -> int:
     """Start one more process in the running container whose init is ``container_pid`` (as
     ``docker exec`` / ``runc exec --process``) and return its host pid once it has exec'd. It is
@@ -243,12 +276,12 @@ def exec_process(
 
 def exec_process_pty(
     container_pid: int,
-    process_json: str,
+    process_json: _Path,
     *,
-    seccomp_json: str | None = None,
-    cgroup_procs: list[str] = [],
+    seccomp_json: _Path | None = None,
+    cgroup_procs: Sequence[_Path] = ...,  # none
     size: tuple[int, int] | None = None,
-    seccomp_cache_dir: str | None = None,
+    seccomp_cache_dir: _Path | None = None,
 ) -> tuple[int, int]:
     """As ``exec_process``, on a new pty that the process opens in the container's own devpts
     (``/dev/pts/ptmx`` of its mount namespace, so ``tty`` inside prints ``/dev/pts/N``), of
@@ -258,10 +291,10 @@ def exec_process_pty(
     """
 
 def spawn_terminal(
-    bundle_dir: str,
+    bundle_dir: _Path,
     *,
-    pid_file: str | None = None,
-    cgroup_procs: list[str] = [],
+    pid_file: _Path | None = None,
+    cgroup_procs: Sequence[_Path] = ...,  # none
 ) -> tuple[int, int]:
     """Start the container of a bundle whose spec has ``process.terminal: true``, as ``spawn``;
     return ``(pid, master_fd)``. The master of the container's pty is a close-on-exec
@@ -289,7 +322,7 @@ def populate_writable_memory(stop_when_readable: int | None = None) -> int:
     lacks ``MADV_POPULATE_WRITE``. Releases the GIL. Raises OSError if
     ``/proc/self/maps`` or ``/proc/self/pagemap`` cannot be read."""
 
-def restrict_devices(cgroup_dir: str, rules: list[tuple[bool, str]]) -> None:
+def restrict_devices(cgroup_dir: _Path, rules: Sequence[tuple[bool, str]]) -> None:
     """Attach to the cgroup v2 directory ``cgroup_dir`` a BPF device program allowing what
     ``rules`` allow: each ``(allow, "TYPE MAJOR:MINOR ACCESS")`` in cgroup v1's syntax
     (``"c 1:3 rwm"``, ``"b *:* m"``, ``"a"``), applied in order from allow-all, as v1's
