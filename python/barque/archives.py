@@ -258,7 +258,7 @@ class _OciArchiveWriter:
             info.size = os.fstat(f.fileno()).st_size
             info.mode = 0o644
             hashing = _HashingReader(f)
-            self.tar.addfile(info, hashing)  # type: ignore[arg-type]
+            self.tar.addfile(info, hashing)
         if hashing.digest() != digest:
             raise DigestMismatchError(f"blob {digest} in the store is corrupt")
         self.written.add(digest)
@@ -369,9 +369,9 @@ def load(engine: Engine, source: IO[bytes]) -> list[str]:
     """Load a docker-archive or OCI layout tar read from ``source`` into the store; returns
     Docker's report lines (``Loaded image: REF`` per tag, ``Loaded image ID: ID`` for an
     untagged image). All or nothing: a bad archive raises and leaves the store unchanged."""
-    from .native import load as load_native
+    # Fail before reading anything if the native core is missing.
+    from . import _native
 
-    load_native()  # fail before reading anything if the native core is missing
     with engine.store.staging("load") as scratch:
         staged = _stage(source, scratch)
         if staged.find("manifest.json") is not None:
@@ -624,8 +624,11 @@ def import_rootfs(engine: Engine, source: IO[bytes], *, source_name: str,
         tags = [str(ref)]
     check_layer_compression(compression)  # bad arguments fail before any reading
     image_config = apply_changes({}, changes or [])
-    reader = source if hasattr(source, "peek") else io.BufferedReader(source)  # type: ignore
-    source_compression = sniff_compression(reader.peek(8)[:8])  # type: ignore[attr-defined]
+    # Sniffing needs peek(): a stream without it gets a buffer (BufferedReader only needs its
+    # readinto, which typeshed cannot express for an IO[bytes]).
+    reader = source if hasattr(source, "peek") else \
+        io.BufferedReader(source)  # type: ignore[type-var]
+    source_compression = sniff_compression(reader.peek(8)[:8])
     with engine.store.staging("import") as scratch:
         try:
             with decompressed(reader, source_compression) as f:

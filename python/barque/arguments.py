@@ -16,10 +16,12 @@ from .errors import InvalidArgumentError, InvalidArgumentTypeError
 
 TYPE_CHECKING = False  # typing itself costs start-up time; checkers see the imports
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, TypeVar
 
     from .containers import CreateOptions
     from .runtime.spec import RunOptions
+
+    T = TypeVar("T")
 
 
 def _wrong(name: str, expected: str, value: object) -> InvalidArgumentTypeError:
@@ -144,19 +146,21 @@ def signal(value: Any, name: str = "sig") -> int | str:
     raise _wrong(name, "a signal number or name", value)
 
 
-def optional_instance(value: Any, cls: type, name: str, expected: str) -> Any:
+def optional_instance(value: object, cls: type[T], name: str, expected: str) -> T | None:
     if value is None or isinstance(value, cls):
         return value
     raise _wrong(name, f"{expected} or None", value)
 
 
-def run_options(options: Any) -> RunOptions | None:
+def run_options(options: object) -> RunOptions | None:
     """``options`` of ``containers.create``/``run``: None or a RunOptions whose fields have
     the types the spec builder reads."""
     from .runtime.spec import RunOptions
 
-    if optional_instance(options, RunOptions, "options", "a barque.runtime.spec.RunOptions") is None:
+    checked = optional_instance(options, RunOptions, "options", "a barque.runtime.spec.RunOptions")
+    if checked is None:
         return None
+    options = checked
     cmd = command(options.command, "options.command")
     entrypoint = command(options.entrypoint, "options.entrypoint")
     strings(options.env, "options.env")
@@ -179,13 +183,16 @@ def run_options(options: Any) -> RunOptions | None:
     return options
 
 
-def create_options(create: Any) -> CreateOptions | None:
+def create_options(create: object) -> CreateOptions | None:
     """``create`` of ``containers.create``/``run``: None or a CreateOptions (its mounts are
     checked where they are parsed)."""
     from .containers import CreateOptions
 
-    if optional_instance(create, CreateOptions, "create", "a barque.containers.CreateOptions") is None:
+    checked = optional_instance(create, CreateOptions, "create",
+                                "a barque.containers.CreateOptions")
+    if checked is None:
         return None
+    create = checked
     optional_text(create.name, "create.name")
     string_map(create.labels, "create.labels")
     optional_text(create.stop_signal, "create.stop_signal")

@@ -93,7 +93,9 @@ def relay(sock: socket.socket, *, stdin: bool, tty: bool, in_fd: int = 0, out_fd
     try:
         with raw_terminal(in_fd) if tty and stdin else contextlib.nullcontext():
             while True:
-                watch = [sock, wake_r] + ([in_fd] if reading_stdin else [])
+                watch: list[socket.socket | int] = [sock, wake_r]
+                if reading_stdin:
+                    watch.append(in_fd)
                 try:
                     ready, _, _ = select.select(watch, [], [])
                 except InterruptedError:
@@ -126,7 +128,8 @@ def relay(sock: socket.socket, *, stdin: bool, tty: bool, in_fd: int = 0, out_fd
                         return None  # the supervisor went away without an exit frame
                     for kind, payload in frames.feed(chunk):
                         if kind == sv.EXIT:
-                            return struct.unpack(">i", payload)[0]
+                            code: int = struct.unpack(">i", payload)[0]
+                            return code
                         _write_all(err_fd if kind == sv.STDERR else out_fd, payload)
     finally:
         if previous is not None:

@@ -218,7 +218,10 @@ class ContainerChanges:
                     paused = True
                 writer = layer_writer(scratch, compression)
                 try:
-                    with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+                    # A stream ("w|") only writes to its fileobj; typeshed asks every mode's
+                    # fileobj for read, seek, tell and close too.
+                    with tarfile.open(fileobj=writer, mode="w|",  # type: ignore[call-overload]
+                                      format=tarfile.PAX_FORMAT) as tar:
                         write_layer_tar(tar, upper_changes(upper, lowers))
                 except BaseException:
                     writer.abort()

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from .records import field, record
 
@@ -88,12 +89,12 @@ def load_settings(root: str | os.PathLike[str] | None = None,
     """
     path = Path(config_file) if config_file else Path(
         os.environ.get("BARQUE_CONFIG", DEFAULT_CONFIG_FILE))
-    values: dict = {}
+    values: dict[str, Any] = {}
     if path.exists() or config_file:
         values = _read_toml(path)
     limits = values.pop("limits", {}) or {}
     mirrors = values.pop("registry_mirrors", {}) or {}
-    kwargs: dict = {}
+    kwargs: dict[str, Any] = {}
     for key in ("max_concurrent_downloads", "download_retries", "max_manifest_bytes",
                 "max_config_bytes", "max_concurrent_uploads", "upload_chunk_bytes"):
         if key in values:
@@ -120,7 +121,7 @@ def load_settings(root: str | os.PathLike[str] | None = None,
     return Settings(**kwargs)
 
 
-def _check_download_limits(path: Path, values: dict) -> None:
+def _check_download_limits(path: Path, values: dict[str, Any]) -> None:
     """A zero timeout would fail every pull at once, a negative one crash deep in urllib3:
     say which key of the file is wrong instead."""
     from .errors import BarqueError
@@ -136,7 +137,7 @@ def _check_download_limits(path: Path, values: dict) -> None:
             raise BarqueError(f"invalid config file {path}: {key} must not be negative")
 
 
-def _read_toml(path: Path) -> dict:
+def _read_toml(path: Path) -> dict[str, Any]:
     import tomllib
 
     from .errors import BarqueError

@@ -17,7 +17,7 @@ SUPPORTED = ("CMD", "ENTRYPOINT", "ENV", "EXPOSE", "LABEL", "USER", "VOLUME", "W
 def apply_changes(config: dict[str, Any], changes: list[str]) -> dict[str, Any]:
     """A copy of the image config's ``config`` section (Docker's ``Config``) with ``changes``
     applied in order. Raises InvalidArgumentError naming a bad instruction."""
-    out = json.loads(json.dumps(config or {}))
+    out: dict[str, Any] = json.loads(json.dumps(config or {}))  # a deep copy
     cmd_set = False
     for change in changes:
         keyword, _, rest = change.strip().partition(" ")

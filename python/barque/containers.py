@@ -9,6 +9,7 @@ the host when the container's last process exits.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import functools
 import json
@@ -33,11 +34,14 @@ from .store.metadata import ContainerRecord
 
 TYPE_CHECKING = False  # typing itself costs start-up time; checkers see the imports
 if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
     from typing import Any
 
     from .engine import Engine
     from .images import Image
+    from .runtime.cgroups import Cgroup
     from .runtime.spec import RunOptions
+    from .store import Store
 
 _HEX = frozenset("0123456789abcdef")
 
@@ -122,7 +126,8 @@ class Container:
 
     @property
     def config(self) -> dict[str, Any]:
-        return json.loads(self._record.config)
+        config: dict[str, Any] = json.loads(self._record.config)
+        return config
 
     def reload(self) -> Container:
         self._record = self._service._load(self.id)
@@ -271,7 +276,7 @@ class ContainerService:
         self._engine = engine
 
     @property
-    def _store(self):  # type: ignore[no-untyped-def]
+    def _store(self) -> Store:
         return self._engine.store
 
     # -- lookup ---------------------------------------------------------------------------
@@ -316,8 +321,8 @@ class ContainerService:
         ancestors = {self._engine.images.resolve_id(v) for v in filters.get("ancestor", [])
                      if self._engine.images.exists(v)}
         out = []
-        for record in self._store.metadata.containers():
-            record = self._repair(record)
+        for stored in self._store.metadata.containers():
+            record = self._repair(stored)
             if record is None:  # an --rm container whose supervisor died: removed now
                 continue
             if not (all or "status" in filters or record.status in ("running", "paused")):
@@ -345,7 +350,7 @@ class ContainerService:
         if owner is not None:
             raise ConflictError(_name_conflict(new_name, owner))
 
-    def prune(self) -> tuple[list[str], int]:
+    def prune(self) -> tuple[builtins.list[str], int]:
         """Remove every container that is not running; returns their IDs and the bytes their
         writable layers held."""
         removed, reclaimed = [], 0
@@ -406,10 +411,10 @@ class ContainerService:
 
     # -- create ---------------------------------------------------------------------------
 
-    def create(self, image: str, command: list[str] | None = None, *,
+    def create(self, image: str, command: builtins.list[str] | None = None, *,
                options: RunOptions | None = None, create: CreateOptions | None = None,
                pull: bool = False, progress: Any = None, volumes: Any = None,
-               mounts: list[Any] | None = None) -> Container:
+               mounts: builtins.list[Any] | None = None) -> Container:
         """Create (but do not start) a container from ``image``. With ``pull``, a missing
         image is pulled first, as ``docker run`` does. ``volumes`` (``-v``) and ``mounts``
         (``--mount``) add to ``create``'s (see :class:`CreateOptions`)."""
@@ -498,11 +503,11 @@ class ContainerService:
         if owner:
             raise ConflictError(_name_conflict(name, owner))
 
-    def _image_layers(self, img: Image) -> list[Path]:
+    def _image_layers(self, img: Image) -> builtins.list[Path]:
         """The image's unpacked layers, top first (the overlay's lower dirs)."""
         return [self._store.snapshots.path(layer.chain_id) for layer in reversed(img.layers)]
 
-    def _make_bundle(self, bundle: Path, lowers: list[Path], spec: dict[str, Any],
+    def _make_bundle(self, bundle: Path, lowers: builtins.list[Path], spec: dict[str, Any],
                      options: RunOptions, *, discard_upper: bool = False) -> None:
         """The container's directory: upper/work/rootfs, its /etc files, ``config.json``.
         ``discard_upper`` (``--rm``): the overlay is mounted volatile, so stopping the
@@ -548,7 +553,7 @@ class ContainerService:
         _write_new(f"{bundle}/config.json", json.dumps(spec, separators=(",", ":")).encode(),
                    0o600)
 
-    def _init_layer(self, upper: Path, layers: list[Path]) -> None:
+    def _init_layer(self, upper: Path, layers: builtins.list[Path]) -> None:
         """What Docker's init layer adds to every container, so that tools relying on it
         work: ``/etc/mtab -> /proc/mounts`` and an empty ``/.dockerenv``. Written into the
         container's upper dir; ``/etc`` there copies the image's owner and mode so the merged
@@ -584,7 +589,7 @@ class ContainerService:
             for arcname, path in merged_tree(layers):
                 tar.add(path, arcname=arcname, recursive=False)
 
-    def _docker_config(self, img: Image, image: str, spec: dict[str, Any], cmd: list[str],
+    def _docker_config(self, img: Image, image: str, spec: dict[str, Any], cmd: builtins.list[str],
                        options: RunOptions, create: CreateOptions,
                        plan: Any = None) -> dict[str, Any]:
         from .runtime.spec import parse_device
@@ -629,14 +634,14 @@ class ContainerService:
 
     # -- lifecycle ------------------------------------------------------------------------
 
-    def _lock(self, container_id: str):  # type: ignore[no-untyped-def]
+    def _lock(self, container_id: str) -> AbstractContextManager[None]:
         """Serialises a start against its supervisor's exit command (``cleanup``), which may
         run before the start has recorded the container as running."""
         from .store import file_lock
 
         return file_lock(self._store.paths.lock("container-" + container_id))
 
-    def _cgroup_for(self, record: ContainerRecord, fresh: bool = False):  # type: ignore[no-untyped-def]
+    def _cgroup_for(self, record: ContainerRecord, fresh: bool = False) -> Cgroup:
         """The container's cgroup, made with its limits and its spec's device rules.
         ``fresh``: created by this process and never started, so no leftover of an earlier
         start can exist."""
@@ -729,12 +734,13 @@ class ContainerService:
         """Start a container just created with the given fds as its stdio, as a child of
         this process (no supervisor, no log): ``run`` in the foreground without a tty.
         Returns its pid, the pid's kernel start time and its cgroup."""
-        from .native import container_errors, load
+        from . import _native
+        from .native import container_errors
 
         cgroup = self._cgroup_for(record, fresh=True)
         try:
             with container_errors():
-                pid = load().spawn(str(self._store.paths.container(record.id)),
+                pid = _native.spawn(str(self._store.paths.container(record.id)),
                                    stdin_fd=stdin, stdout_fd=stdout, stderr_fd=stderr,
                                    cgroup_procs=cgroup.procs,
                                    seccomp_cache_dir=str(self._store.paths.seccomp_cache))
@@ -779,7 +785,7 @@ class ContainerService:
         self._finish(container_id, code, time.time())
         return code
 
-    def _release_cgroup(self, container_id: str, cgroup: Any = None) -> bool:
+    def _release_cgroup(self, container_id: str, cgroup: Cgroup | None = None) -> bool:
         """Whether the container was OOM-killed; removes its cgroup (best effort: a cgroup
         still busy is left for ``remove``). ``cgroup``: the one this process made for it,
         else it is looked up."""
@@ -890,8 +896,8 @@ class ContainerService:
         cgroups.open_existing(record.id).freeze(False)
         self._store.metadata.update_container(record.id, status="running")
 
-    def top(self, name_or_id: str, ps_args: list[str] | None = None
-            ) -> tuple[list[str], list[list[str]]]:
+    def top(self, name_or_id: str, ps_args: builtins.list[str] | None = None
+            ) -> tuple[builtins.list[str], builtins.list[builtins.list[str]]]:
         """``docker top``: the host's ``ps`` (default ``-ef``) limited to the container's
         processes; returns the titles and the rows."""
         import subprocess
@@ -941,16 +947,17 @@ class ContainerService:
 
         def running() -> bool:
             current = self._store.metadata.get_container(record.id)
-            return current is not None and self._repair(current) is not None and \
-                self._store.metadata.get_container(record.id).status in ("running", "paused")
+            repaired = self._repair(current) if current is not None else None
+            return repaired is not None and repaired.status in ("running", "paused")
 
         return logs.entries(self._store.paths.container_log(record.id), tail=tail,
                             since=since_t, until=until_t, follow=follow, running=running)
 
-    def exec(self, name_or_id: str, command: list[str], *, env: list[str] | None = None,
-             user: str | None = None, workdir: str | None = None, tty: bool = False,
-             privileged: bool = False, stdin: int | None = None, stdout: int = 1,
-             stderr: int = 2, detach: bool = False, wait: bool = True) -> int:
+    def exec(self, name_or_id: str, command: builtins.list[str], *,
+             env: builtins.list[str] | None = None, user: str | None = None,
+             workdir: str | None = None, tty: bool = False, privileged: bool = False,
+             stdin: int | None = None, stdout: int = 1, stderr: int = 2, detach: bool = False,
+             wait: bool = True) -> int:
         """``docker exec``: run ``command`` in the running container, in its namespaces and
         cgroup, with its capabilities, seccomp filter and no_new_privs (``privileged``: all
         capabilities, no filter). ``env`` entries (``K=V``) override the container's; ``user``
@@ -959,7 +966,8 @@ class ContainerService:
         the process's host pid at once (it is this process's child). With ``tty``,
         ``stdin`` must be a terminal's slave side: it becomes the controlling terminal (see
         :meth:`exec_terminal` for a pty of the container's own, as ``exec -t`` needs)."""
-        from .native import container_errors, load
+        from . import _native
+        from .native import container_errors
 
         arguments.descriptor(stdin, "stdin", optional=True)
         arguments.descriptor(stdout, "stdout")
@@ -974,7 +982,7 @@ class ContainerService:
             with self._exec_files(name_or_id, command, env=env, user=user, workdir=workdir,
                                   tty=tty, privileged=privileged) as files, \
                     container_errors():
-                pid = load().exec_process(
+                pid = _native.exec_process(
                     files.container_pid, files.process, seccomp_json=files.seccomp,
                     stdin_fd=stdin, stdout_fd=stdout, stderr_fd=stderr,
                     cgroup_procs=files.cgroup_procs, terminal=tty,
@@ -984,30 +992,31 @@ class ContainerService:
                 os.close(devnull)
         if detach or not wait:
             return pid
-        return load().wait(pid)
+        return _native.wait(pid)
 
-    def exec_terminal(self, name_or_id: str, command: list[str], *,
-                      env: list[str] | None = None, user: str | None = None,
+    def exec_terminal(self, name_or_id: str, command: builtins.list[str], *,
+                      env: builtins.list[str] | None = None, user: str | None = None,
                       workdir: str | None = None, privileged: bool = False,
                       size: tuple[int, int] | None = None) -> tuple[int, int]:
         """``docker exec -t``: as :meth:`exec`, on a new pty of the container's own devpts
         (so ``tty`` inside names its ``/dev/pts/N``, as for ``run -t``) of ``size`` (rows,
         cols). Returns ``(pid, master_fd)`` at once: the process is this process's child
         (``wait`` for it); the master is the caller's to relay, resize and close."""
-        from .native import container_errors, load
+        from . import _native
+        from .native import container_errors
 
         with self._exec_files(name_or_id, command, env=env, user=user, workdir=workdir,
                               tty=True, privileged=privileged) as files, container_errors():
-            pid, master = load().exec_process_pty(
+            pid, master = _native.exec_process_pty(
                 files.container_pid, files.process, seccomp_json=files.seccomp,
                 cgroup_procs=files.cgroup_procs, size=size,
                 seccomp_cache_dir=files.seccomp_cache)
         return pid, master
 
     @contextlib.contextmanager
-    def _exec_files(self, name_or_id: str, command: list[str], *, env: list[str] | None,
-                    user: str | None, workdir: str | None, tty: bool,
-                    privileged: bool) -> Iterator[_ExecFiles]:
+    def _exec_files(self, name_or_id: str, command: builtins.list[str], *,
+                    env: builtins.list[str] | None, user: str | None, workdir: str | None,
+                    tty: bool, privileged: bool) -> Iterator[_ExecFiles]:
         """The OCI process (and seccomp) files of an exec into the running container, which
         exist while the context is open."""
         from .runtime import cgroups
@@ -1015,12 +1024,13 @@ class ContainerService:
         from .runtime.users import process_groups, resolve_user
         from .store.content import write_atomic
 
-        command = arguments.command(command, "command")
+        argv = arguments.command(command, "command")
         arguments.optional_strings(env, "env")
         arguments.optional_text(user, "user")
         arguments.optional_text(workdir, "workdir")
-        if not command:
+        if not argv:
             raise InvalidArgumentError("exec needs a command to run")
+        command = argv
         record = self._load(self.resolve_id(name_or_id))
         if record.status == "paused":
             raise ConflictError(f"Container {record.id} is paused, unpause the container "
@@ -1123,11 +1133,11 @@ class ContainerService:
 
         discard_tree(self._store.paths.container(container_id), self._store.paths.trash)
 
-    def run(self, image: str, command: list[str] | None = None, *,
+    def run(self, image: str, command: builtins.list[str] | None = None, *,
             options: RunOptions | None = None, create: CreateOptions | None = None,
             stdin: int | None = None, stdout: int = 1, stderr: int = 2, progress: Any = None,
             sig_proxy: bool = False, detach: bool = False, volumes: Any = None,
-            mounts: list[Any] | None = None) -> Any:
+            mounts: builtins.list[Any] | None = None) -> Any:
         """``docker run``. With ``detach``, create and start it under its supervisor and
         return the :class:`Container`. Else in the foreground: create, start with the given
         stdio (``stdin`` None: /dev/null), wait, and remove when ``create.auto_remove``;
@@ -1225,7 +1235,8 @@ def _validate_log_config(create: CreateOptions) -> None:
             raise InvalidArgumentError(f"unknown log opt '{key}' for none log driver")
         if key not in ("max-size", "max-file"):
             raise InvalidArgumentError(f"unknown log opt '{key}' for json-file log driver")
-    if create.log_opts.get("max-size") and _log_max_size(create.log_opts) < 1:
+    max_size = _log_max_size(create.log_opts)
+    if max_size is not None and max_size < 1:
         raise InvalidArgumentError("max-size must be a positive size")
     max_file = create.log_opts.get("max-file")
     if max_file is not None:

@@ -9,6 +9,8 @@ from .config import Settings, load_settings
 
 TYPE_CHECKING = False  # typing itself costs start-up time; checkers see the imports
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from .containers import ContainerService
     from .images import ImageService
     from .registry.client import RegistryClient
@@ -39,7 +41,7 @@ class Engine:
         self.settings = settings or load_settings(root=root, config_file=config_file)
 
     @property
-    def root(self):  # type: ignore[no-untyped-def]
+    def root(self) -> Path:
         return self.settings.root
 
     @cached_property

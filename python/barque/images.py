@@ -6,12 +6,13 @@ prefix), a tag (``busybox`` means ``docker.io/library/busybox:latest``) or a dig
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import json
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from functools import cached_property
 
@@ -35,9 +36,13 @@ from .store.snapshots import current_boot_id
 
 TYPE_CHECKING = False  # typing itself costs start-up time; checkers see the imports
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Any
 
+    from ._native import BlobIngest, IngestResult
     from .engine import Engine
+    from .registry.manifest import Descriptor
+    from .store import Store
 
 #: Docker's overlay2 limit: more lower dirs than this cannot be mounted as one rootfs.
 MAX_LAYERS = 125
@@ -111,7 +116,8 @@ class Image:
     @cached_property
     def config(self) -> dict[str, Any]:
         """The full image config document (architecture, os, config, rootfs, history...)."""
-        return json.loads(self._record.config)
+        config: dict[str, Any] = json.loads(self._record.config)
+        return config
 
     @property
     def created(self) -> datetime | None:
@@ -202,7 +208,7 @@ class ImageService:
         self._engine = engine
 
     @property
-    def _store(self):  # type: ignore[no-untyped-def]
+    def _store(self) -> Store:
         return self._engine.store
 
     # -- lookup ---------------------------------------------------------------------------
@@ -345,7 +351,7 @@ class ImageService:
         self._store.metadata.add_digest(f"{ref.name}@{outcome.digest}", image_id)
         return PushResult(str(ref), outcome.digest, outcome.size, outcome.blobs)
 
-    def _mount_sources(self, target: Reference) -> dict[str, list[str]]:
+    def _mount_sources(self, target: Reference) -> dict[str, builtins.list[str]]:
         """Blob digest -> other repositories of ``target``'s registry that hold it: those
         that served (repo digests) an image using it first, then those merely tagged."""
         found: dict[str, list[str]] = {}
@@ -365,7 +371,7 @@ class ImageService:
 
     # -- removal --------------------------------------------------------------------------
 
-    def remove(self, name: str, force: bool = False) -> list[dict[str, str]]:
+    def remove(self, name: str, force: bool = False) -> builtins.list[dict[str, str]]:
         """Docker's ``rmi``: untag a reference, delete the image when no reference is left.
 
         Returns Docker-style records: ``{"Untagged": ref}`` and ``{"Deleted": id}``. Layers
@@ -402,10 +408,10 @@ class ImageService:
                     f"being used by stopped container {users[0][:12]}")
             if users:  # forced: the container keeps its image, nameless
                 out = [{"Untagged": familiar(r)} for r in record.repo_tags + record.repo_digests]
-                for ref in record.repo_tags:
-                    meta.untag(ref)
-                for ref in record.repo_digests:
-                    meta.remove_digest(ref)
+                for tag in record.repo_tags:
+                    meta.untag(tag)
+                for digest in record.repo_digests:
+                    meta.remove_digest(digest)
                 return out
             return self._delete(image_id)
         ref = Reference.parse(name)
@@ -414,7 +420,7 @@ class ImageService:
             raise ConflictError(
                 f'conflict: unable to remove repository reference "{name}" (must force) - '
                 f"container {users[0][:12]} is using its referenced image {image_id[7:19]}")
-        out: list[dict[str, str]] = []
+        out = []
         if ref.digest:
             key = f"{ref.name}@{ref.digest}"
             if meta.image_for_digest(key) == image_id:
@@ -433,14 +439,14 @@ class ImageService:
             return out  # still named, or (forced) kept for the container that uses it
         return out + self._delete(image_id)
 
-    def _delete(self, image_id: str) -> list[dict[str, str]]:
+    def _delete(self, image_id: str) -> builtins.list[dict[str, str]]:
         """Drop the image's remaining names and the image; collect what only it used."""
         out = [{"Untagged": familiar(r)} for r in self._store.metadata.remove_image(image_id)]
         out.append({"Deleted": image_id})
         out += [{"Deleted": c} for c in self._collect_garbage()]
         return out
 
-    def _running(self, container_ids: list[str]) -> list[str]:
+    def _running(self, container_ids: builtins.list[str]) -> builtins.list[str]:
         """Those of ``container_ids`` whose process is alive (stale records repaired)."""
         from .errors import ContainerNotFoundError
 
@@ -454,7 +460,7 @@ class ImageService:
                 running.append(container_id)
         return running
 
-    def _collect_garbage(self) -> list[str]:
+    def _collect_garbage(self) -> builtins.list[str]:
         with self._store.gc_lock(shared=False):
             return self._store.collect_garbage()
 
@@ -572,10 +578,10 @@ class _Pull:
         self.cancelled = threading.Event()
 
     def run(self) -> Image:
-        from .native import load
         from .registry.platform import Platform, host_platform
 
-        load()  # fail early, before any network traffic, if the native core is missing
+        # Fail early, before any network traffic, if the native core is missing.
+        from . import _native
         ref = self.ref
         self.progress.message(f"{ref.tag or ref.digest}: Pulling from {ref.repository}")
         wanted = Platform.parse(self.platform) if self.platform else host_platform()
@@ -618,7 +624,8 @@ class _Pull:
             f" for {ref.familiar}")
         return self.service.get(image_id)
 
-    def _fetch_layers(self, layers: list, diff_ids: list[str], chains: list[str]) -> list[int]:
+    def _fetch_layers(self, layers: Sequence[Descriptor], diff_ids: list[str],
+                      chains: list[str]) -> list[int]:
         workers = max(1, self.settings.max_concurrent_downloads)
         for i, desc in enumerate(layers):
             self.progress.layer(desc.digest[7:19], "Pulling fs layer" if i < workers else "Waiting")
@@ -638,7 +645,7 @@ class _Pull:
                 raise failed[0].exception()  # type: ignore[misc]
             return [f.result() for f in futures]
 
-    def _fetch_layer(self, desc: Any, diff_id: str, chain_id: str) -> int:
+    def _fetch_layer(self, desc: Descriptor, diff_id: str, chain_id: str) -> int:
         store = self.store
         short = desc.digest[7:19]
         if store.snapshots.has(chain_id) and store.content.has(desc.digest):
@@ -663,32 +670,33 @@ class _Pull:
         self.progress.layer(short, "Pull complete")
         return int(result["unpacked_bytes"])
 
-    def _limits(self) -> dict[str, int]:
-        return {"max_bytes": self.settings.max_layer_bytes,
-                "max_entries": self.settings.max_layer_entries}
-
-    def _unpack_local(self, desc: Any, staging: Any, diff_id: str, short: str) -> dict:
-        from .native import load, translated_errors
+    def _unpack_local(self, desc: Descriptor, staging: Path, diff_id: str,
+                      short: str) -> IngestResult:
+        from . import _native
+        from .native import translated_errors
         from .registry.manifest import compression_of
 
         self.progress.layer(short, "Extracting")
         with translated_errors(f"layer {desc.digest}"):
-            return load().unpack_blob(str(self.store.content.path(desc.digest)), str(staging),
-                                      compression=compression_of(desc.media_type),
-                                      expected_diff_id=diff_id, sync=False, **self._limits())
+            return _native.unpack_blob(str(self.store.content.path(desc.digest)), str(staging),
+                                       compression=compression_of(desc.media_type),
+                                       expected_diff_id=diff_id, sync=False,
+                                       max_bytes=self.settings.max_layer_bytes,
+                                       max_entries=self.settings.max_layer_entries)
 
-    def _download(self, desc: Any, staging: Any, diff_id: str | None, short: str) -> dict:
+    def _download(self, desc: Descriptor, staging: Path | None, diff_id: str | None,
+                  short: str) -> IngestResult:
         """Stream the blob into the store (and, with ``staging``, unpack it on the way),
         resuming from the partial file left by an earlier attempt or a killed pull."""
-        from .native import load, translated_errors
+        from . import _native as native
+        from .native import translated_errors
         from .registry.manifest import compression_of
 
-        native = load()
         paths = self.store.paths
         partial = paths.partial(desc.digest)
         compression = compression_of(desc.media_type)
 
-        def new_ingest() -> Any:
+        def new_ingest() -> BlobIngest:
             if staging is not None:
                 for child in staging.iterdir():  # a restart must unpack into an empty dir
                     from .store.snapshots import remove_tree
@@ -697,7 +705,9 @@ class _Pull:
             return native.BlobIngest(
                 str(partial), desc.digest, desc.size,
                 unpack_dir=str(staging) if staging is not None else None,
-                compression=compression, expected_diff_id=diff_id, **self._limits())
+                compression=compression, expected_diff_id=diff_id,
+                max_bytes=self.settings.max_layer_bytes,
+                max_entries=self.settings.max_layer_entries)
 
         attempts = 0
         with translated_errors(f"layer {desc.digest}"):
@@ -731,8 +741,8 @@ class _Pull:
                 holder[0].abort()
                 raise
 
-    def _stream_into(self, holder: list[Any], desc: Any, short: str, partial: Any,
-                     new_ingest: Callable[[], Any]) -> dict:
+    def _stream_into(self, holder: list[BlobIngest], desc: Descriptor, short: str,
+                     partial: Path, new_ingest: Callable[[], BlobIngest]) -> IngestResult:
         """One attempt: open the blob at the ingest's offset and feed it through."""
         if holder[0].offset == desc.size:  # complete already (an earlier pull's ingest file)
             return self._finish(holder[0], desc, short)
@@ -767,7 +777,7 @@ class _Pull:
             stream.close()
         return self._finish(holder[0], desc, short)
 
-    def _finish(self, ingest: Any, desc: Any, short: str) -> dict:
+    def _finish(self, ingest: BlobIngest, desc: Descriptor, short: str) -> IngestResult:
         self.progress.layer(short, "Verifying Checksum")
         blob = self.store.content.path(desc.digest)
         result = ingest.finish(str(blob), sync=False)
@@ -791,7 +801,7 @@ def _gave_up(error: BaseException, registry: str, digest: str, attempts: int) ->
 
 def _parse_config(data: bytes, ref: Reference) -> dict[str, Any]:
     try:
-        config = json.loads(data)
+        config: dict[str, Any] = json.loads(data)  # a dict once the checks below pass
     except ValueError as e:
         raise InvalidManifestError(f"{ref.familiar}: image config is not valid JSON: {e}") from e
     rootfs = config.get("rootfs") if isinstance(config, dict) else None

@@ -29,6 +29,7 @@ from .store.snapshots import current_boot_id
 
 if TYPE_CHECKING:
     from .engine import Engine
+    from .registry.manifest import Compression
 
 MEDIA_TYPE_DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 MEDIA_TYPE_OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
@@ -102,13 +103,13 @@ class ZstdLayerWriter:
     none for zstd, so an image with such a layer gets an OCI manifest."""
 
     def __init__(self, scratch: Path) -> None:
-        from .native import load
+        from . import _native
 
         fd, name = tempfile.mkstemp(dir=scratch, prefix=".layer-", suffix=".zst")
         os.close(fd)
         self.path = Path(name)
         try:
-            self._native = load().ZstdLayerWriter(name)
+            self._native = _native.ZstdLayerWriter(name)
         except BaseException:
             self.path.unlink(missing_ok=True)
             raise
@@ -184,21 +185,23 @@ def decompressed(source: IO[bytes], compression: str) -> Iterator[IO[bytes]]:
         yield source
     elif compression == "gzip":
         with gzip.GzipFile(fileobj=source, mode="rb") as f:
+            # A binary file in all but name: typeshed's GzipFile is no IO[bytes] subclass.
             yield f  # type: ignore[misc]
     elif compression == "bzip2":
         with bz2.BZ2File(source, "rb") as f:
-            yield f  # type: ignore[misc]
+            yield f
     elif compression == "xz":
         with lzma.LZMAFile(source, "rb") as f:
-            yield f  # type: ignore[misc]
+            yield f
     elif compression == "zstd":
         proc = subprocess.Popen(["zstd", "-dcq"], stdin=source, stdout=subprocess.PIPE,
                                 stderr=subprocess.DEVNULL)
+        stdout = proc.stdout
+        assert stdout is not None  # stdout=PIPE
         try:
-            assert proc.stdout is not None
-            yield proc.stdout
+            yield stdout
         finally:
-            proc.stdout.close()  # type: ignore[union-attr]
+            stdout.close()
             if proc.wait() != 0:
                 raise InvalidLayerError("zstd stream is corrupt")
     else:
@@ -219,7 +222,7 @@ def diff_id_of(path: Path, compression: str) -> str:
     return "sha256:" + digest.hexdigest()
 
 
-def compression_of_media_type(media_type: str) -> str:
+def compression_of_media_type(media_type: str) -> Compression:
     from .registry.manifest import LAYER_MEDIA_TYPES
 
     try:
@@ -251,7 +254,7 @@ def parse_config(data: bytes, where: str) -> dict[str, Any]:
     from .errors import InvalidManifestError
 
     try:
-        config = json.loads(data)
+        config: dict[str, Any] = json.loads(data)  # a dict once the checks below pass
     except ValueError as e:
         raise InvalidManifestError(f"{where}: image config is not valid JSON: {e}") from e
     rootfs = config.get("rootfs") if isinstance(config, dict) else None
@@ -344,7 +347,8 @@ def add_images(engine: Engine, images: list[PendingImage]) -> list[str]:
 
 def _commit_layer(engine: Engine, layer: StagedLayer, chain_id: str,
                   created_snapshots: list[str], created_blobs: list[str]) -> None:
-    from .native import load, translated_errors
+    from . import _native
+    from .native import translated_errors
 
     store = engine.store
     compression = compression_of_media_type(layer.media_type)
@@ -357,7 +361,7 @@ def _commit_layer(engine: Engine, layer: StagedLayer, chain_id: str,
             staging = store.snapshots.prepare(chain_id)
             try:
                 with translated_errors(f"layer {layer.diff_id}"):
-                    result = load().unpack_blob(
+                    result = _native.unpack_blob(
                         str(source), str(staging), compression=compression,
                         expected_diff_id=layer.diff_id, sync=False,
                         max_bytes=engine.settings.max_layer_bytes,

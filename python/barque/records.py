@@ -59,7 +59,8 @@ def record(cls: Any = None, *, frozen: bool = False) -> Any:
 
 def fields(obj: Any) -> tuple[str, ...]:
     """The field names of a record class or instance, in declaration order."""
-    return obj.__record_fields__
+    names: tuple[str, ...] = obj.__record_fields__
+    return names
 
 
 def replace(obj: T, **changes: Any) -> T:
@@ -174,5 +175,6 @@ def _build(cls: Any, frozen: bool) -> Any:
     cls.__record_hidden__ = frozenset(hidden)
     cls.__record_uncompared__ = frozenset(uncompared)
     cls.__record_unhashed__ = frozenset(unhashed)
-    cls.__match_args__ = order
+    # setattr: mypy refuses a plain assignment to __match_args__ outside a class body.
+    setattr(cls, "__match_args__", order)
     return cls

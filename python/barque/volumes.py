@@ -11,13 +11,14 @@ container is planned to use it and the moment that container is recorded.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import json
 import os
 import stat
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,7 @@ from .store.metadata import VolumeRecord
 if TYPE_CHECKING:
     from .engine import Engine
     from .images import Image
+    from .store import Store
     from .store.metadata import ContainerRecord
 
 #: Docker's label on the volumes it creates for ``-v /path`` and image ``VOLUME``s.
@@ -62,11 +64,13 @@ class Volume:
 
     @property
     def labels(self) -> dict[str, str]:
-        return json.loads(self._record.labels)
+        labels: dict[str, str] = json.loads(self._record.labels)
+        return labels
 
     @property
     def options(self) -> dict[str, str]:
-        return json.loads(self._record.options)
+        options: dict[str, str] = json.loads(self._record.options)
+        return options
 
     @property
     def anonymous(self) -> bool:
@@ -109,7 +113,7 @@ class MountPlan:
     binds: list[str] = field(default_factory=list)
     tmpfs: dict[str, str] = field(default_factory=dict)
     volumes_from: list[str] = field(default_factory=list)
-    config_volumes: dict[str, dict] = field(default_factory=dict)
+    config_volumes: dict[str, dict[str, Any]] = field(default_factory=dict)
     host_mounts: list[dict[str, Any]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
@@ -123,7 +127,7 @@ class VolumeService:
         self._engine = engine
 
     @property
-    def _store(self):  # type: ignore[no-untyped-def]
+    def _store(self) -> Store:
         return self._engine.store
 
     @contextlib.contextmanager
@@ -235,7 +239,7 @@ class VolumeService:
             out.append(volume)
         return out
 
-    def users(self, name: str) -> list[ContainerRecord]:
+    def users(self, name: str) -> builtins.list[ContainerRecord]:
         """The containers (running or not) whose mounts include the volume ``name``."""
         return [r for r in self._store.metadata.containers() if name in _volume_names(r)]
 
@@ -275,8 +279,8 @@ class VolumeService:
         discard_tree(self._store.paths.volume(name), self._store.paths.trash)
         self._store.metadata.remove_volume(name)
 
-    def prune(self, *, all: bool = False,
-              filters: dict[str, list[str]] | None = None) -> tuple[list[str], int]:
+    def prune(self, *, all: bool = False, filters: dict[str, builtins.list[str]] | None = None,
+              ) -> tuple[builtins.list[str], int]:
         """``docker volume prune``: remove the volumes no container uses -- only anonymous
         ones unless ``all`` (Docker 23's rule); ``filters``: ``label``. Returns their names
         and the bytes they held."""
@@ -294,7 +298,7 @@ class VolumeService:
                 removed.append(volume.name)
         return removed, reclaimed
 
-    def remove_anonymous(self, names: list[str]) -> None:
+    def remove_anonymous(self, names: builtins.list[str]) -> None:
         """After a container's removal with ``-v`` or ``--rm``: its anonymous volumes that no
         other container uses. Named volumes stay (Docker's rule)."""
         if not names:
@@ -309,9 +313,9 @@ class VolumeService:
 
     # -- a container's mounts ---------------------------------------------------------------
 
-    def plan(self, img: Image, *, volumes: list[Any] = (), mounts: list[Any] = (),
-             tmpfs: list[str] | dict[str, str] = (),
-             volumes_from: list[str] = ()) -> MountPlan:
+    def plan(self, img: Image, *, volumes: Sequence[Any] = (), mounts: Sequence[Any] = (),
+             tmpfs: Sequence[str] | dict[str, str] = (),
+             volumes_from: Sequence[str] = ()) -> MountPlan:
         """Check every mount a container asks for and decide what has to be made, touching
         nothing: any bad input raises before a volume, a directory or a container exists."""
         user: list[tuple[MountSpec, str]] = []
@@ -471,7 +475,7 @@ class VolumeService:
                              "options": ["rbind", m.get("Propagation") or "rprivate", *ro]})
         plan.records.append(dict(m, Mode="ro" if not m["RW"] else m.get("Mode", "")))
 
-    def apply(self, plan: MountPlan, img: Image) -> list[str]:
+    def apply(self, plan: MountPlan, img: Image) -> builtins.list[str]:
         """Make what :meth:`plan` decided (call it holding :meth:`lock`): host directories
         (owned by the invoking user), new volumes, copy-up of the image's content into empty
         volumes. Returns the volumes it created, for :meth:`rollback`."""
@@ -498,12 +502,12 @@ class VolumeService:
             raise
         return created
 
-    def rollback(self, created: list[str]) -> None:
+    def rollback(self, created: builtins.list[str]) -> None:
         for name in created:
             with contextlib.suppress(OSError):
                 self._discard(name)
 
-    def _copy_up(self, img: Image, pending: list[tuple[str, str]]) -> None:
+    def _copy_up(self, img: Image, pending: builtins.list[tuple[str, str]]) -> None:
         """Docker's copy-up: the image's files at the mount path, with owners, modes, links
         and xattrs, copied into each new empty volume. The image's view is computed from its
         layer directories (:mod:`barque.merged`), never mounted, so any number of layers

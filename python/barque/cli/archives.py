@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated, Optional
+from typing import IO, TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from .containers import container_app
 from .main import app, engine, image_app
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 def _refuse_terminal(stream: object, what: str) -> None:
@@ -112,23 +115,25 @@ def import_(
     from ..archives import import_rootfs
 
     eng = engine()
-    kwargs = {"reference": reference, "changes": change or [], "message": message,
-              "compression": compression}
+
+    def ingest(stream: IO[bytes], source_name: str) -> str:
+        return import_rootfs(eng, stream, source_name=source_name, reference=reference,
+                             changes=change or [], message=message, compression=compression)
+
     if source == "-":
         _refuse_terminal(sys.stdin, "read from")
-        image_id = import_rootfs(eng, sys.stdin.buffer, source_name="-", **kwargs)
+        image_id = ingest(sys.stdin.buffer, "-")
     elif source.startswith(("http://", "https://")):
-        image_id = _import_url(eng, source, kwargs)
+        image_id = _import_url(source, ingest)
     else:
         with open(source, "rb") as f:
-            image_id = import_rootfs(eng, f, source_name=source, **kwargs)
+            image_id = ingest(f, source)
     typer.echo(image_id)
 
 
-def _import_url(eng, url: str, kwargs: dict) -> str:  # type: ignore[no-untyped-def]
+def _import_url(url: str, ingest: Callable[[IO[bytes], str], str]) -> str:
     import urllib3
 
-    from ..archives import import_rootfs
     from ..errors import RegistryError
 
     pool = urllib3.PoolManager(retries=urllib3.Retry(total=3, redirect=5))
@@ -139,7 +144,8 @@ def _import_url(eng, url: str, kwargs: dict) -> str:  # type: ignore[no-untyped-
     try:
         if response.status != 200:
             raise RegistryError(f"cannot fetch {url}: HTTP {response.status}")
-        return import_rootfs(eng, response, source_name=url, **kwargs)  # type: ignore[arg-type]
+        # A readable binary stream (read, readinto), though not declared an IO[bytes].
+        return ingest(response, url)  # type: ignore[arg-type]
     finally:
         response.release_conn()
 

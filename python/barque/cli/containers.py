@@ -223,8 +223,7 @@ def exec_(
         code = service.exec(container, command, env=environment, user=user, workdir=workdir,
                             privileged=privileged, stdin=0 if interactive else None)
         raise typer.Exit(code)
-    from .. import attach
-    from ..native import load
+    from .. import _native, attach
 
     if interactive and not os.isatty(0):
         from ..errors import InvalidArgumentError
@@ -237,7 +236,7 @@ def exec_(
         attach.relay_pty(master, stdin=interactive)
     finally:
         os.close(master)
-    raise typer.Exit(load().wait(pid))
+    raise typer.Exit(_native.wait(pid))
 
 
 @container_app.command("cleanup", hidden=True)

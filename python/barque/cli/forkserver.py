@@ -524,9 +524,11 @@ def _standard_streams() -> None:
         return io.TextIOWrapper(buffered, encoding=encoding, errors=errors,
                                 line_buffering=line)
 
-    sys.stdin = sys.__stdin__ = text(0, False, "strict", False)
-    sys.stdout = sys.__stdout__ = text(1, True, "strict", os.isatty(1))
-    sys.stderr = sys.__stderr__ = text(2, True, "backslashreplace", True)
+    # The __std*__ originals too, which code falls back to once sys.std* is replaced: typeshed
+    # marks them Final because a process keeps its own, but this fork takes over another's.
+    sys.stdin = sys.__stdin__ = text(0, False, "strict", False)  # type: ignore[misc]
+    sys.stdout = sys.__stdout__ = text(1, True, "strict", os.isatty(1))  # type: ignore[misc]
+    sys.stderr = sys.__stderr__ = text(2, True, "backslashreplace", True)  # type: ignore[misc]
 
 
 def _run() -> int:

@@ -11,6 +11,16 @@ import os
 import sys
 from pathlib import Path
 
+TYPE_CHECKING = False  # typing itself costs start-up time; checkers see the imports
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from typing import Any
+
+    from .run import RunArgs
+
+    #: An option with a value: (field, repeatable, converter of its text).
+    Valued = tuple[str, bool, Callable[[str], Any]]
+
 #: Flags without a value: option -> RunArgs field (value True).
 _BOOLEAN = {
     "--rm": "rm", "-d": "detach", "--detach": "detach", "-i": "interactive",
@@ -71,19 +81,20 @@ def _global_options(argv: list[str]) -> tuple[str | None, str | None, int] | Non
     return root, config, i
 
 
-def _options(argv: list[str], i: int, boolean: dict[str, str],
-             valued: dict[str, tuple[str, bool, type]],
-             extra: dict[str, tuple[str, bool]] | None = None) -> tuple[dict, int] | None:
+def _options(argv: list[str], i: int, boolean: Mapping[str, str],
+             valued: Mapping[str, Valued],
+             extra: Mapping[str, tuple[str, bool]] | None = None,
+             ) -> tuple[dict[str, Any], int] | None:
     """Options from ``argv[i]`` up to the first operand: (values, index of the operand), or
     None for anything these tables do not know (the full parser then handles it)."""
-    values: dict = {}
+    values: dict[str, Any] = {}
     while i < len(argv):
         arg = argv[i]
         if arg == "--" or not arg.startswith("-") or arg == "-":
             break
         if extra and arg in extra:
-            name, value = extra[arg]
-            values[name] = value
+            name, fixed = extra[arg]
+            values[name] = fixed
         elif arg in boolean:
             values[boolean[arg]] = True
         elif arg.startswith("--"):
@@ -118,7 +129,7 @@ def _options(argv: list[str], i: int, boolean: dict[str, str],
     return values, i
 
 
-def parse_run(argv: list[str]):  # type: ignore[no-untyped-def]
+def parse_run(argv: list[str]) -> tuple[str, RunArgs, str | None, str | None] | None:
     """``(kind, RunArgs, root, config)`` for a plain ``run``/``create`` command line, or None
     when the full parser must handle it."""
     found = _global_options(argv)
@@ -142,7 +153,7 @@ def parse_run(argv: list[str]):  # type: ignore[no-untyped-def]
     return kind, RunArgs(image=argv[i], command=argv[i + 1:], **values), root, config
 
 
-def parse_ps(argv: list[str]):  # type: ignore[no-untyped-def]
+def parse_ps(argv: list[str]) -> tuple[dict[str, Any], str | None, str | None] | None:
     """``(values, root, config)`` for a ``ps``/``container ls`` command line, or None."""
     found = _global_options(argv)
     if found is None:
@@ -157,7 +168,7 @@ def parse_ps(argv: list[str]):  # type: ignore[no-untyped-def]
     return parsed[0], root, config
 
 
-def parse_pull(argv: list[str]):  # type: ignore[no-untyped-def]
+def parse_pull(argv: list[str]) -> tuple[dict[str, Any], str | None, str | None] | None:
     """``(values, root, config)`` for a ``pull``/``image pull`` command line with its options
     before the one reference, or None (options after it, no reference...: typer's)."""
     found = _global_options(argv)
@@ -177,7 +188,7 @@ def parse_pull(argv: list[str]):  # type: ignore[no-untyped-def]
     return {**values, "reference": argv[i]}, root, config
 
 
-def _store(values: dict, option: tuple[str, bool, type], text: str) -> bool:
+def _store(values: dict[str, Any], option: Valued, text: str) -> bool:
     name, repeatable, convert = option
     try:
         value = convert(text)
@@ -234,7 +245,8 @@ def command(argv: list[str]) -> int:
     elif ps is not None:
         command, root, config = "ps", ps[1], ps[2]
     else:
-        command, root, config = "pull", pull[1], pull[2]  # type: ignore[index]
+        assert pull is not None  # one of the three matched
+        command, root, config = "pull", pull[1], pull[2]
     root = root or os.environ.get("BARQUE_ROOT") or None
     Options.root = Path(root) if root else None
     Options.config = Path(config) if config else None
@@ -251,14 +263,16 @@ def command(argv: list[str]) -> int:
         else:
             from .pulling import pull_image
 
-            pull_image(**pull[0])  # type: ignore[index]
+            assert pull is not None
+            pull_image(**pull[0])
             code = 0
     except KeyboardInterrupt:
         sys.stderr.write("\n")
         code = 130
     except Exception as e:  # noqa: BLE001 - mapped in one place: cli.errors
-        code = exit_code(e, command)
-        if code is None:
+        mapped = exit_code(e, command)
+        if mapped is None:
             raise
+        code = mapped
         report(e)
     return code

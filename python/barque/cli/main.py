@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 if TYPE_CHECKING:
+    import click
+
     from ..engine import Engine
 
 app = typer.Typer(
@@ -32,7 +34,7 @@ app.add_typer(image_app, name="image")
 
 
 from .context import Options as _Options  # noqa: E402
-from .context import engine  # noqa: E402,F401
+from .context import engine as engine  # noqa: E402  (the command modules take it from here)
 
 
 def _version(value: bool) -> None:
@@ -276,10 +278,10 @@ def _command_name(argv: list[str]) -> str | None:
     return None
 
 
-_click_command = None
+_click_command: click.Command | None = None
 
 
-def click_command():  # type: ignore[no-untyped-def]
+def click_command() -> click.Command:
     """The click command typer builds from ``app`` (~0.1 s), built once per process: the
     forkserver builds it before it forks, so no command pays for it there."""
     global _click_command

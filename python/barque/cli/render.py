@@ -45,7 +45,7 @@ def image_rows(images: Sequence[Image], wanted: str | None, no_trunc: bool) -> l
     for image in images:
         image_id = image.id if no_trunc else image.short_id
         created = image.created
-        digest_by_repo = {}
+        digest_by_repo: dict[str, str] = {}
         for d in image.digests:
             repo, _, digest = d.partition("@")
             digest_by_repo.setdefault(repo, digest)

@@ -93,9 +93,11 @@ def run_or_create(kind: str, args: RunArgs) -> int:
                                    pull=True, progress=progress)
         return start_attached(container.id, interactive=args.interactive, tty=True,
                               auto_remove=args.rm)
-    return service.run(args.image, command, options=options, create=create,
-                       progress=progress, sig_proxy=args.sig_proxy,
-                       stdin=0 if args.interactive else None)
+    # Without detach, run returns the container's exit code.
+    code: int = service.run(args.image, command, options=options, create=create,
+                            progress=progress, sig_proxy=args.sig_proxy,
+                            stdin=0 if args.interactive else None)
+    return code
 
 
 def start_attached(container_id: str, *, interactive: bool, tty: bool,

@@ -14,6 +14,7 @@ import base64
 import json
 import os
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from ..errors import AuthenticationError, BarqueError, RegistryError
@@ -157,7 +158,7 @@ def _real_path(config_path: Path) -> Path:
     return Path(os.path.realpath(config_path))
 
 
-def _read_config(path: Path) -> dict:
+def _read_config(path: Path) -> dict[str, Any]:
     try:
         doc = json.loads(path.read_bytes() or b"{}")
     except FileNotFoundError:
@@ -169,7 +170,7 @@ def _read_config(path: Path) -> dict:
     return doc
 
 
-def _write_config(path: Path, doc: dict) -> None:
+def _write_config(path: Path, doc: dict[str, Any]) -> None:
     from ..store.content import write_atomic
 
     # Docker creates ~/.docker private; the file holds passwords, hence 0600 whatever umask.

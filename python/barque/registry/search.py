@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit
 
 from ..errors import AuthenticationError, RegistryError
@@ -91,7 +92,7 @@ def list_tags(client: RegistryClient, name: str, limit: int | None = None,
 
 
 def _pages(client: RegistryClient, ep: Endpoint, url: str, scope: str, what: str, kind: str
-           ) -> Iterator[dict]:
+           ) -> Iterator[dict[str, Any]]:
     """Each JSON page, following ``Link: rel="next"`` on the registry's own origin."""
     seen: set[str] = set()
     while url and url not in seen and len(seen) < _MAX_PAGES:

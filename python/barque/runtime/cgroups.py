@@ -327,9 +327,9 @@ def _restrict_devices(cgroup: Cgroup, rules: Sequence[Mapping[str, Any]]) -> Non
         return
     lines = device_rule_lines(rules)
     if cgroup.v2:
-        from ..native import load
+        from .. import _native
 
-        load().restrict_devices(str(cgroup.dirs["unified"]), lines)
+        _native.restrict_devices(str(cgroup.dirs["unified"]), lines)
         return
     d = cgroup.dirs.get("devices")
     if d is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from .content import ContentStore
@@ -58,9 +58,9 @@ class Store:
 
     def sync(self) -> None:
         """Make everything written to the store's filesystem durable (one syncfs)."""
-        from ..native import load
+        from .. import _native
 
-        load().syncfs(str(self.paths.root))
+        _native.syncfs(str(self.paths.root))
 
     def collect_garbage(self) -> list[str]:
         """Delete snapshots and blobs no image uses, unpack leftovers and the staging files of
@@ -99,14 +99,14 @@ class Store:
             remove_tree(directory)
             os.close(owner_fd)
 
-    def gc_lock(self, *, shared: bool):
+    def gc_lock(self, *, shared: bool) -> AbstractContextManager[None]:
         """Shared by operations that add content, exclusive for the GC that deletes it."""
         return file_lock(self.paths.lock("gc"), shared=shared)
 
-    def layer_lock(self, chain_id: str):
+    def layer_lock(self, chain_id: str) -> AbstractContextManager[None]:
         return file_lock(self.paths.lock("layer-" + chain_id.removeprefix("sha256:")))
 
-    def blob_lock(self, digest: str):
+    def blob_lock(self, digest: str) -> AbstractContextManager[None]:
         return file_lock(self.paths.lock("blob-" + digest.removeprefix("sha256:")))
 
     def close(self) -> None:

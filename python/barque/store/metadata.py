@@ -18,6 +18,10 @@ from pathlib import Path
 from ..errors import StoreError
 from ..records import field, record
 
+TYPE_CHECKING = False  # typing itself costs start-up time; checkers see the imports
+if TYPE_CHECKING:
+    from typing import Any
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS images (
     id TEXT PRIMARY KEY,            -- config digest
@@ -215,7 +219,8 @@ class Metadata:
                     self._db.execute("ROLLBACK")
                 raise
 
-    def _query(self, sql: str, args: tuple = ()) -> list[tuple]:
+    def _query(self, sql: str, args: tuple[object, ...] = ()) -> list[Any]:
+        """The rows, tuples whose shape the SQL decides."""
         with self._lock, self._errors():
             return self._db.execute(sql, args).fetchall()
 
@@ -296,7 +301,11 @@ class Metadata:
             "SELECT ref FROM tags WHERE image_id = ? ORDER BY ref", (image_id,)))
         digests = tuple(r[0] for r in self._query(
             "SELECT ref FROM repo_digests WHERE image_id = ? ORDER BY ref", (image_id,)))
-        return ImageRecord(*rows[0], layers=layers, repo_tags=tags, repo_digests=digests)
+        (id_, config, manifest_digest, manifest_media_type, manifest, created, size, added_at,
+         last_tag_time) = rows[0]
+        return ImageRecord(id_, config, manifest_digest, manifest_media_type, manifest, created,
+                           size, added_at, last_tag_time, layers=layers, repo_tags=tags,
+                           repo_digests=digests)
 
     def images(self) -> list[ImageRecord]:
         return [img for i in self.image_ids() if (img := self.get_image(i)) is not None]

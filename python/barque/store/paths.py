@@ -80,7 +80,8 @@ class StorePaths:
             from _sha256 import sha256  # type: ignore[import-not-found]
         except ImportError:
             from hashlib import sha256
-        return RUN_ROOT / sha256(key).hexdigest()[:12]
+        digest: str = sha256(key).hexdigest()
+        return RUN_ROOT / digest[:12]
 
     @property
     def volumes(self) -> Path:
