@@ -29,7 +29,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from . import records
 from .digest import chain_ids, is_digest, sha256_digest
-from .errors import DigestMismatchError, InvalidArchiveError
+from .errors import DigestMismatchError, ImageNotFoundError, InvalidArchiveError
 from .layers import (
     MEDIA_TYPE_DOCKER_LAYER_GZIP,
     MEDIA_TYPE_OCI_CONFIG,
@@ -77,12 +77,17 @@ def save(engine: Engine, names: list[str], out: IO[bytes], *, format: str = "doc
         ref = _tag_of(name, image_id)
         if ref is not None and ref not in refs:
             refs.append(ref)
-    records = [(engine.store.metadata.get_image(i), refs) for i, refs in images.items()]
+    records = []
+    for image_id, refs in images.items():
+        record = engine.store.metadata.get_image(image_id)
+        if record is None:  # removed since it was resolved
+            raise ImageNotFoundError(f"No such image: {image_id}")
+        records.append((record, refs))
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         if format == "docker":
-            _DockerArchiveWriter(engine, tar).write(records)  # type: ignore[arg-type]
+            _DockerArchiveWriter(engine, tar).write(records)
         else:
-            _OciArchiveWriter(engine, tar).write(records)  # type: ignore[arg-type]
+            _OciArchiveWriter(engine, tar).write(records)
 
 
 def _tag_of(name: str, image_id: str) -> Reference | None:
@@ -506,7 +511,9 @@ def _plan_oci_archive(staged: _StagedArchive) -> list[PendingImage]:
             raise InvalidArchiveError(f"{what} is not a JSON object")
         return value
 
-    index = document(staged.find("index.json"), "index.json")  # type: ignore[arg-type]
+    index_member = staged.find("index.json")
+    assert index_member is not None  # how load() chose this format
+    index = document(index_member, "index.json")
     by_manifest: dict[str, PendingImage] = {}
     layer_cache: dict[str, StagedLayer] = {}
     descriptors = index.get("manifests")

@@ -28,6 +28,8 @@ from .errors import ContainerPathNotFoundError, InvalidArchiveError, InvalidArgu
 from .records import record
 
 if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
     from .containers import Container
     from .engine import Engine
 
@@ -436,7 +438,7 @@ class ContainerCopy:
 
         return entries()
 
-    def _root(self, name_or_id: str):  # type: ignore[no-untyped-def]
+    def _root(self, name_or_id: str) -> AbstractContextManager[int]:
         import contextlib
         import subprocess
 
@@ -444,7 +446,7 @@ class ContainerCopy:
         container = engine.containers.get(name_or_id)
 
         @contextlib.contextmanager
-        def running() -> Any:
+        def running() -> Iterator[int]:
             fd = os.open(f"/proc/{container.pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
             try:
                 yield fd
@@ -452,7 +454,7 @@ class ContainerCopy:
                 os.close(fd)
 
         @contextlib.contextmanager
-        def mounted() -> Any:
+        def mounted() -> Iterator[int]:
             store = engine.store
             bundle = store.paths.container(container.id)
             image = engine.images.get(container.image_id)

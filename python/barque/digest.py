@@ -15,9 +15,9 @@ def is_digest(value: object) -> bool:
 
 def validate_digest(value: object, what: str = "digest") -> str:
     """Return ``value`` if it is a well-formed sha256 digest, else raise InvalidManifestError."""
-    if not is_digest(value):
+    if not isinstance(value, str) or not is_digest(value):
         raise InvalidManifestError(f"invalid {what}: {value!r}")
-    return value  # type: ignore[return-value]
+    return value
 
 
 def digest_hex(digest: str) -> str:

@@ -35,6 +35,10 @@ class ConflictError(BarqueError, RuntimeError):
 class RegistryError(BarqueError, ConnectionError):
     """The registry could not be reached or answered with an error."""
 
+    #: True when the host could not be reached at all (a mirror failing so is skipped for a
+    #: while); set by the registry client.
+    unreachable: bool = False
+
 
 class ManifestUnknownError(RegistryError, LookupError):
     """The registry has no manifest for the reference (HTTP 404 / MANIFEST_UNKNOWN)."""

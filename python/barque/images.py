@@ -642,7 +642,9 @@ class _Pull:
                 for f in futures:
                     f.cancel()
                 wait(futures)
-                raise failed[0].exception()  # type: ignore[misc]
+                error = failed[0].exception()
+                assert error is not None  # failed: the futures that raised
+                raise error
             return [f.result() for f in futures]
 
     def _fetch_layer(self, desc: Descriptor, diff_id: str, chain_id: str) -> int:

@@ -21,6 +21,10 @@ from pathlib import Path
 from .errors import InvalidArgumentError
 from .records import record
 
+TYPE_CHECKING = False  # typing itself costs start-up time; checkers see the imports
+if TYPE_CHECKING:
+    from io import BufferedReader
+
 
 @record(frozen=True)
 class LogEntry:
@@ -137,7 +141,7 @@ def entries(current: Path, *, tail: int | None = None, since: float | None = Non
         reader.close()
 
 
-def _open(path: Path):  # type: ignore[no-untyped-def]
+def _open(path: Path) -> BufferedReader | None:
     try:
         return open(path, "rb")
     except FileNotFoundError:
@@ -154,7 +158,7 @@ def _keep(backlog: deque[LogEntry], line: bytes, since: float | None,
 class _LineReader:
     """Complete lines of a growing file (a partial last line waits for its newline)."""
 
-    def __init__(self, f) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, f: BufferedReader | None) -> None:
         self.f = f
         self.partial = b""
         self.inode = os.fstat(f.fileno()).st_ino if f else None

@@ -65,7 +65,7 @@ def fields(obj: Any) -> tuple[str, ...]:
 
 def replace(obj: T, **changes: Any) -> T:
     """A copy of ``obj`` with ``changes`` applied (through ``__init__``, so checks rerun)."""
-    values = {name: getattr(obj, name) for name in obj.__record_fields__}  # type: ignore[attr-defined]
+    values = {name: getattr(obj, name) for name in fields(obj)}
     unknown = set(changes) - set(values)
     if unknown:
         raise TypeError(f"{type(obj).__name__} has no field {sorted(unknown)[0]!r}")

@@ -44,12 +44,12 @@ class _NoValue:
 NO_VALUE: Any = _NoValue()
 
 
-class GoMap(dict):  # type: ignore[type-arg]
+class GoMap(dict[str, Any]):
     """A Go map whose missing keys are ``<no value>`` (and ``""`` for ``index``) even when
     missing keys are errors elsewhere: Docker's typed inspect structs have such maps."""
 
 
-class GoObject(dict):  # type: ignore[type-arg]
+class GoObject(dict[str, Any]):
     """A Go struct decoded from JSON: ``zeros`` holds the zero values of fields the JSON may
     leave out (a nil slice, an empty map), which a template still reads without error."""
 

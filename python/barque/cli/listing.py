@@ -6,6 +6,12 @@ import sys
 
 from .context import engine
 
+TYPE_CHECKING = False  # typing itself costs start-up time; checkers see the imports
+if TYPE_CHECKING:
+    from typing import Any
+
+    from ..containers import Container
+
 
 def ps(*, all: bool = False, quiet: bool = False, no_trunc: bool = False,
        format: str | None = None, filter: list[str] | None = None, size: bool = False) -> None:
@@ -42,7 +48,7 @@ def ps(*, all: bool = False, quiet: bool = False, no_trunc: bool = False,
         assert format is not None
         contexts = []
         for c, row in zip(containers, rows):
-            def container_size(c=c, row=row) -> str:  # type: ignore[no-untyped-def]
+            def container_size(c: Container = c, row: dict[str, Any] = row) -> str:
                 if "Size" in row:
                     return str(row["Size"])
                 if not size_used:

@@ -18,12 +18,12 @@ def pull_image(reference: str, quiet: bool = False, platform: Optional[str] = No
     from ..reference import Reference
     from .progress import PullRenderer
 
-    renderer = NullProgress() if quiet else PullRenderer(sys.stdout)
+    renderer = None if quiet else PullRenderer(sys.stdout)
     try:
-        engine().images.pull(reference, platform=platform, progress=renderer)
+        engine().images.pull(reference, platform=platform, progress=renderer or NullProgress())
     finally:
-        if not quiet:
-            renderer.close()  # type: ignore[union-attr]
+        if renderer is not None:
+            renderer.close()
     ref = Reference.parse(reference)
     sys.stdout.write(f"{ref if (ref.tag or ref.digest) else ref.with_tag('latest')}\n")
     sys.stdout.flush()

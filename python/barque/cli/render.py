@@ -12,6 +12,7 @@ from ..humanize import human_duration, human_size
 from .gotemplate import GoStruct, arity, go_quote
 
 if TYPE_CHECKING:
+    from ..containers import Container
     from ..images import Image
 
 
@@ -113,7 +114,7 @@ def _short(image_id: str) -> str:
     return image_id[7:19] if image_id.startswith("sha256:") else image_id
 
 
-def _status(c) -> str:  # type: ignore[no-untyped-def]
+def _status(c: Container) -> str:
     r = c._record
     now = time.time()
     if r.status == "running":
@@ -125,9 +126,11 @@ def _status(c) -> str:  # type: ignore[no-untyped-def]
     return "Created"
 
 
-def container_rows(containers, no_trunc: bool, sizes=None) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
+def container_rows(containers: Iterable[Container], no_trunc: bool,
+                   sizes: Callable[[Container], tuple[int, int]] | None = None,
+                   ) -> list[dict[str, Any]]:
     """``sizes``: with ``ps -s``, a function giving (writable, virtual) bytes of a container."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for c in containers:
         size = ""
         if sizes is not None:

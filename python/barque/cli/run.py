@@ -9,6 +9,10 @@ import sys
 from ..records import field, record
 from .context import engine
 
+TYPE_CHECKING = False  # typing itself costs start-up time; checkers see the imports
+if TYPE_CHECKING:
+    from ..runtime.spec import RunOptions
+
 NETWORK_NOTICE = ("barque: no bridge network yet; the container gets --network none "
                   "(pass --network host or none to silence this)")
 
@@ -138,7 +142,7 @@ def start_attached(container_id: str, *, interactive: bool, tty: bool,
     return code
 
 
-def _run_options(args: RunArgs):  # type: ignore[no-untyped-def]
+def _run_options(args: RunArgs) -> RunOptions:
     from ..errors import BarqueError
     from ..runtime.spec import RunOptions
 

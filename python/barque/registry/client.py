@@ -219,7 +219,7 @@ def _network_error(url: str, exc: Exception) -> RegistryError:
     """
     err = _classify_network_error(urlsplit(url).netloc, exc)
     if not isinstance(err, _TransientError) and not isinstance(exc, SSLError):
-        err.unreachable = True  # type: ignore[attr-defined]
+        err.unreachable = True
     return err
 
 

@@ -120,7 +120,9 @@ class Pusher:
                 for f in futures:
                     f.cancel()
                 wait(futures)
-                raise failed[0].exception()  # type: ignore[misc]
+                error = failed[0].exception()
+                assert error is not None  # failed: the futures that raised
+                raise error
             return {futures[f].descriptor.digest: f.result() for f in futures}
 
     def _push_blob(self, blob: BlobToPush) -> str:

@@ -16,6 +16,10 @@ from pathlib import Path
 from .metadata import Metadata
 from .paths import StorePaths
 
+TYPE_CHECKING = False  # typing itself costs start-up time; checkers see the imports
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 
 class SnapshotStore:
     def __init__(self, paths: StorePaths, metadata: Metadata) -> None:
@@ -162,7 +166,8 @@ atexit.register(flush_discarded)
 def remove_tree(path: Path) -> None:
     """Delete a tree that may contain read-only dirs; never follows symlinks."""
 
-    def make_writable_and_retry(func, p, exc_info):  # type: ignore[no-untyped-def]
+    def make_writable_and_retry(func: Callable[[str], object], p: str,
+                                exc_info: tuple[object, BaseException, object]) -> None:
         if isinstance(exc_info[1], FileNotFoundError):
             return  # removed meanwhile by someone else (a supervisor cleaning its state)
         os.chmod(os.path.dirname(p), 0o700)
