@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import errno
 import inspect
 import os
 import subprocess
@@ -159,7 +160,7 @@ def test_container_error_carries_the_stubbed_attributes():
     with pytest.raises(_native.ContainerError) as caught:
         _native.wait(os.getpid())
     error = caught.value
-    assert (error.exit_code, error.errno, type(error.path)) == (125, 10, str)
+    assert (error.exit_code, error.errno, type(error.path)) == (125, errno.ECHILD, str)
 
 
 def test_stubtest_finds_no_difference():
