@@ -9,7 +9,6 @@ import pty
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -222,7 +221,6 @@ def _status_by_id(root: Path, cid: str) -> str:
 
 
 def _run_state(root: Path, cid: str) -> Path:
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "python"))
     from barque.store.paths import StorePaths
 
     return StorePaths(root).run_state(cid)
@@ -286,7 +284,6 @@ def test_it_detach_keys_leave_it_running(store, busybox) -> None:
 
 
 def test_python_api_detached_context_manager(store, busybox) -> None:
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "python"))
     from barque.containers import CreateOptions
     from barque.engine import Engine
     from barque.runtime.spec import RunOptions
