@@ -227,6 +227,7 @@ def prune(
 ) -> None:
     """Remove unused images."""
     from ..humanize import human_size
+    from .render import deleted_images_text
 
     warning = ("WARNING! This will remove all images without at least one container "
                "associated to them." if all else "WARNING! This will remove all dangling images.")
@@ -235,12 +236,7 @@ def prune(
         if not typer.confirm("Are you sure you want to continue?", default=False):
             return
     report = engine().images.prune(all=all)
-    if report.deleted:
-        typer.echo("Deleted Images:")
-        for entry in report.deleted:
-            for key, value in entry.items():
-                typer.echo(f"{key.lower()}: {value}")
-        typer.echo("")
+    typer.echo(deleted_images_text(report.deleted), nl=False)
     typer.echo(f"Total reclaimed space: {human_size(report.space_reclaimed)}")
 
 

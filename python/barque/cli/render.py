@@ -87,6 +87,16 @@ def print_image_table(rows: Sequence[dict[str, Any]], digests: bool) -> None:
     sys.stdout.write(render_table(headers, body) + "\n")
 
 
+def deleted_images_text(entries: Sequence[Mapping[str, str]]) -> str:
+    """Docker's ``Deleted Images:`` block of a prune (``untagged: ...``/``deleted: ...`` lines
+    and a blank one), or nothing when no image went."""
+    if not entries:
+        return ""
+    lines = ["Deleted Images:"]
+    lines += [f"{key.lower()}: {value}" for entry in entries for key, value in entry.items()]
+    return "\n".join(lines) + "\n\n"
+
+
 def _ellipsis(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 

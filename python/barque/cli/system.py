@@ -45,6 +45,7 @@ def prune(
 ) -> None:
     """Remove unused data."""
     from ..humanize import human_size
+    from .render import deleted_images_text
 
     if not force:
         # Docker's list, less what barque has not got (networks, build cache), plus the
@@ -66,10 +67,5 @@ def prune(
             for item in items:
                 typer.echo(item)
             typer.echo("")
-    if report.images:
-        typer.echo("Deleted Images:")
-        for entry in report.images:
-            for key, value in entry.items():
-                typer.echo(f"{key.lower()}: {value}")
-        typer.echo("")
+    typer.echo(deleted_images_text(report.images), nl=False)
     typer.echo(f"Total reclaimed space: {human_size(report.space_reclaimed, 4)}")
