@@ -1,4 +1,4 @@
-"""barque-runtime (runc's command line on barque-core) against runc on the same busybox bundle.
+"""barque-runtime (runc's command line on barque-container) against runc on the same busybox bundle.
 
 Needs root (namespaces, mounts, cgroups) and runc; builds nothing: barque-runtime is the one
 the installed wheel put on PATH (the venv's bin, scripts/setup).

@@ -13,8 +13,9 @@ use std::process::{Command, Stdio};
 
 /// The crates whose executables ship in the wheel, and the crates they are made of: a change
 /// in any of them must rebuild the executables, not reuse the old ones.
-const SIBLING_CRATES: [&str; 5] = [
-    "barque-core",
+const SIBLING_CRATES: [&str; 6] = [
+    "barque-layers",
+    "barque-container",
     "barque-shim",
     "barque-runtime",
     "barque-cli",

@@ -50,8 +50,8 @@ def server_info(engine: Engine) -> dict[str, Any]:
         "LoggingDriver": "json-file",
         "CgroupDriver": "cgroupfs",
         "CgroupVersion": "2" if cgroups.is_v2() else "1",
-        # barque-core, in the CLI's process (foreground) or under barque-shim (detached).
-        "DefaultRuntime": "barque-core",
+        # barque-container, in the CLI's process (foreground) or under barque-shim (detached).
+        "DefaultRuntime": "barque-container",
         "KernelVersion": platform.release(),
         "OperatingSystem": _operating_system(),
         "OSType": "linux",

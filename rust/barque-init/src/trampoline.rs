@@ -1,4 +1,4 @@
-//! barque-trampoline: the last exec before a container's command (see barque-core's
+//! barque-trampoline: the last exec before a container's command (see barque-container's
 //! `runtime::trampoline` for why and for the protocol).
 //!
 //! barque runs it from a sealed memfd copy, so while it runs `/proc/self/exe` is that copy and
@@ -11,9 +11,9 @@
 
 use std::ffi::{c_char, c_int, CStr};
 
-/// argv[0] barque passes (barque-core's `trampoline::MAGIC`).
+/// argv[0] barque passes (barque-container's `trampoline::MAGIC`).
 const MAGIC: &CStr = c"barque-trampoline/1";
-/// barque-core's `Step::Exec`, as its failure record encodes it (a test there pins it).
+/// barque-container's `Step::Exec`, as its failure record encodes it (a test there pins it).
 const EXEC_STEP: u32 = 25;
 /// The record's index when no candidate was found: the parent then names the bare command.
 const NOT_FOUND: u32 = u32::MAX;
@@ -81,7 +81,7 @@ fn exec_first(
     denied.unwrap_or((NOT_FOUND, libc::ENOENT))
 }
 
-/// The 12-byte failure record barque-core's `Fail::decode` reads.
+/// The 12-byte failure record barque-container's `Fail::decode` reads.
 fn record(index: u32, errno: c_int) -> [u8; 12] {
     let mut out = [0u8; 12];
     out[..4].copy_from_slice(&EXEC_STEP.to_ne_bytes());

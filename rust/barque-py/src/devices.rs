@@ -1,9 +1,9 @@
-//! `restrict_devices`: the device cgroup of a cgroup v2 directory (barque-core's
+//! `restrict_devices`: the device cgroup of a cgroup v2 directory (barque-container's
 //! `device_filter`), for the Python service on a host without v1's devices controller.
 
 use std::path::PathBuf;
 
-use barque_core::runtime::device_filter::{self, DeviceRule, KernelBpf};
+use barque_container::device_filter::{self, DeviceRule, KernelBpf};
 use pyo3::prelude::*;
 
 use crate::errors::NativeError;

@@ -1,13 +1,14 @@
 //! Python exceptions, and the one place core errors become them.
 
-use barque_core::compression::CompressionError;
-use barque_core::digest::DigestError as CoreDigestError;
-use barque_core::error::ErrorClass;
-use barque_core::ingest::IngestError;
-use barque_core::memory::MemoryError;
-use barque_core::runtime::container::ContainerError as CoreContainerError;
-use barque_core::runtime::device_filter::DeviceFilterError;
-use barque_core::runtime::exec::ExecError;
+use barque_container::container::ContainerError as CoreContainerError;
+use barque_container::device_filter::DeviceFilterError;
+use barque_container::error::ErrorClass as ContainerClass;
+use barque_container::exec::ExecError;
+use barque_container::memory::MemoryError;
+use barque_layers::compression::CompressionError;
+use barque_layers::digest::DigestError as CoreDigestError;
+use barque_layers::error::ErrorClass;
+use barque_layers::ingest::IngestError;
 use pyo3::create_exception;
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
@@ -122,21 +123,31 @@ impl From<NativeError> for PyErr {
                 container_error(e.to_string(), e.exit_code(), e.errno(), e.path())
             }
             NativeError::Ingest(e) => by_class(e.class(), e.to_string()),
-            NativeError::Memory(e) => by_class(e.class(), e.to_string()),
-            NativeError::DeviceFilter(e) => by_class(e.class(), e.to_string()),
+            NativeError::Memory(e) => by_container_class(e.class(), e.to_string()),
+            NativeError::DeviceFilter(e) => by_container_class(e.class(), e.to_string()),
         }
+    }
+}
+
+/// OSError(errno, strerror, filename) picks the matching subclass, e.g. FileNotFoundError.
+fn os_error(errno: i32, path: Option<&std::path::Path>) -> PyErr {
+    PyOSError::new_err((
+        errno,
+        strerror(errno),
+        path.map(|p| p.as_os_str().to_owned()),
+    ))
+}
+
+fn by_container_class(class: ContainerClass<'_>, message: String) -> PyErr {
+    match class {
+        ContainerClass::Os { errno, path } => os_error(errno, path),
+        ContainerClass::Usage => PyValueError::new_err(message),
     }
 }
 
 fn by_class(class: ErrorClass<'_>, message: String) -> PyErr {
     match class {
-        // OSError(errno, strerror, filename) picks the matching subclass, e.g.
-        // FileNotFoundError.
-        ErrorClass::Os { errno, path } => PyOSError::new_err((
-            errno,
-            strerror(errno),
-            path.map(|p| p.as_os_str().to_owned()),
-        )),
+        ErrorClass::Os { errno, path } => os_error(errno, path),
         ErrorClass::Layer => LayerError::new_err(message),
         ErrorClass::Digest => DigestError::new_err(message),
         ErrorClass::Usage => PyValueError::new_err(message),

@@ -1,10 +1,10 @@
-//! `exec_process`: one more process in a running container (barque-core's `runtime::exec`).
+//! `exec_process`: one more process in a running container (barque-container's `runtime::exec`).
 //! Runs detached from the interpreter; the caller waits for the pid with `wait`.
 
 use std::os::fd::IntoRawFd;
 use std::path::PathBuf;
 
-use barque_core::runtime::exec::{self, ExecOptions};
+use barque_container::exec::{self, ExecOptions};
 use pyo3::prelude::*;
 
 use crate::errors::NativeError;

@@ -3,10 +3,10 @@
 
 use std::path::PathBuf;
 
-use barque_core::compression::Compression;
-use barque_core::digest::{self, Digest};
-use barque_core::ingest::{self, BlobIngest, IngestOptions, IngestResult, UnpackOptions};
-use barque_core::limits::{Limits, DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES};
+use barque_layers::compression::Compression;
+use barque_layers::digest::{self, Digest};
+use barque_layers::ingest::{self, BlobIngest, IngestOptions, IngestResult, UnpackOptions};
+use barque_layers::limits::{Limits, DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use barque_core::layer_writer::{self, ZstdLayerWriter, DEFAULT_ZSTD_LEVEL};
+use barque_layers::layer_writer::{self, ZstdLayerWriter, DEFAULT_ZSTD_LEVEL};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 

@@ -1,4 +1,4 @@
-//! PyO3 bindings: the private module `barque._native` over barque-core.
+//! PyO3 bindings: the private module `barque._native` over barque-container.
 //!
 //! Errors cross into Python in exactly one place (`impl From<NativeError> for PyErr`), and
 //! every call that does I/O or waits runs detached from the interpreter.

@@ -1,7 +1,7 @@
-//! `populate_writable_memory`: copy a fork's shared pages ahead of use (see barque-core's
+//! `populate_writable_memory`: copy a fork's shared pages ahead of use (see barque-container's
 //! `memory` module); used by the forkserver's waiting child.
 
-use barque_core::memory;
+use barque_container::memory;
 use pyo3::prelude::*;
 
 use crate::errors::NativeError;

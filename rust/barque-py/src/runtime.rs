@@ -1,10 +1,10 @@
 //! `spawn`, `wait` and `kill`: containers from OCI bundles. Each call runs detached from the
-//! interpreter; nothing of Python runs in the container init (it is all barque-core).
+//! interpreter; nothing of Python runs in the container init (it is all barque-container).
 
 use std::path::PathBuf;
 
-use barque_core::runtime::container::{self, ContainerError, SpawnOptions};
-use barque_core::runtime::trampoline;
+use barque_container::container::{self, ContainerError, SpawnOptions};
+use barque_container::trampoline;
 use pyo3::prelude::*;
 
 use crate::errors::NativeError;
@@ -73,7 +73,7 @@ pub fn spawn_terminal(
     let spawned = py
         .detach(|| -> Result<_, container::ContainerError> {
             // Checked first: a container started without a pty would have nobody to hold it.
-            let spec = barque_core::runtime::spec::load(&opts.bundle)?;
+            let spec = barque_container::spec::load(&opts.bundle)?;
             let terminal = spec
                 .process()
                 .as_ref()

@@ -1,5 +1,5 @@
 //! Creating a container's cgroups from `linux.cgroupsPath` and `linux.resources`, and removing
-//! them on `delete`. barque-core's init only joins the `cgroup.procs` files it is given.
+//! them on `delete`. barque-container's init only joins the `cgroup.procs` files it is given.
 //!
 //! cgroup v1 (this host's hybrid layout): one directory per controller barque manages
 //! (memory, pids, cpu, devices); a pure v2 host: one directory in the unified tree, with the
@@ -9,13 +9,13 @@
 //!
 //! Device rules go to v1's `devices.deny`/`devices.allow`; cgroup v2 has no such files, so
 //! there they become a BPF device program attached to the container's directory
-//! (barque-core's `device_filter`).
+//! (barque-container's `device_filter`).
 //!
 //! Limits barque cannot apply are refused naming the field, never ignored.
 
 use std::path::{Path, PathBuf};
 
-use barque_core::runtime::device_filter::{self, DeviceFilterError, DeviceRule, KernelBpf};
+use barque_container::device_filter::{self, DeviceFilterError, DeviceRule, KernelBpf};
 use oci_spec::runtime::LinuxResources;
 
 pub const MOUNT: &str = "/sys/fs/cgroup";

@@ -5,7 +5,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
-use barque_core::runtime::sys::{Linux, Sys};
+use barque_container::sys::{Linux, Sys};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConsoleError {

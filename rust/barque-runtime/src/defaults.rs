@@ -5,8 +5,8 @@ use serde_json::{json, Value};
 
 use crate::signals;
 
-// Every capability this runtime knows, by number: barque-core's table.
-use barque_core::runtime::capabilities::NAMES as CAPS;
+// Every capability this runtime knows, by number: barque-container's table.
+use barque_container::capabilities::NAMES as CAPS;
 
 /// runc 1.1's `runc spec` output without its `/sys/fs/cgroup` mount (refused: barque does not
 /// mount cgroup filesystems in containers).
@@ -52,10 +52,10 @@ pub fn spec() -> Value {
 
 /// The OCI `features` document for what barque-runtime honours.
 pub fn features(v2: bool) -> Value {
-    // Those barque-core knows by name (it refuses any other).
+    // Those barque-container knows by name (it refuses any other).
     let caps: Vec<String> = CAPS
         .iter()
-        .filter(|c| barque_core::runtime::capabilities::number(c).is_ok())
+        .filter(|c| barque_container::capabilities::number(c).is_ok())
         .map(|c| format!("CAP_{c}"))
         .collect();
     json!({

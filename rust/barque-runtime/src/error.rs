@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use barque_core::runtime::container::ContainerError;
-use barque_core::runtime::exec::ExecError;
+use barque_container::container::ContainerError;
+use barque_container::exec::ExecError;
 
 use crate::args::ArgsError;
 use crate::cgroups::CgroupsError;

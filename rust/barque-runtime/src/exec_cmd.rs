@@ -1,4 +1,4 @@
-//! `exec`: a new process in a running container through barque-core's `spawn_exec`, with the
+//! `exec`: a new process in a running container through barque-container's `spawn_exec`, with the
 //! container's seccomp filter and cgroups. Without `--process`, the process is the bundle's
 //! `process` with the given args (and `--cwd`, `--env`, `--user`, `--tty` applied), as runc
 //! builds it.
@@ -6,8 +6,8 @@
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use barque_core::runtime::container;
-use barque_core::runtime::exec::{self, ExecOptions};
+use barque_container::container;
+use barque_container::exec::{self, ExecOptions};
 use oci_spec::runtime::Process;
 
 use crate::args::{ExecArgs, Global};

@@ -1,12 +1,12 @@
-//! `create`, `start`, `run`, `state`, `kill`, `delete`: the OCI lifecycle over barque-core's
-//! `spawn_with`. `create` leaves the init blocked on `<state dir>/exec.fifo` (barque-core's
+//! `create`, `start`, `run`, `state`, `kill`, `delete`: the OCI lifecycle over barque-container's
+//! `spawn_with`. `create` leaves the init blocked on `<state dir>/exec.fifo` (barque-container's
 //! start fd) and returns once it is ready; `start` writes one byte to the fifo and removes it.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use barque_core::runtime::container::{self, SpawnOptions};
+use barque_container::container::{self, SpawnOptions};
 use oci_spec::runtime::{LinuxDeviceType, LinuxResources, Spec};
 
 use crate::args::{CreateArgs, Global};

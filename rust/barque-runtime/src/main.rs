@@ -1,4 +1,4 @@
-//! barque-runtime: runc's command line over an OCI bundle, on barque-core's runtime.
+//! barque-runtime: runc's command line over an OCI bundle, on barque-container's runtime.
 
 mod args;
 mod cgroups;

@@ -1,5 +1,5 @@
-//! The plan-validation step: every spec field barque-core does not honour is refused here,
-//! naming the field, before anything is created (barque-core refuses some of them too, less
+//! The plan-validation step: every spec field barque-container does not honour is refused here,
+//! naming the field, before anything is created (barque-container refuses some of them too, less
 //! specifically). Resources are checked by [`crate::cgroups::writes`].
 
 use oci_spec::runtime::Spec;

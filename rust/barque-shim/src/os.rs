@@ -1,4 +1,4 @@
-//! Thin wrappers over the few system calls the shim makes outside barque-core.
+//! Thin wrappers over the few system calls the shim makes outside barque-container.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -183,7 +183,7 @@ pub fn exit_code(status: libc::c_int) -> i32 {
     } else if libc::WIFSIGNALED(status) {
         128 + libc::WTERMSIG(status)
     } else {
-        barque_core::runtime::container::EXIT_START_FAILED
+        barque_container::container::EXIT_START_FAILED
     }
 }
 

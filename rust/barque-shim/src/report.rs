@@ -1,7 +1,7 @@
 //! The one JSON line the starting process prints: `{"pid": N, "shim_pid": M}` or
 //! `{"error": "...", "exit_code": 125|126|127, "errno": N|null, "path": "..."|null}`.
 
-use barque_core::runtime::container::ContainerError;
+use barque_container::container::ContainerError;
 
 use crate::json;
 

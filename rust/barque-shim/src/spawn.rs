@@ -8,7 +8,7 @@
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
-use barque_core::runtime::container::{self, ContainerError, SpawnOptions};
+use barque_container::container::{self, ContainerError, SpawnOptions};
 
 use crate::args::Options;
 use crate::os;

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType};
 
-use crate::runtime::failure::{Fail, FailAt, Step};
-use crate::runtime::inroot::{Create, InRootError, InRootPath};
-use crate::runtime::sys::Sys;
+use crate::failure::{Fail, FailAt, Step};
+use crate::inroot::{Create, InRootError, InRootPath};
+use crate::sys::Sys;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
@@ -180,7 +180,7 @@ impl DevicesPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::fake_sys::FakeSys;
+    use crate::fake_sys::FakeSys;
 
     #[test]
     fn defaults_and_spec_devices() {

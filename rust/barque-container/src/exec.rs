@@ -27,17 +27,17 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType, LinuxSeccomp, Process};
 
-use crate::runtime::capabilities::{self, CapSets, CapabilityError};
-use crate::runtime::cgroup::{self, CgroupError, CgroupPlan};
-use crate::runtime::container::{EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, EXIT_START_FAILED};
-use crate::runtime::failure::{Fail, FailAt, Step, FAIL_LEN};
-use crate::runtime::inroot::Create;
-use crate::runtime::namespaces::{self, NamespaceError, NamespacePlan};
-use crate::runtime::process::{self, ProcessError, ProcessPlan};
-use crate::runtime::seccomp::{self, SeccompError, SeccompPlan};
-use crate::runtime::sys::{Fd, Linux, Sys};
-use crate::runtime::terminal::{self, TerminalError, TerminalPlan};
-use crate::runtime::trampoline::{self, TrampolineError};
+use crate::capabilities::{self, CapSets, CapabilityError};
+use crate::cgroup::{self, CgroupError, CgroupPlan};
+use crate::container::{EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, EXIT_START_FAILED};
+use crate::failure::{Fail, FailAt, Step, FAIL_LEN};
+use crate::inroot::Create;
+use crate::namespaces::{self, NamespaceError, NamespacePlan};
+use crate::process::{self, ProcessError, ProcessPlan};
+use crate::seccomp::{self, SeccompError, SeccompPlan};
+use crate::sys::{Fd, Linux, Sys};
+use crate::terminal::{self, TerminalError, TerminalPlan};
+use crate::trampoline::{self, TrampolineError};
 
 /// The namespaces an exec'd process joins, in `setns` order (mount last, see the module doc).
 /// A user namespace is refused (containers have none); time namespaces are left alone.
@@ -681,7 +681,7 @@ fn kill_and_reap(pid: libc::pid_t) {
 /// Starts `opts.process` in the container of `opts.container_pid`; returns its host pid once it
 /// has exec'd. The caller owns the child: wait for it with [`container::wait`].
 ///
-/// [`container::wait`]: crate::runtime::container::wait
+/// [`container::wait`]: crate::container::wait
 pub fn spawn_exec(opts: &ExecOptions) -> Result<libc::pid_t, ExecError> {
     start(&mut ExecPlan::build(opts)?)
 }
@@ -788,7 +788,7 @@ fn start(plan: &mut ExecPlan) -> Result<libc::pid_t, ExecError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::fake_sys::FakeSys;
+    use crate::fake_sys::FakeSys;
 
     fn write(dir: &Path, name: &str, v: serde_json::Value) -> PathBuf {
         let p = dir.join(name);

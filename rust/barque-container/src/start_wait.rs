@@ -7,8 +7,8 @@
 
 use std::os::fd::RawFd;
 
-use crate::runtime::failure::{Fail, FailAt, Step, READY};
-use crate::runtime::sys::Sys;
+use crate::failure::{Fail, FailAt, Step, READY};
+use crate::sys::Sys;
 
 #[derive(Debug, Clone, Copy)]
 pub struct StartWait {
@@ -36,7 +36,7 @@ impl StartWait {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::fake_sys::FakeSys;
+    use crate::fake_sys::FakeSys;
 
     #[test]
     fn reports_ready_then_reads_one_byte() {

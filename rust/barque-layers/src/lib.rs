@@ -1,4 +1,5 @@
-//! barque's native core: streaming blob ingestion and hostile-layer-safe unpacking.
+//! barque's layer crate: streaming blob ingestion and hostile-layer-safe unpacking, image
+//! archives' tar streams and layer writers (gzip, zstd).
 //!
 //! Only the binding crate knows about Python; everything here is plain Rust.
 
@@ -16,10 +17,8 @@ pub mod ingest;
 pub mod kernel;
 pub mod layer_writer;
 pub mod limits;
-pub mod memory;
 pub mod path;
 pub mod resolve;
-pub mod runtime;
 pub mod unpack;
 pub mod whiteout;
 

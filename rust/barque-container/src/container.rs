@@ -9,25 +9,25 @@ use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
-use crate::runtime::capabilities::{self, CapSets, CapabilityError};
-use crate::runtime::cgroup::{self, CgroupError, CgroupPlan};
-use crate::runtime::devices::{self, DeviceError, DevicesPlan};
-use crate::runtime::failure::{Fail, Step, FAIL_LEN, READY};
-use crate::runtime::hostname::{self, HostnameError, HostnamePlan};
-use crate::runtime::init;
-use crate::runtime::inroot::InRootError;
-use crate::runtime::masked::{self, MaskPlan};
-use crate::runtime::mounts::{self, MountError, MountPlan};
-use crate::runtime::namespaces::{self, NamespaceError, NamespacePlan};
-use crate::runtime::process::{self, ProcessError, ProcessPlan};
-use crate::runtime::rootfs::{self, RootfsError, RootfsPlan};
-use crate::runtime::seccomp::{self, SeccompError, SeccompPlan};
-use crate::runtime::spec::{self, SpecError};
-use crate::runtime::start_wait::StartWait;
-use crate::runtime::sys::Linux;
-use crate::runtime::sysctl::{self, SysctlError, SysctlPlan};
-use crate::runtime::terminal::{self, TerminalError, TerminalPlan};
-use crate::runtime::trampoline::{self, TrampolineError};
+use crate::capabilities::{self, CapSets, CapabilityError};
+use crate::cgroup::{self, CgroupError, CgroupPlan};
+use crate::devices::{self, DeviceError, DevicesPlan};
+use crate::failure::{Fail, Step, FAIL_LEN, READY};
+use crate::hostname::{self, HostnameError, HostnamePlan};
+use crate::init;
+use crate::inroot::InRootError;
+use crate::masked::{self, MaskPlan};
+use crate::mounts::{self, MountError, MountPlan};
+use crate::namespaces::{self, NamespaceError, NamespacePlan};
+use crate::process::{self, ProcessError, ProcessPlan};
+use crate::rootfs::{self, RootfsError, RootfsPlan};
+use crate::seccomp::{self, SeccompError, SeccompPlan};
+use crate::spec::{self, SpecError};
+use crate::start_wait::StartWait;
+use crate::sys::Linux;
+use crate::sysctl::{self, SysctlError, SysctlPlan};
+use crate::terminal::{self, TerminalError, TerminalPlan};
+use crate::trampoline::{self, TrampolineError};
 
 /// Docker's exit codes for a container that could not start.
 pub const EXIT_START_FAILED: i32 = 125;
@@ -513,7 +513,7 @@ fn child(plan: &Plan, error_pipe: RawFd) -> ! {
         libc::sigaddset(&mut pipe_only, libc::SIGPIPE);
         libc::sigprocmask(libc::SIG_BLOCK, &pipe_only, std::ptr::null_mut());
     }
-    let _ = crate::runtime::sys::Sys::write_all(&sys, error_pipe, &fail.encode());
+    let _ = crate::sys::Sys::write_all(&sys, error_pipe, &fail.encode());
     let code = match (fail.step, fail.errno) {
         (Step::Exec, libc::ENOENT | libc::ENOTDIR) => EXIT_NOT_FOUND,
         (Step::Exec, _) => EXIT_CANNOT_EXECUTE,

@@ -4,7 +4,7 @@
 //! libseccomp runs after clone. As in runc, syscall names this libseccomp does not know are
 //! skipped (profiles list syscalls of newer kernels), rules whose action equals the default are
 //! dropped, and several conditions on the same argument become separate rules (an OR).
-//! [`plan`] goes through [`seccomp_cache`](crate::runtime::seccomp_cache), so a profile is
+//! [`plan`] goes through [`seccomp_cache`](crate::seccomp_cache), so a profile is
 //! compiled once per machine rather than per container.
 
 use std::io::{Read, Seek, SeekFrom};
@@ -18,9 +18,9 @@ use oci_spec::runtime::{
     Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompFilterFlag, LinuxSeccompOperator,
 };
 
-use crate::runtime::failure::{Fail, FailAt, Step};
-use crate::runtime::seccomp_cache::{self, Program, MAX_INSNS};
-use crate::runtime::sys::Sys;
+use crate::failure::{Fail, FailAt, Step};
+use crate::seccomp_cache::{self, Program, MAX_INSNS};
+use crate::sys::Sys;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SeccompError {
@@ -310,7 +310,7 @@ mod tests {
         // SAFETY: the child only makes raw syscalls and exits.
         let pid = unsafe { libc::fork() };
         if pid == 0 {
-            let sys = crate::runtime::sys::Linux;
+            let sys = crate::sys::Linux;
             unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
             let code = match plan.load(&sys) {
                 Err(_) => 1,

@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::Spec;
 
-use crate::runtime::failure::{Fail, FailAt, Step};
-use crate::runtime::sys::{Fd, Sys, MOUNT_ATTR_RDONLY};
+use crate::failure::{Fail, FailAt, Step};
+use crate::sys::{Fd, Sys, MOUNT_ATTR_RDONLY};
 
 pub const ANNOTATION_LOWER: &str = "org.barque.overlay.lower";
 pub const ANNOTATION_UPPER: &str = "org.barque.overlay.upper";
@@ -321,7 +321,7 @@ impl RootfsPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::fake_sys::FakeSys;
+    use crate::fake_sys::FakeSys;
 
     fn spec(v: serde_json::Value) -> Spec {
         serde_json::from_value(v).unwrap()

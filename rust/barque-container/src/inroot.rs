@@ -11,7 +11,7 @@ use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
-use crate::runtime::sys::{Errno, Fd, Sys};
+use crate::sys::{Errno, Fd, Sys};
 
 #[derive(Debug, thiserror::Error)]
 pub enum InRootError {

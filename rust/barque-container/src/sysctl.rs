@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 use std::ffi::CString;
 
-use crate::runtime::failure::{Fail, FailAt, Step};
-use crate::runtime::sys::{Fd, Sys};
+use crate::failure::{Fail, FailAt, Step};
+use crate::sys::{Fd, Sys};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SysctlError {

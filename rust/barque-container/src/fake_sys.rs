@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::ffi::{c_char, CStr};
 use std::os::fd::RawFd;
 
-use crate::runtime::sys::{Errno, FdStat, Sys, SysResult};
+use crate::sys::{Errno, FdStat, Sys, SysResult};
 
 #[derive(Default)]
 pub struct FakeSys {

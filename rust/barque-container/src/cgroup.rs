@@ -18,8 +18,8 @@
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
-use crate::runtime::failure::{Fail, FailAt, Step};
-use crate::runtime::sys::Sys;
+use crate::failure::{Fail, FailAt, Step};
+use crate::sys::Sys;
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot open {}: {source}", path.display())]
@@ -189,7 +189,7 @@ fn decimal(pid: libc::pid_t, out: &mut [u8; 12]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::fake_sys::FakeSys;
+    use crate::fake_sys::FakeSys;
 
     fn tmp_procs(n: usize) -> (tempfile::TempDir, Vec<PathBuf>) {
         let dir = tempfile::tempdir().unwrap();

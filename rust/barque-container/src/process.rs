@@ -11,10 +11,10 @@ use std::path::Path;
 
 use oci_spec::runtime::{PosixRlimit, PosixRlimitType, Process};
 
-use crate::runtime::failure::{Fail, FailAt, Step};
-use crate::runtime::inroot::{Create, InRootError, InRootPath};
-use crate::runtime::sys::Sys;
-use crate::runtime::trampoline::HelperExec;
+use crate::failure::{Fail, FailAt, Step};
+use crate::inroot::{Create, InRootError, InRootPath};
+use crate::sys::Sys;
+use crate::trampoline::HelperExec;
 
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -168,7 +168,7 @@ pub struct ProcessPlan {
     /// How the command is exec'd: through the sealed trampoline (see [`trampoline`]), set by
     /// [`ProcessPlan::exec_through`] once the status pipe exists.
     ///
-    /// [`trampoline`]: crate::runtime::trampoline
+    /// [`trampoline`]: crate::trampoline
     pub helper: Option<HelperExec>,
 }
 
@@ -278,7 +278,7 @@ impl ProcessPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::fake_sys::FakeSys;
+    use crate::fake_sys::FakeSys;
 
     #[test]
     fn clamping() {

@@ -8,9 +8,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::runtime::failure::{Fail, FailAt, Step};
-use crate::runtime::inroot::{Create, InRootError, InRootPath};
-use crate::runtime::sys::{
+use crate::failure::{Fail, FailAt, Step};
+use crate::inroot::{Create, InRootError, InRootPath};
+use crate::sys::{
     Fd, Sys, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY,
 };
 
@@ -103,7 +103,7 @@ impl MaskPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::fake_sys::FakeSys;
+    use crate::fake_sys::FakeSys;
 
     #[test]
     fn masks_files_and_dirs_and_skips_missing() {

@@ -11,10 +11,10 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::Spec;
 
-use crate::runtime::failure::{Fail, FailAt, Step};
-use crate::runtime::inroot::{Create, InRootError, InRootPath};
-use crate::runtime::mount_options::{self, FsParam, MountOptionError, MountOptions};
-use crate::runtime::sys::{Fd, Sys};
+use crate::failure::{Fail, FailAt, Step};
+use crate::inroot::{Create, InRootError, InRootPath};
+use crate::mount_options::{self, FsParam, MountOptionError, MountOptions};
+use crate::sys::{Fd, Sys};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MountError {
@@ -292,7 +292,7 @@ impl MountPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::fake_sys::FakeSys;
+    use crate::fake_sys::FakeSys;
 
     fn m(dest: &str, typ: &str) -> SpecMount {
         SpecMount {

@@ -28,8 +28,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use crate::runtime::failure::{Fail, Step};
-use crate::runtime::sys::Sys;
+use crate::failure::{Fail, Step};
+use crate::sys::Sys;
 
 /// The trampoline's file name, in `$BARQUE_LIBEXEC`, next to the running program, in the
 /// Python package's `_bin` beside the scripts directory it is in, or in the `_bin` directory
@@ -341,7 +341,7 @@ impl HelperExec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::fake_sys::FakeSys;
+    use crate::fake_sys::FakeSys;
 
     #[test]
     fn argv_is_magic_report_fd_candidates_then_the_command() {
@@ -378,7 +378,7 @@ mod tests {
         // rust/barque-init/src/trampoline.rs writes step 25 and u32::MAX for "not found".
         assert_eq!(Step::Exec as u32, 25);
         let not_found = Fail::decode(&{
-            let mut b = [0u8; crate::runtime::failure::FAIL_LEN];
+            let mut b = [0u8; crate::failure::FAIL_LEN];
             b[..4].copy_from_slice(&25u32.to_ne_bytes());
             b[4..8].copy_from_slice(&libc::ENOENT.to_ne_bytes());
             b[8..].copy_from_slice(&u32::MAX.to_ne_bytes());

@@ -2,8 +2,8 @@
 
 use std::ffi::CString;
 
-use crate::runtime::failure::{Fail, FailAt, Step};
-use crate::runtime::sys::Sys;
+use crate::failure::{Fail, FailAt, Step};
+use crate::sys::Sys;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum HostnameError {

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 
 use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType};
 
-use crate::runtime::failure::{Fail, FailAt, Step};
-use crate::runtime::sys::Sys;
+use crate::failure::{Fail, FailAt, Step};
+use crate::sys::Sys;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NamespaceError {
@@ -115,7 +115,7 @@ impl NamespacePlan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::fake_sys::FakeSys;
+    use crate::fake_sys::FakeSys;
 
     #[test]
     fn flags_and_joins() {

@@ -13,9 +13,9 @@ use std::ffi::CStr;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
-use crate::runtime::failure::{Fail, Step};
-use crate::runtime::inroot::{Create, InRootError, InRootPath};
-use crate::runtime::sys::{Fd, Sys};
+use crate::failure::{Fail, Step};
+use crate::inroot::{Create, InRootError, InRootPath};
+use crate::sys::{Fd, Sys};
 
 /// The container's ptmx, inside the rootfs (not the `/dev/ptmx` symlink: one lookup less).
 const PTMX: &CStr = c"dev/pts/ptmx";
@@ -249,7 +249,7 @@ impl TerminalPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::fake_sys::FakeSys;
+    use crate::fake_sys::FakeSys;
 
     fn terminal(uid: u32) -> TerminalPlan {
         let mut t = plan(uid, None).unwrap();

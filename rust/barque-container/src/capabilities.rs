@@ -7,8 +7,8 @@
 
 use oci_spec::runtime::{Capabilities, Capability, LinuxCapabilities};
 
-use crate::runtime::failure::{Fail, FailAt, Step};
-use crate::runtime::sys::Sys;
+use crate::failure::{Fail, FailAt, Step};
+use crate::sys::Sys;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CapabilityError {
@@ -182,7 +182,7 @@ pub fn switch_user_and_set<S: Sys>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::fake_sys::FakeSys;
+    use crate::fake_sys::FakeSys;
 
     #[test]
     fn names() {

@@ -6,9 +6,9 @@
 
 use std::convert::Infallible;
 
-use crate::runtime::container::Plan;
-use crate::runtime::failure::{Fail, FailAt, Step};
-use crate::runtime::sys::Sys;
+use crate::container::Plan;
+use crate::failure::{Fail, FailAt, Step};
+use crate::sys::Sys;
 
 pub fn run<S: Sys>(sys: &S, plan: &Plan) -> Result<Infallible, Fail> {
     // Signals arrive blocked (the parent blocked them around clone): drop the parent's handlers
@@ -60,7 +60,7 @@ pub fn run<S: Sys>(sys: &S, plan: &Plan) -> Result<Infallible, Fail> {
 
     // Privileges: limits, bounding set, user, capabilities, no_new_privs, seccomp.
     process.set_rlimits(sys)?;
-    crate::runtime::capabilities::drop_bounding(sys, &plan.caps, plan.last_cap)?;
+    crate::capabilities::drop_bounding(sys, &plan.caps, plan.last_cap)?;
     // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: do it while we have it
     // (the profile must then allow the few calls left before exec, as Docker's does).
     if !process.no_new_privileges {
@@ -68,7 +68,7 @@ pub fn run<S: Sys>(sys: &S, plan: &Plan) -> Result<Infallible, Fail> {
             s.load(sys)?;
         }
     }
-    crate::runtime::capabilities::switch_user_and_set(
+    crate::capabilities::switch_user_and_set(
         sys,
         &plan.caps,
         process.uid,

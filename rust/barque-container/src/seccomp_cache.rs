@@ -19,7 +19,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 use oci_spec::runtime::LinuxSeccomp;
 use sha2::{Digest as _, Sha256};
 
-use crate::runtime::seccomp::SeccompError;
+use crate::seccomp::SeccompError;
 
 /// Bumped whenever what a key covers or what a file holds changes.
 const FORMAT: &str = "barque-seccomp-bpf-2"; // 2: compiled as a binary tree
@@ -215,10 +215,7 @@ mod tests {
     }
 
     fn compiled(spec: &LinuxSeccomp) -> Vec<libc::sock_filter> {
-        crate::runtime::seccomp::compile(spec)
-            .unwrap()
-            .program
-            .to_vec()
+        crate::seccomp::compile(spec).unwrap().program.to_vec()
     }
 
     #[test]
