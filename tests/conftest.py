@@ -30,7 +30,7 @@ Function-scoped:
 ``settings`` -> :class:`barque.config.Settings`
     Settings isolated from the machine: root in ``tmp_path``, Docker config at a
     ``tmp_path`` file that does not exist (so no credentials are read from the machine).
-    Derive variants with ``barque.records.replace(settings, ...)``.
+    Derive variants with ``msgspec.structs.replace(settings, ...)``.
 """
 
 from __future__ import annotations

@@ -9,10 +9,10 @@ import json
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from barque.records import replace
 from pathlib import Path
 
 import pytest
+from msgspec.structs import replace
 from barque.config import Settings
 from barque.errors import (
     AuthenticationError,

@@ -15,11 +15,11 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
-from barque.records import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from msgspec.structs import replace
 from barque.errors import BarqueError, InvalidArgumentError
 from barque.runtime import seccomp, spec
 from barque.runtime.seccomp import convert_docker_profile, default_docker_profile, default_profile

@@ -27,7 +27,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from . import records
+import msgspec
+
 from .digest import chain_ids, is_digest, sha256_digest
 from .errors import DigestMismatchError, ImageNotFoundError, InvalidArchiveError
 from .layers import (
@@ -46,7 +47,6 @@ from .layers import (
     parse_config,
     sniff_compression,
 )
-from .records import field
 from .reference import Reference
 
 if TYPE_CHECKING:
@@ -286,19 +286,17 @@ class _HashingReader:
 # -- load ---------------------------------------------------------------------------------
 
 
-@records.record
-class _Member:
+class _Member(msgspec.Struct):
     path: Path
     digest: str
     size: int
 
 
-@records.record
-class _StagedArchive:
+class _StagedArchive(msgspec.Struct):
     """The archive's regular files copied to scratch space, by normalised name."""
 
-    members: dict[str, _Member] = field(default_factory=dict)
-    links: dict[str, str] = field(default_factory=dict)
+    members: dict[str, _Member] = msgspec.field(default_factory=dict)
+    links: dict[str, str] = msgspec.field(default_factory=dict)
 
     def find(self, name: str) -> _Member | None:
         key = _normalise(name)

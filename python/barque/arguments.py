@@ -177,7 +177,7 @@ def run_options(options: object) -> RunOptions | None:
     integer(options.pids_limit, "options.pids_limit")
     number(options.cpus, "options.cpus")
     if cmd is not options.command or entrypoint is not options.entrypoint:
-        from .records import replace
+        from msgspec.structs import replace
 
         options = replace(options, command=cmd, entrypoint=entrypoint)
     return options

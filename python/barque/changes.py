@@ -24,8 +24,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from .errors import ContainerPathNotFoundError, InvalidArchiveError, InvalidArgumentError
-from .records import record
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
@@ -37,8 +38,7 @@ WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
 
 
-@record(frozen=True)
-class Change:
+class Change(msgspec.Struct, frozen=True):
     """``kind`` is ``A`` (added), ``C`` (changed) or ``D`` (deleted), as ``docker diff``."""
 
     kind: str

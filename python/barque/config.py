@@ -27,7 +27,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .records import field, record
+import msgspec
 
 TYPE_CHECKING = False  # typing itself costs start-up time (~2.5 ms); checkers see the imports
 if TYPE_CHECKING:
@@ -37,8 +37,7 @@ DEFAULT_ROOT = Path("/var/lib/barque")
 DEFAULT_CONFIG_FILE = Path("/etc/barque/config.toml")
 
 
-@record(frozen=True)
-class Settings:
+class Settings(msgspec.Struct, frozen=True):
     """Everything an :class:`~barque.Engine` is configured with."""
 
     root: Path = DEFAULT_ROOT
@@ -47,9 +46,9 @@ class Settings:
     #: Registries (``host`` or ``host:port``) reached over plain HTTP; 127.0.0.0/8 always is.
     insecure_registries: tuple[str, ...] = ()
     #: Registry host -> mirror base URLs, tried in order before the registry itself.
-    registry_mirrors: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    registry_mirrors: dict[str, tuple[str, ...]] = msgspec.field(default_factory=dict)
     #: Docker's client config, read for ``auths`` credentials.
-    docker_config: Path = field(default_factory=lambda: _docker_config_path())
+    docker_config: Path = msgspec.field(default_factory=lambda: _docker_config_path())
     #: Tar-bomb guards for one layer: bytes of tar stream, number of entries.
     max_layer_bytes: int = 64 << 30
     max_layer_entries: int = 2_000_000

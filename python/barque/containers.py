@@ -20,7 +20,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from . import arguments, records
+import msgspec
+
+from . import arguments
 from .diskusage import tree_size
 from .errors import (
     ConflictError,
@@ -29,7 +31,6 @@ from .errors import (
     ImageNotFoundError,
     InvalidArgumentError,
 )
-from .records import field
 from .store.metadata import ContainerRecord
 
 TYPE_CHECKING = False  # typing itself costs start-up time; checkers see the imports
@@ -46,8 +47,7 @@ if TYPE_CHECKING:
 _HEX = frozenset("0123456789abcdef")
 
 
-@records.record
-class CreateOptions:
+class CreateOptions(msgspec.Struct):
     """What ``barque create``/``run`` accept beyond the runtime options of the spec.
 
     ``open_stdin`` (``-i``) gives a supervised container a stdin fed by attach clients.
@@ -56,26 +56,25 @@ class CreateOptions:
 
     name: str | None = None
     auto_remove: bool = False
-    labels: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = msgspec.field(default_factory=dict)
     stop_signal: str | None = None
     open_stdin: bool = False
     log_driver: str = "json-file"
-    log_opts: dict[str, str] = field(default_factory=dict)
+    log_opts: dict[str, str] = msgspec.field(default_factory=dict)
     #: ``-v`` specs (or docker-py's ``{source: {"bind": target, "mode": "ro"}}``),
     #: ``--mount`` specs (CSV strings or dicts with Docker's keys), ``--tmpfs`` specs (or a
     #: ``{path: options}`` dict), ``--volumes-from`` ``CONTAINER[:ro|rw]``: see
     #: :mod:`barque.runtime.mountspec` and :meth:`barque.volumes.VolumeService.plan`.
-    volumes: Any = field(default_factory=list)
-    mounts: list[Any] = field(default_factory=list)
-    tmpfs: Any = field(default_factory=list)
-    volumes_from: list[str] = field(default_factory=list)
+    volumes: Any = msgspec.field(default_factory=list)
+    mounts: list[Any] = msgspec.field(default_factory=list)
+    tmpfs: Any = msgspec.field(default_factory=list)
+    volumes_from: list[str] = msgspec.field(default_factory=list)
 
     def wants_mounts(self) -> bool:
         return bool(self.volumes or self.mounts or self.tmpfs or self.volumes_from)
 
 
-@records.record(frozen=True)
-class _ExecFiles:
+class _ExecFiles(msgspec.Struct, frozen=True):
     """What the native exec needs: the container's init, the files of its process section
     and seccomp filter (paths), its cgroups' ``cgroup.procs`` and the seccomp cache."""
 
@@ -430,7 +429,7 @@ class ContainerService:
             options.command = command
         create = create or CreateOptions()
         if volumes or mounts:
-            create = records.replace(
+            create = msgspec.structs.replace(
                 create, volumes=_as_list(create.volumes) + _as_list(volumes),
                 mounts=list(create.mounts) + list(mounts or []))
         images = self._engine.images
@@ -457,7 +456,7 @@ class ContainerService:
             plan = self._engine.volumes.plan(
                 img, volumes=_as_list(create.volumes), mounts=create.mounts,
                 tmpfs=create.tmpfs, volumes_from=create.volumes_from)
-            options = records.replace(options, mounts=[*options.mounts, *plan.oci])
+            options = msgspec.structs.replace(options, mounts=[*options.mounts, *plan.oci])
         lowers = self._image_layers(img)
         spec = build_spec(img.config.get("config") or {}, options,
                           lambda path: _layer_file(tuple(lowers), path), container_id)
@@ -486,7 +485,7 @@ class ContainerService:
                 if create.name:  # the user's choice: Docker's conflict error
                     raise ConflictError(_name_conflict(name, owner))
                 # A generated name another process took meanwhile: draw another.
-                record = records.replace(record, name=_generated_name(attempt))
+                record = msgspec.structs.replace(record, name=_generated_name(attempt))
             else:
                 raise ConflictError("could not find a free container name")
         except BaseException:

@@ -16,7 +16,9 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from functools import cached_property
 
-from . import arguments, records
+import msgspec
+
+from . import arguments
 from .digest import chain_ids, sha256_digest, validate_digest
 from .errors import (
     AmbiguousImageError,
@@ -183,14 +185,12 @@ def _rfc3339(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-@records.record
-class PruneReport:
+class PruneReport(msgspec.Struct):
     deleted: list[dict[str, str]]
     space_reclaimed: int
 
 
-@records.record
-class ImageUsage:
+class ImageUsage(msgspec.Struct):
     """The images' share of the store (see :meth:`ImageService.usage`)."""
 
     total: int
@@ -519,8 +519,7 @@ class ImageService:
         return total
 
 
-@records.record
-class PushResult:
+class PushResult(msgspec.Struct):
     """A finished push: the tag pushed, the manifest digest and size the registry serves,
     and per blob digest how it got there (``exists``, ``mounted`` or ``uploaded``)."""
 

@@ -21,9 +21,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+import msgspec
+
 from .digest import chain_ids, sha256_digest, validate_digest
 from .errors import DigestMismatchError, InvalidLayerError
-from .records import record
 from .store.metadata import LayerRecord, NewImage
 from .store.snapshots import current_boot_id
 
@@ -47,8 +48,7 @@ OCI_LAYER_TYPES = {"gzip": MEDIA_TYPE_OCI_LAYER_GZIP, "none": "application/vnd.o
 _CHUNK = 1 << 20
 
 
-@record
-class StagedLayer:
+class StagedLayer(msgspec.Struct):
     """A verified layer blob waiting to enter the store. ``path`` is a file in the store's
     scratch space (renamed into ``blobs/`` on commit), or None when the blob is stored already."""
 
@@ -265,8 +265,7 @@ def parse_config(data: bytes, where: str) -> dict[str, Any]:
     return config
 
 
-@record
-class PendingImage:
+class PendingImage(msgspec.Struct):
     """An image to record: ``base`` layers already in the store, then ``new`` staged ones."""
 
     config: bytes

@@ -18,16 +18,16 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
+import msgspec
+
 from .errors import InvalidArgumentError
-from .records import record
 
 TYPE_CHECKING = False  # typing itself costs start-up time; checkers see the imports
 if TYPE_CHECKING:
     from io import BufferedReader
 
 
-@record(frozen=True)
-class LogEntry:
+class LogEntry(msgspec.Struct, frozen=True):
     stream: str  # "stdout" or "stderr"
     data: bytes
     time: str  # RFC 3339 with nanoseconds, as written

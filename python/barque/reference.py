@@ -18,16 +18,17 @@ registry is ``docker.io``. ``index.docker.io`` and ``registry-1.docker.io`` mean
 A single-component repository on ``docker.io`` gets ``library/``. A reference with neither tag
 nor digest gets ``default_tag`` (``latest``).
 
-Only the standard library's ``re`` and barque's ``records`` are imported: this module is loaded at
-CLI start-up.
+Only the standard library's ``re`` and ``msgspec`` (for the record) are imported: this module is
+loaded at CLI start-up.
 """
 
 from __future__ import annotations
 
 import re
 
+import msgspec
+
 from .errors import InvalidReferenceError
-from .records import record
 
 __all__ = [
     "DEFAULT_REGISTRY",
@@ -112,8 +113,7 @@ def _check_digest(text: str, digest: str) -> None:
         raise _invalid(text, "invalid digest: sha256 needs 64 lowercase hexadecimal characters")
 
 
-@record(frozen=True)
-class Reference:
+class Reference(msgspec.Struct, frozen=True):
     """A normalised image reference: ``registry/repository[:tag][@digest]``.
 
     Instances are validated on construction (so a ``digest`` is always ``sha256:<64 hex>``

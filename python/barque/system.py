@@ -3,7 +3,8 @@ at once (``system prune``), over the image, container and volume services."""
 
 from __future__ import annotations
 
-from . import records
+import msgspec
+
 from .diskusage import tree_size
 
 TYPE_CHECKING = False  # typing itself costs start-up time; checkers see the imports
@@ -11,8 +12,7 @@ if TYPE_CHECKING:
     from .engine import Engine
 
 
-@records.record
-class UsageRow:
+class UsageRow(msgspec.Struct):
     """One row of ``system df``: Docker's TYPE, TOTAL, ACTIVE, SIZE and RECLAIMABLE."""
 
     type: str
@@ -22,8 +22,7 @@ class UsageRow:
     reclaimable: int
 
 
-@records.record
-class SystemPruneReport:
+class SystemPruneReport(msgspec.Struct):
     containers: list[str]
     volumes: list[str]
     images: list[dict[str, str]]

@@ -22,7 +22,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import arguments, records
+import msgspec
+
+from . import arguments
 from .diskusage import tree_size
 from .errors import (
     ContainerNotFoundError,
@@ -30,7 +32,6 @@ from .errors import (
     VolumeInUseError,
     VolumeNotFoundError,
 )
-from .records import field
 from .runtime import mountspec
 from .runtime.mountspec import BIND, TMPFS, VOLUME, MountSpec
 from .store.metadata import VolumeRecord
@@ -95,8 +96,7 @@ class Volume:
                 "Options": self.options or None, "Scope": "local"}
 
 
-@records.record
-class MountPlan:
+class MountPlan(msgspec.Struct):
     """A container's mounts, checked but not made yet (see :meth:`VolumeService.plan`).
 
     ``oci``: OCI mount objects, parents before children. ``records``: Docker's inspect
@@ -104,17 +104,17 @@ class MountPlan:
     labels), volumes to fill from the image when empty (name, path in the image), host
     directories to create."""
 
-    oci: list[dict[str, Any]] = field(default_factory=list)
-    records: list[dict[str, Any]] = field(default_factory=list)
-    new_volumes: list[tuple[str, dict[str, str]]] = field(default_factory=list)
-    copy_up: list[tuple[str, str]] = field(default_factory=list)
-    host_dirs: list[str] = field(default_factory=list)
+    oci: list[dict[str, Any]] = msgspec.field(default_factory=list)
+    records: list[dict[str, Any]] = msgspec.field(default_factory=list)
+    new_volumes: list[tuple[str, dict[str, str]]] = msgspec.field(default_factory=list)
+    copy_up: list[tuple[str, str]] = msgspec.field(default_factory=list)
+    host_dirs: list[str] = msgspec.field(default_factory=list)
     #: Docker's HostConfig/Config fields describing the request.
-    binds: list[str] = field(default_factory=list)
-    tmpfs: dict[str, str] = field(default_factory=dict)
-    volumes_from: list[str] = field(default_factory=list)
-    config_volumes: dict[str, dict[str, Any]] = field(default_factory=dict)
-    host_mounts: list[dict[str, Any]] = field(default_factory=list)
+    binds: list[str] = msgspec.field(default_factory=list)
+    tmpfs: dict[str, str] = msgspec.field(default_factory=dict)
+    volumes_from: list[str] = msgspec.field(default_factory=list)
+    config_volumes: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
+    host_mounts: list[dict[str, Any]] = msgspec.field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.oci)

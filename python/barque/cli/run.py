@@ -6,7 +6,8 @@ from __future__ import annotations
 import os
 import sys
 
-from ..records import field, record
+import msgspec
+
 from .context import engine
 
 TYPE_CHECKING = False  # typing itself costs start-up time; checkers see the imports
@@ -17,29 +18,28 @@ NETWORK_NOTICE = ("barque: no bridge network yet; the container gets --network n
                   "(pass --network host or none to silence this)")
 
 
-@record
-class RunArgs:
+class RunArgs(msgspec.Struct):
     """Everything ``barque run``/``create`` accept, as parsed from the command line."""
 
     image: str
-    command: list[str] = field(default_factory=list)
+    command: list[str] = msgspec.field(default_factory=list)
     rm: bool = False
     name: str | None = None
-    env: list[str] = field(default_factory=list)
-    env_file: list[str] = field(default_factory=list)
+    env: list[str] = msgspec.field(default_factory=list)
+    env_file: list[str] = msgspec.field(default_factory=list)
     workdir: str | None = None
     user: str | None = None
-    group_add: list[str] = field(default_factory=list)
+    group_add: list[str] = msgspec.field(default_factory=list)
     hostname: str | None = None
     entrypoint: str | None = None
     network: str | None = None
     read_only: bool = False
     privileged: bool = False
-    device: list[str] = field(default_factory=list)
-    cap_add: list[str] = field(default_factory=list)
-    cap_drop: list[str] = field(default_factory=list)
-    security_opt: list[str] = field(default_factory=list)
-    label: list[str] = field(default_factory=list)
+    device: list[str] = msgspec.field(default_factory=list)
+    cap_add: list[str] = msgspec.field(default_factory=list)
+    cap_drop: list[str] = msgspec.field(default_factory=list)
+    security_opt: list[str] = msgspec.field(default_factory=list)
+    label: list[str] = msgspec.field(default_factory=list)
     memory: str | None = None
     pids_limit: int | None = None
     cpus: float | None = None
@@ -49,12 +49,12 @@ class RunArgs:
     init: bool = False
     stop_signal: str | None = None
     log_driver: str = "json-file"
-    log_opt: list[str] = field(default_factory=list)
+    log_opt: list[str] = msgspec.field(default_factory=list)
     sig_proxy: bool = True
-    volume: list[str] = field(default_factory=list)
-    mount: list[str] = field(default_factory=list)
-    tmpfs: list[str] = field(default_factory=list)
-    volumes_from: list[str] = field(default_factory=list)
+    volume: list[str] = msgspec.field(default_factory=list)
+    mount: list[str] = msgspec.field(default_factory=list)
+    tmpfs: list[str] = msgspec.field(default_factory=list)
+    volumes_from: list[str] = msgspec.field(default_factory=list)
 
 
 def run_or_create(kind: str, args: RunArgs) -> int:

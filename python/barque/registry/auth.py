@@ -27,8 +27,9 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
+import msgspec
+
 from ..errors import AuthenticationError
-from ..records import field, record
 
 __all__ = [
     "DOCKER_HUB_AUTH_KEY",
@@ -53,8 +54,7 @@ _MAX_TOKEN_RESPONSE = 1 << 20
 
 # --------------------------------------------------------------------------- challenges
 
-@record(frozen=True)
-class Challenge:
+class Challenge(msgspec.Struct, frozen=True):
     """One challenge of a ``WWW-Authenticate`` header: scheme (lowercased) and parameters.
 
     Parameter names are lowercased; values are unquoted and unescaped. ``token68`` holds a
@@ -62,7 +62,7 @@ class Challenge:
     """
 
     scheme: str
-    params: Mapping[str, str] = field(default_factory=dict, hash=False)
+    params: Mapping[str, str] = msgspec.field(default_factory=dict)
     token68: str | None = None
 
     @property
@@ -190,12 +190,14 @@ def parse_www_authenticate(values: str | Iterable[str]) -> list[Challenge]:
 
 # --------------------------------------------------------------------------- credentials
 
-@record(frozen=True)
-class Credentials:
+class Credentials(msgspec.Struct, frozen=True):
     """A username and password (or token) for one registry. ``repr`` hides the password."""
 
     username: str
-    password: str = field(repr=False)
+    password: str
+
+    def __repr__(self) -> str:
+        return f"Credentials(username={self.username!r})"  # the password stays out of logs
 
     def basic(self) -> str:
         """The ``Authorization`` header value for HTTP Basic."""
@@ -275,8 +277,7 @@ def load_docker_auths(path: Path) -> dict[str, Credentials]:
 
 # --------------------------------------------------------------------------- tokens
 
-@record
-class _Token:
+class _Token(msgspec.Struct):
     value: str
     expires_at: float
 

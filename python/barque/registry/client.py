@@ -55,6 +55,7 @@ from types import TracebackType
 from typing import Self, TypeVar
 from urllib.parse import urljoin, urlsplit
 
+import msgspec
 import urllib3
 from urllib3.exceptions import (
     HTTPError,
@@ -75,7 +76,6 @@ from ..errors import (
     ManifestUnknownError,
     RegistryError,
 )
-from ..records import record
 from ..reference import Reference
 from .auth import Authenticator, normalize_auth_key
 from .manifest import (
@@ -243,8 +243,7 @@ def _classify_network_error(host: str, exc: Exception) -> RegistryError:
     return _TransientError(f"request to registry {host} failed: {_reason(exc)}")
 
 
-@record(frozen=True)
-class Endpoint:
+class Endpoint(msgspec.Struct, frozen=True):
     """Where a registry's API is reached: the registry itself or one of its mirrors."""
 
     #: ``scheme://host[:port][/prefix]`` without a trailing slash; ``/v2/`` is appended.

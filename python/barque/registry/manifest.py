@@ -23,8 +23,9 @@ import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
+import msgspec
+
 from ..errors import InvalidManifestError
-from ..records import field, record
 from .platform import Platform
 
 __all__ = [
@@ -112,8 +113,7 @@ def compression_of(media_type: str) -> Compression:
         raise InvalidManifestError(f"unsupported layer media type {media_type!r}") from None
 
 
-@record(frozen=True)
-class Descriptor:
+class Descriptor(msgspec.Struct, frozen=True):
     """A content descriptor: what a manifest says about one blob or child manifest.
 
     ``digest`` is always valid (``sha256:`` + 64 hex) and ``size`` a non-negative int.
@@ -125,7 +125,7 @@ class Descriptor:
     platform: Platform | None = None
     #: Foreign-layer URLs: informational only, never fetched.
     urls: tuple[str, ...] = ()
-    annotations: Mapping[str, str] = field(default_factory=dict, hash=False)
+    annotations: Mapping[str, str] = msgspec.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         validate_digest(self.digest)
@@ -149,8 +149,7 @@ class Descriptor:
         return out
 
 
-@record(frozen=True)
-class ImageManifest:
+class ImageManifest(msgspec.Struct, frozen=True):
     """One image: its config descriptor and its layers, bottom first.
 
     ``raw`` is exactly the bytes received and ``digest`` their sha256 (the manifest's ID in the
@@ -160,20 +159,19 @@ class ImageManifest:
     config: Descriptor
     layers: tuple[Descriptor, ...]
     media_type: str
-    raw: bytes = field(repr=False)
+    raw: bytes
     digest: str
-    annotations: Mapping[str, str] = field(default_factory=dict, hash=False)
+    annotations: Mapping[str, str] = msgspec.field(default_factory=dict)
 
 
-@record(frozen=True)
-class ImageIndex:
+class ImageIndex(msgspec.Struct, frozen=True):
     """A manifest list / OCI index: one entry per platform (and possibly attestations)."""
 
     manifests: tuple[Descriptor, ...]
-    raw: bytes = field(repr=False)
+    raw: bytes
     digest: str
     media_type: str = MEDIA_TYPE_OCI_INDEX
-    annotations: Mapping[str, str] = field(default_factory=dict, hash=False)
+    annotations: Mapping[str, str] = msgspec.field(default_factory=dict)
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

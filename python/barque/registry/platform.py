@@ -22,8 +22,9 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+import msgspec
+
 from ..errors import InvalidPlatformError, PlatformNotFoundError
-from ..records import record
 
 if TYPE_CHECKING:
     from .manifest import Descriptor
@@ -79,8 +80,7 @@ def normalize_arch(arch: str, variant: str | None) -> tuple[str, str | None]:
     return arch, (v or None)
 
 
-@record(frozen=True)
-class Platform:
+class Platform(msgspec.Struct, frozen=True):
     """An OCI platform: ``os``, ``architecture`` and optional ``variant`` (Go's spellings)."""
 
     os: str

@@ -30,11 +30,11 @@ from pathlib import Path
 from typing import IO
 from urllib.parse import quote, urljoin, urlsplit
 
+import msgspec
 import urllib3
 
 from ..errors import DigestMismatchError, RegistryError
 from ..progress import NullProgress, Progress
-from ..records import record
 from ..reference import Reference
 from .client import (
     _MAX_ERROR_BODY,
@@ -54,8 +54,7 @@ log = logging.getLogger("barque.registry")
 DEFAULT_CHUNK_SIZE = 16 << 20
 
 
-@record(frozen=True)
-class BlobToPush:
+class BlobToPush(msgspec.Struct, frozen=True):
     """One blob of the image: what the manifest says about it and where its bytes are."""
 
     descriptor: Descriptor
@@ -66,8 +65,7 @@ class BlobToPush:
     mount_sources: tuple[str, ...] = ()
 
 
-@record(frozen=True)
-class PushOutcome:
+class PushOutcome(msgspec.Struct, frozen=True):
     """What a push did: the manifest digest and size the registry now serves under the tag,
     and per blob digest how it got there: ``exists``, ``mounted`` or ``uploaded``."""
 

@@ -14,8 +14,9 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit
 
+import msgspec
+
 from ..errors import AuthenticationError, RegistryError
-from ..records import record
 from ..reference import Reference
 from .client import (
     _MAX_ERROR_BODY,
@@ -37,8 +38,7 @@ _MAX_PAGE_BYTES = 8 << 20
 _LINK_NEXT_RE = re.compile(r'<([^>]*)>\s*;[^,]*rel="?next"?', re.IGNORECASE)
 
 
-@record(frozen=True)
-class SearchResult:
+class SearchResult(msgspec.Struct, frozen=True):
     name: str
     description: str = ""
     star_count: int = 0

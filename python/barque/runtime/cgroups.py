@@ -20,8 +20,9 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import msgspec
+
 from ..errors import InvalidArgumentError
-from ..records import record
 
 TYPE_CHECKING = False  # typing itself costs start-up time; checkers see the imports
 if TYPE_CHECKING:
@@ -52,8 +53,7 @@ def parse_memory(text: str | int) -> int:
     return int(float(m.group(1)) * _UNITS[(m.group(2) or "").lower()])
 
 
-@record(frozen=True)
-class CgroupLimits:
+class CgroupLimits(msgspec.Struct, frozen=True):
     """``--memory`` in bytes, ``--pids-limit`` (``None`` or <= 0: unlimited), ``--cpus``."""
 
     memory: int | None = None

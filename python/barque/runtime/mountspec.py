@@ -11,8 +11,9 @@ from __future__ import annotations
 import posixpath
 import re
 
+import msgspec
+
 from ..errors import InvalidArgumentError
-from ..records import field, record, replace
 
 __all__ = ["MountSpec", "parse_volume", "parse_mount", "parse_tmpfs", "check_duplicates",
            "valid_volume_name", "volume_name_error", "clean_target", "from_api"]
@@ -35,8 +36,7 @@ _TMPFS_KEYS = frozenset({"size", "mode", "nr_inodes", "nr_blocks", "uid", "gid"}
 TMPFS_DEFAULTS = ("noexec", "nosuid", "nodev")
 
 
-@record(frozen=True)
-class MountSpec:
+class MountSpec(msgspec.Struct, frozen=True):
     """One requested mount.
 
     ``type`` is ``volume``, ``bind`` or ``tmpfs``. ``source`` is a volume name (``""``: an
@@ -56,7 +56,21 @@ class MountSpec:
     create_host_path: bool = False
     tmpfs_options: tuple[str, ...] = ()
     mode: str = ""
-    labels: dict[str, str] = field(default_factory=dict, compare=False)
+    labels: dict[str, str] = msgspec.field(default_factory=dict)
+
+    # Labels only describe a volume to create: two requests for the same mount are the same
+    # mount whatever labels they carry (and a dict would make the spec unhashable).
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not MountSpec:
+            return NotImplemented
+        return self._identity() == other._identity()
+
+    def __hash__(self) -> int:
+        return hash(self._identity())
+
+    def _identity(self) -> tuple[object, ...]:
+        return (self.type, self.target, self.source, self.read_only, self.nocopy,
+                self.propagation, self.create_host_path, self.tmpfs_options, self.mode)
 
 
 def valid_volume_name(name: str) -> bool:
@@ -338,6 +352,6 @@ def from_api(item: object, *, kind: str) -> list[MountSpec]:
         if (item.get("VolumeOptions") or {}).get("NoCopy"):
             parts.append("volume-nocopy")
         spec = parse_mount(",".join(parts))
-        return [replace(spec, propagation=(item.get("BindOptions") or {}).get("Propagation", "")
+        return [msgspec.structs.replace(spec, propagation=(item.get("BindOptions") or {}).get("Propagation", "")
                         or spec.propagation)]
     raise InvalidArgumentError(f"invalid {kind} entry: {item!r}")

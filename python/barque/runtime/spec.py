@@ -20,8 +20,9 @@ import posixpath
 import re
 from collections.abc import Callable, Iterable, Mapping
 
+import msgspec
+
 from ..errors import InvalidArgumentError
-from ..records import field, record
 from . import seccomp as _seccomp
 from .users import process_groups, resolve_user
 
@@ -91,8 +92,7 @@ _TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})     # Go's strconv.Pa
 _FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
 
 
-@record
-class RunOptions:
+class RunOptions(msgspec.Struct):
     """The ``docker run`` options that shape the spec; defaults are Docker's.
 
     ``command`` replaces the image's ``Cmd``; ``entrypoint`` (``--entrypoint``) replaces its
@@ -112,26 +112,26 @@ class RunOptions:
 
     command: list[str] | None = None
     entrypoint: list[str] | None = None
-    env: list[str] = field(default_factory=list)
+    env: list[str] = msgspec.field(default_factory=list)
     workdir: str | None = None
     user: str | None = None
-    group_add: list[str] = field(default_factory=list)
+    group_add: list[str] = msgspec.field(default_factory=list)
     hostname: str | None = None
     tty: bool = False
     read_only: bool = False
     privileged: bool = False
-    cap_add: list[str] = field(default_factory=list)
-    cap_drop: list[str] = field(default_factory=list)
-    security_opt: list[str] = field(default_factory=list)
+    cap_add: list[str] = msgspec.field(default_factory=list)
+    cap_drop: list[str] = msgspec.field(default_factory=list)
+    security_opt: list[str] = msgspec.field(default_factory=list)
     network: str = "none"
     init: bool = False
-    mounts: list[dict[str, Any]] = field(default_factory=list)
+    mounts: list[dict[str, Any]] = msgspec.field(default_factory=list)
     memory: int | str | None = None
     pids_limit: int | None = None
     cpus: float | None = None
     #: ``--device HOST[:CONTAINER][:PERMISSIONS]``: a host device node, made in the container
     #: and allowed by its device cgroup.
-    devices: list[str] = field(default_factory=list)
+    devices: list[str] = msgspec.field(default_factory=list)
 
     def cgroup_limits(self) -> Any:
         """The validated :class:`~barque.runtime.cgroups.CgroupLimits` of these options."""
@@ -141,8 +141,7 @@ class RunOptions:
         return CgroupLimits(memory=memory, pids=self.pids_limit, cpus=self.cpus).validate()
 
 
-@record(frozen=True)
-class SecurityOptions:
+class SecurityOptions(msgspec.Struct, frozen=True):
     """Parsed ``--security-opt`` values.
 
     ``seccomp`` is ``None`` for Docker's default profile, ``"unconfined"`` for none, else a

@@ -16,8 +16,9 @@ import os
 import struct
 from pathlib import Path
 
+import msgspec
+
 from ..errors import ContainerStartError, StoreError
-from ..records import field, record
 
 #: Attach-socket frame types (both directions share one 8-byte header: type, 3 zero bytes,
 #: big-endian u32 length).
@@ -44,8 +45,7 @@ def helper_binary(name: str) -> Path:
                      "or set BARQUE_LIBEXEC")
 
 
-@record
-class ShimOptions:
+class ShimOptions(msgspec.Struct):
     bundle: Path
     state_dir: Path
     log_path: Path | None = None
@@ -54,9 +54,9 @@ class ShimOptions:
     stdin: bool = False
     hold_output: bool = False
     tty_size: tuple[int, int] | None = None
-    cgroup_procs: list[str] = field(default_factory=list)
+    cgroup_procs: list[str] = msgspec.field(default_factory=list)
     seccomp_cache: Path | None = None
-    exit_command: list[str] = field(default_factory=list)
+    exit_command: list[str] = msgspec.field(default_factory=list)
 
     def argv(self, shim: Path) -> list[str]:
         args = [str(shim), "--bundle", str(self.bundle), "--state-dir", str(self.state_dir)]
@@ -83,8 +83,7 @@ class ShimOptions:
         return args
 
 
-@record(frozen=True)
-class Started:
+class Started(msgspec.Struct, frozen=True):
     pid: int
     shim_pid: int
 
@@ -131,8 +130,7 @@ def start(options: ShimOptions) -> Started:
     raise ContainerStartError(message, exit_code=int(reply.get("exit_code") or 125))
 
 
-@record(frozen=True)
-class ExitRecord:
+class ExitRecord(msgspec.Struct, frozen=True):
     exit_code: int
     finished_at: float
 

@@ -25,8 +25,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 
+import msgspec
+
 from ..errors import InvalidArgumentError
-from ..records import field, record
 
 __all__ = ["ExecUser", "PasswdEntry", "GroupEntry", "parse_passwd", "parse_group",
            "resolve_user", "resolve_group_add", "process_groups"]
@@ -40,8 +41,7 @@ ERR_NO_PASSWD = "no matching entries in passwd file"
 ERR_NO_GROUP = "no matching entries in group file"
 
 
-@record(frozen=True)
-class PasswdEntry:
+class PasswdEntry(msgspec.Struct, frozen=True):
     """One ``/etc/passwd`` line: ``name:password:uid:gid:gecos:home:shell``."""
 
     name: str
@@ -51,8 +51,7 @@ class PasswdEntry:
     shell: str
 
 
-@record(frozen=True)
-class GroupEntry:
+class GroupEntry(msgspec.Struct, frozen=True):
     """One ``/etc/group`` line: ``name:password:gid:member,member``."""
 
     name: str
@@ -60,8 +59,7 @@ class GroupEntry:
     members: tuple[str, ...]
 
 
-@record(frozen=True)
-class ExecUser:
+class ExecUser(msgspec.Struct, frozen=True):
     """The identity a container process runs as.
 
     ``additional_gids`` are the supplementary groups (``process.user.additionalGids``), in the
@@ -71,7 +69,7 @@ class ExecUser:
 
     uid: int = 0
     gid: int = 0
-    additional_gids: tuple[int, ...] = field(default=())
+    additional_gids: tuple[int, ...] = msgspec.field(default=())
     home: str = "/"
 
 

@@ -15,8 +15,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import msgspec
+
 from ..errors import StoreError
-from ..records import field, record
 
 TYPE_CHECKING = False  # typing itself costs start-up time; checkers see the imports
 if TYPE_CHECKING:
@@ -93,8 +94,7 @@ CREATE TABLE IF NOT EXISTS snapshots (
 """
 
 
-@record(frozen=True)
-class LayerRecord:
+class LayerRecord(msgspec.Struct, frozen=True):
     diff_id: str
     chain_id: str
     blob_digest: str
@@ -102,8 +102,7 @@ class LayerRecord:
     blob_size: int
 
 
-@record(frozen=True)
-class ImageRecord:
+class ImageRecord(msgspec.Struct, frozen=True):
     id: str
     config: bytes
     manifest_digest: str
@@ -118,8 +117,7 @@ class ImageRecord:
     repo_digests: tuple[str, ...] = ()
 
 
-@record(frozen=True)
-class ContainerRecord:
+class ContainerRecord(msgspec.Struct, frozen=True):
     id: str
     name: str
     image_id: str
@@ -136,8 +134,7 @@ class ContainerRecord:
     error: str
 
 
-@record(frozen=True)
-class VolumeRecord:
+class VolumeRecord(msgspec.Struct, frozen=True):
     name: str
     driver: str
     created: float
@@ -149,8 +146,7 @@ _CONTAINER_COLUMNS = ("id, name, image_id, image, created, config, status, pid, 
                       " exit_code, started_at, finished_at, oom_killed, error")
 
 
-@record
-class NewImage:
+class NewImage(msgspec.Struct):
     """What a pull hands to :meth:`Metadata.add_image`."""
 
     id: str
@@ -160,7 +156,7 @@ class NewImage:
     manifest: bytes
     created: str
     size: int
-    layers: list[LayerRecord] = field(default_factory=list)
+    layers: list[LayerRecord] = msgspec.field(default_factory=list)
 
 
 def _schema_version() -> int:

@@ -30,15 +30,15 @@ import os
 from functools import cached_property
 from pathlib import Path
 
+import msgspec
+
 from ..digest import digest_hex
-from ..records import record
 
 #: Where supervised containers' live state goes (a tmpfs on systemd hosts).
 RUN_ROOT = Path("/run/barque")
 
 
-@record(frozen=True)
-class StorePaths:
+class StorePaths(msgspec.Struct, frozen=True, dict=True):  # dict: for the cached_property
     root: Path
 
     @property
