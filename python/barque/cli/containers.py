@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
-from .main import FORMAT_HELP, app, engine, inspect
+from .flags import PsArgs, RunArgs, typer_options
+from .main import app, engine, inspect
 
 container_app = typer.Typer(help="Manage containers.", no_args_is_help=True,
                             rich_markup_mode=None)
@@ -16,37 +17,13 @@ app.add_typer(container_app, name="container")
 container_app.command("inspect")(inspect)
 
 
+# exec's options that are run's too (run's own come from barque.cli.flags).
 EnvOpt = Annotated[list[str], typer.Option("--env", "-e", help="Set environment variables.")]
 EnvFileOpt = Annotated[list[str], typer.Option("--env-file", help="Read in a file of environment variables.")]
 WorkdirOpt = Annotated[Optional[str], typer.Option("--workdir", "-w", help="Working directory inside the container.")]
 UserOpt = Annotated[Optional[str], typer.Option("--user", "-u", help="Username or UID (format: <name|uid>[:<group|gid>]).")]
-GroupAddOpt = Annotated[list[str], typer.Option("--group-add", help="Add additional groups to join.")]
-HostnameOpt = Annotated[Optional[str], typer.Option("--hostname", "-h", help="Container host name.")]
-EntrypointOpt = Annotated[Optional[str], typer.Option("--entrypoint", help="Overwrite the default ENTRYPOINT of the image.")]
-NetworkOpt = Annotated[Optional[str], typer.Option("--network", help="'none' or 'host'.")]
-ReadOnlyOpt = Annotated[bool, typer.Option("--read-only", help="Mount the container's root filesystem as read only.")]
-PrivilegedOpt = Annotated[bool, typer.Option("--privileged", help="Give extended privileges to this container.")]
-DeviceOpt = Annotated[list[str], typer.Option("--device", help="Add a host device to the container: HOST[:CONTAINER][:PERMISSIONS].")]
-CapAddOpt = Annotated[list[str], typer.Option("--cap-add", help="Add Linux capabilities.")]
-CapDropOpt = Annotated[list[str], typer.Option("--cap-drop", help="Drop Linux capabilities.")]
-SecurityOpt = Annotated[list[str], typer.Option("--security-opt", help="Security options.")]
-NameOpt = Annotated[Optional[str], typer.Option("--name", help="Assign a name to the container.")]
-RmOpt = Annotated[bool, typer.Option("--rm", help="Automatically remove the container when it exits.")]
-LabelOpt = Annotated[list[str], typer.Option("--label", "-l", help="Set meta data on a container.")]
-MemoryOpt = Annotated[Optional[str], typer.Option("--memory", "-m", help="Memory limit (e.g. 16m, 1g).")]
-PidsLimitOpt = Annotated[Optional[int], typer.Option("--pids-limit", help="Tune container pids limit (-1 for unlimited).")]
-CpusOpt = Annotated[Optional[float], typer.Option("--cpus", help="Number of CPUs.")]
-DetachOpt = Annotated[bool, typer.Option("--detach", "-d", help="Run container in background and print container ID.")]
 InteractiveOpt = Annotated[bool, typer.Option("--interactive", "-i", help="Keep STDIN open even if not attached.")]
 TtyOpt = Annotated[bool, typer.Option("--tty", "-t", help="Allocate a pseudo-TTY.")]
-InitOpt = Annotated[bool, typer.Option("--init", help="Run an init inside the container that forwards signals and reaps processes.")]
-StopSignalOpt = Annotated[Optional[str], typer.Option("--stop-signal", help="Signal to stop the container.")]
-LogDriverOpt = Annotated[str, typer.Option("--log-driver", help="Logging driver: json-file or none.")]
-LogOptOpt = Annotated[list[str], typer.Option("--log-opt", help="Log driver options (max-size=, max-file=).")]
-VolumeOpt = Annotated[list[str], typer.Option("--volume", "-v", help="Bind mount a volume: [NAME:|/HOST:]/PATH[:ro|rw|nocopy].")]
-MountOpt = Annotated[list[str], typer.Option("--mount", help="Attach a filesystem mount: type=volume|bind|tmpfs,source=,target=,readonly,...")]
-TmpfsOpt = Annotated[list[str], typer.Option("--tmpfs", help="Mount a tmpfs directory: /PATH[:size=..,mode=..].")]
-VolumesFromOpt = Annotated[list[str], typer.Option("--volumes-from", help="Mount volumes from the specified container(s): CONTAINER[:ro|rw].")]
 
 
 _RUN_SETTINGS = {"allow_interspersed_args": False, "help_option_names": ["--help"]}
@@ -58,42 +35,19 @@ _CREATE_HELP = "Create a new container (start it with 'barque start -a')."
 @container_app.command("run", context_settings=_RUN_SETTINGS, help=_RUN_HELP)
 @app.command("create", context_settings=_RUN_SETTINGS, help=_CREATE_HELP)
 @container_app.command("create", context_settings=_RUN_SETTINGS, help=_CREATE_HELP)
+@typer_options(RunArgs)
 def run_or_create(
     ctx: typer.Context,
     image: Annotated[str, typer.Argument(metavar="IMAGE")],
     command: Annotated[Optional[list[str]], typer.Argument(metavar="[COMMAND] [ARG...]")] = None,
-    rm: RmOpt = False, name: NameOpt = None, env: EnvOpt = [], env_file: EnvFileOpt = [],
-    workdir: WorkdirOpt = None, user: UserOpt = None, group_add: GroupAddOpt = [],
-    hostname: HostnameOpt = None,
-    entrypoint: EntrypointOpt = None, network: NetworkOpt = None, read_only: ReadOnlyOpt = False,
-    privileged: PrivilegedOpt = False, device: DeviceOpt = [], cap_add: CapAddOpt = [],
-    cap_drop: CapDropOpt = [], security_opt: SecurityOpt = [], label: LabelOpt = [],
-    memory: MemoryOpt = None,
-    pids_limit: PidsLimitOpt = None, cpus: CpusOpt = None, detach: DetachOpt = False,
-    interactive: InteractiveOpt = False, tty: TtyOpt = False, init: InitOpt = False,
-    stop_signal: StopSignalOpt = None, log_driver: LogDriverOpt = "json-file",
-    log_opt: LogOptOpt = [], volume: VolumeOpt = [], mount: MountOpt = [],
-    tmpfs: TmpfsOpt = [], volumes_from: VolumesFromOpt = [],
-    sig_proxy: Annotated[bool, typer.Option(
-        "--sig-proxy/--no-sig-proxy", help="Proxy received signals to the process (run only).")
-    ] = True,
+    **options: Any,
 ) -> None:
-    """`run` and `create` take the same options; `run` also starts and waits."""
-    from .run import RunArgs
+    """`run` and `create` take the same options (:class:`barque.cli.flags.RunArgs`); `run`
+    also starts and waits."""
     from .run import run_or_create as run_command
 
-    raise typer.Exit(run_command(ctx.info_name or "run", RunArgs(
-        image=image, command=command or [], rm=rm, name=name, env=env, env_file=env_file,
-        workdir=workdir, user=user, group_add=group_add, hostname=hostname,
-        entrypoint=entrypoint, network=network,
-        read_only=read_only, privileged=privileged, device=device, cap_add=cap_add,
-        cap_drop=cap_drop,
-        security_opt=security_opt, label=label, memory=memory, pids_limit=pids_limit,
-        cpus=cpus, detach=detach, interactive=interactive, tty=tty, init=init,
-        stop_signal=stop_signal, log_driver=log_driver, log_opt=log_opt,
-        sig_proxy=sig_proxy, volume=volume, mount=mount, tmpfs=tmpfs,
-        volumes_from=volumes_from)))
-
+    raise typer.Exit(run_command(ctx.info_name or "run",
+                                 RunArgs(image=image, command=command or [], **options)))
 
 
 @app.command("start")
@@ -305,20 +259,12 @@ def rm(
 
 @app.command("ps")
 @container_app.command("ls")
-def ps(
-    all: Annotated[bool, typer.Option("--all", "-a", help="Show all containers.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only display container IDs.")] = False,
-    no_trunc: Annotated[bool, typer.Option("--no-trunc", help="Don't truncate output.")] = False,
-    format: Annotated[Optional[str], typer.Option("--format", help=FORMAT_HELP)] = None,
-    filter: Annotated[list[str], typer.Option(
-        "--filter", "-f", help="Filter: status=, name=, id=, label=, ancestor=, volume=.")] = [],
-    size: Annotated[bool, typer.Option("--size", "-s", help="Display total file sizes.")] = False,
-) -> None:
+@typer_options(PsArgs)
+def ps(**options: Any) -> None:
     """List containers."""
     from .listing import ps as list_containers
 
-    list_containers(all=all, quiet=quiet, no_trunc=no_trunc, format=format, filter=filter,
-                    size=size)
+    list_containers(**options)
 
 
 @app.command("rename")

@@ -1,8 +1,9 @@
-"""The ``barque`` entry point. ``run``, ``create``, ``ps`` and ``pull`` -- the commands whose start-up
-time users measure -- are parsed here by a small table-driven parser and executed without importing typer,
-click or rich (about 100 ms of imports); anything this parser does not know, including
-``--help`` and malformed values, goes to the full typer app, so the two never disagree on what
-they both accept: :mod:`barque.cli.run` implements the command for both.
+"""The ``barque`` entry point. ``run``, ``create``, ``ps`` and ``pull`` -- the commands whose
+start-up time users measure -- are parsed here by a small table-driven parser and executed
+without importing typer, click or rich (about 100 ms of imports); anything this parser does
+not know, including ``--help`` and malformed values, goes to the full typer app. Both parsers
+read their options from the one declaration in :mod:`barque.cli.flags`, so they never disagree
+on what they both accept, and :mod:`barque.cli.run` implements the command for both.
 """
 
 from __future__ import annotations
@@ -13,50 +14,39 @@ from pathlib import Path
 
 TYPE_CHECKING = False  # typing itself costs start-up time; checkers see the imports
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable
     from typing import Any
 
-    from .run import RunArgs
+    from .flags import RunArgs
 
+    #: A switch: (field, the value it sets).
+    Switch = tuple[str, bool]
     #: An option with a value: (field, repeatable, converter of its text).
     Valued = tuple[str, bool, Callable[[str], Any]]
 
-#: Flags without a value: option -> RunArgs field (value True).
-_BOOLEAN = {
-    "--rm": "rm", "-d": "detach", "--detach": "detach", "-i": "interactive",
-    "--interactive": "interactive", "-t": "tty", "--tty": "tty", "--read-only": "read_only",
-    "--privileged": "privileged", "--init": "init",
-}
-#: Flags with a value: option -> (RunArgs field, repeatable, converter).
-_VALUED = {
-    "--name": ("name", False, str), "-e": ("env", True, str), "--env": ("env", True, str),
-    "--env-file": ("env_file", True, str), "-w": ("workdir", False, str),
-    "--workdir": ("workdir", False, str), "-u": ("user", False, str),
-    "--user": ("user", False, str), "--group-add": ("group_add", True, str),
-    "-h": ("hostname", False, str),
-    "--hostname": ("hostname", False, str), "--entrypoint": ("entrypoint", False, str),
-    "--network": ("network", False, str), "--device": ("device", True, str),
-    "--cap-add": ("cap_add", True, str),
-    "--cap-drop": ("cap_drop", True, str), "--security-opt": ("security_opt", True, str),
-    "-l": ("label", True, str), "--label": ("label", True, str), "-m": ("memory", False, str),
-    "--memory": ("memory", False, str), "--pids-limit": ("pids_limit", False, int),
-    "--cpus": ("cpus", False, float), "--stop-signal": ("stop_signal", False, str),
-    "--log-driver": ("log_driver", False, str), "--log-opt": ("log_opt", True, str),
-    "-v": ("volume", True, str), "--volume": ("volume", True, str),
-    "--mount": ("mount", True, str), "--tmpfs": ("tmpfs", True, str),
-    "--volumes-from": ("volumes_from", True, str),
-}
+#: Each command's options by spelling, built from its :mod:`barque.cli.flags` class when first
+#: parsed (the forkserver parses many command lines per process).
+_tables: dict[type, tuple[dict[str, Switch], dict[str, Valued]]] = {}
 
 
-#: ``ps``'s flags, parsed the same way (fields of :func:`barque.cli.listing.ps`).
-_PS_BOOLEAN = {"-a": "all", "--all": "all", "-q": "quiet", "--quiet": "quiet",
-               "--no-trunc": "no_trunc", "-s": "size", "--size": "size"}
-_PS_VALUED = {"--format": ("format", False, str), "-f": ("filter", True, str),
-              "--filter": ("filter", True, str)}
+def _options_of(args: type) -> tuple[dict[str, Switch], dict[str, Valued]]:
+    """The switches and valued options of the command whose options class is ``args``."""
+    tables = _tables.get(args)
+    if tables is None:
+        from .flags import BOOL, REPEATABLE, table
 
-#: ``pull``'s flags (arguments of :func:`barque.cli.pulling.pull_image`).
-_PULL_BOOLEAN = {"-q": "quiet", "--quiet": "quiet"}
-_PULL_VALUED = {"--platform": ("platform", False, str)}
+        switches: dict[str, Switch] = {}
+        valued: dict[str, Valued] = {}
+        for spec in table(args):
+            for name in spec.names:
+                if spec.kind == BOOL:
+                    switches[name] = (spec.dest, True)
+                else:
+                    valued[name] = (spec.dest, spec.kind == REPEATABLE, spec.convert)
+            if spec.negation is not None:
+                switches[spec.negation] = (spec.dest, False)
+        tables = _tables[args] = (switches, valued)
+    return tables
 
 
 def _global_options(argv: list[str]) -> tuple[str | None, str | None, int] | None:
@@ -81,22 +71,19 @@ def _global_options(argv: list[str]) -> tuple[str | None, str | None, int] | Non
     return root, config, i
 
 
-def _options(argv: list[str], i: int, boolean: Mapping[str, str],
-             valued: Mapping[str, Valued],
-             extra: Mapping[str, tuple[str, bool]] | None = None,
-             ) -> tuple[dict[str, Any], int] | None:
-    """Options from ``argv[i]`` up to the first operand: (values, index of the operand), or
-    None for anything these tables do not know (the full parser then handles it)."""
+def _options(argv: list[str], i: int, args: type) -> tuple[dict[str, Any], int] | None:
+    """The options of ``args``'s command from ``argv[i]`` up to the first operand: (values,
+    index of the operand), or None for anything its table does not know (the full parser
+    then handles it)."""
+    switches, valued = _options_of(args)
     values: dict[str, Any] = {}
     while i < len(argv):
         arg = argv[i]
         if arg == "--" or not arg.startswith("-") or arg == "-":
             break
-        if extra and arg in extra:
-            name, fixed = extra[arg]
+        if arg in switches:
+            name, fixed = switches[arg]
             values[name] = fixed
-        elif arg in boolean:
-            values[boolean[arg]] = True
         elif arg.startswith("--"):
             key, eq, value = arg.partition("=")
             if key not in valued:
@@ -108,11 +95,12 @@ def _options(argv: list[str], i: int, boolean: Mapping[str, str],
                 i += 1
             if not _store(values, valued[key], value):
                 return None
-        else:  # short options: bundled booleans (-it), or one valued option (-e X, -eX)
+        else:  # short options: bundled switches (-it), or one valued option (-e X, -eX)
             for at, letter in enumerate(arg[1:], start=1):
                 flag = "-" + letter
-                if flag in boolean:
-                    values[boolean[flag]] = True
+                if flag in switches:
+                    name, fixed = switches[flag]
+                    values[name] = fixed
                     continue
                 if flag not in valued:
                     return None
@@ -138,11 +126,10 @@ def parse_run(argv: list[str]) -> tuple[str, RunArgs, str | None, str | None] | 
     root, config, i = found
     if i >= len(argv) or argv[i] not in ("run", "create"):
         return None
-    from .run import RunArgs
+    from .flags import RunArgs
 
     kind = argv[i]
-    parsed = _options(argv, i + 1, _BOOLEAN, _VALUED,
-                      {"--sig-proxy": ("sig_proxy", True), "--no-sig-proxy": ("sig_proxy", False)})
+    parsed = _options(argv, i + 1, RunArgs)
     if parsed is None:
         return None
     values, i = parsed
@@ -162,7 +149,9 @@ def parse_ps(argv: list[str]) -> tuple[dict[str, Any], str | None, str | None] |
     if i >= len(argv) or argv[i] not in ("ps", "ls") or (argv[i] == "ls" and argv[i - 1:i] !=
                                                          ["container"]):
         return None
-    parsed = _options(argv, i + 1, _PS_BOOLEAN, _PS_VALUED)
+    from .flags import PsArgs
+
+    parsed = _options(argv, i + 1, PsArgs)
     if parsed is None or parsed[1] != len(argv):  # operands: not ps's
         return None
     return parsed[0], root, config
@@ -179,7 +168,9 @@ def parse_pull(argv: list[str]) -> tuple[dict[str, Any], str | None, str | None]
         i += 1
     elif argv[i:i + 1] != ["pull"]:
         return None
-    parsed = _options(argv, i + 1, _PULL_BOOLEAN, _PULL_VALUED)
+    from .flags import PullArgs
+
+    parsed = _options(argv, i + 1, PullArgs)
     if parsed is None:
         return None
     values, i = parsed

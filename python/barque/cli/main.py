@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
+
+from .flags import FORMAT_HELP as FORMAT_HELP  # the listing commands' (declared with ps's)
+from .flags import PullArgs, typer_options
 
 if TYPE_CHECKING:
     import click
@@ -63,25 +66,16 @@ def _global(
 
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Suppress verbose output.")]
 
-#: The --format help of listing commands, in the docker CLI's words.
-FORMAT_HELP = ("Format output using a custom template: 'table' (the default), 'table "
-               "TEMPLATE' (with column headers), 'json' (one JSON object per line), or a Go "
-               "template such as '{{.ID}}\\t{{.Names}}'.")
-
 
 @app.command("pull")
 @image_app.command("pull")
-def pull(
-    reference: Annotated[str, typer.Argument(metavar="NAME[:TAG|@DIGEST]")],
-    quiet: QuietOpt = False,
-    platform: Annotated[Optional[str], typer.Option(
-        "--platform", help="Pull this platform (os/arch[/variant]) from a multi-platform image.")
-    ] = None,
-) -> None:
+@typer_options(PullArgs)
+def pull(reference: Annotated[str, typer.Argument(metavar="NAME[:TAG|@DIGEST]")],
+         **options: Any) -> None:
     """Download an image from a registry."""
     from .pulling import pull_image
 
-    pull_image(reference, quiet=quiet, platform=platform)
+    pull_image(reference, **options)
 
 
 # -- images -------------------------------------------------------------------------------

@@ -6,9 +6,9 @@ from __future__ import annotations
 import os
 import sys
 
-import msgspec
-
 from .context import engine
+from .flags import RunArgs as RunArgs  # declared with the options it holds
+from .flags import refuse_unapplied
 
 TYPE_CHECKING = False  # typing itself costs start-up time; checkers see the imports
 if TYPE_CHECKING:
@@ -18,47 +18,11 @@ NETWORK_NOTICE = ("barque: no bridge network yet; the container gets --network n
                   "(pass --network host or none to silence this)")
 
 
-class RunArgs(msgspec.Struct):
-    """Everything ``barque run``/``create`` accept, as parsed from the command line."""
-
-    image: str
-    command: list[str] = msgspec.field(default_factory=list)
-    rm: bool = False
-    name: str | None = None
-    env: list[str] = msgspec.field(default_factory=list)
-    env_file: list[str] = msgspec.field(default_factory=list)
-    workdir: str | None = None
-    user: str | None = None
-    group_add: list[str] = msgspec.field(default_factory=list)
-    hostname: str | None = None
-    entrypoint: str | None = None
-    network: str | None = None
-    read_only: bool = False
-    privileged: bool = False
-    device: list[str] = msgspec.field(default_factory=list)
-    cap_add: list[str] = msgspec.field(default_factory=list)
-    cap_drop: list[str] = msgspec.field(default_factory=list)
-    security_opt: list[str] = msgspec.field(default_factory=list)
-    label: list[str] = msgspec.field(default_factory=list)
-    memory: str | None = None
-    pids_limit: int | None = None
-    cpus: float | None = None
-    detach: bool = False
-    interactive: bool = False
-    tty: bool = False
-    init: bool = False
-    stop_signal: str | None = None
-    log_driver: str = "json-file"
-    log_opt: list[str] = msgspec.field(default_factory=list)
-    sig_proxy: bool = True
-    volume: list[str] = msgspec.field(default_factory=list)
-    mount: list[str] = msgspec.field(default_factory=list)
-    tmpfs: list[str] = msgspec.field(default_factory=list)
-    volumes_from: list[str] = msgspec.field(default_factory=list)
-
-
 def run_or_create(kind: str, args: RunArgs) -> int:
     """``kind`` is ``run`` or ``create``; returns the command's exit code."""
+    refused = refuse_unapplied(args)
+    if refused is not None:
+        return refused
     from ..containers import CreateOptions
 
     options = _run_options(args)
