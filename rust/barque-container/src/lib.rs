@@ -11,6 +11,7 @@
 
 pub mod capabilities;
 pub mod cgroup;
+pub mod cgroups;
 pub mod container;
 pub mod device_filter;
 pub mod devices;
