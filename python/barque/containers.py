@@ -22,7 +22,7 @@ from pathlib import Path
 
 import msgspec
 
-from . import arguments
+from . import arguments, overlay, procfs
 from .diskusage import tree_size
 from .errors import (
     ConflictError,
@@ -38,8 +38,18 @@ if TYPE_CHECKING:
     from contextlib import AbstractContextManager
     from typing import Any
 
+    from .attach import AttachSession
+    from .changes import Change, PathStat, TarStream
     from .engine import Engine
     from .images import Image
+    from .models import (
+        ContainerConfig,
+        ContainerCreate,
+        ContainerInspect,
+        HostConfig,
+        StoredContainer,
+    )
+    from .progress import Cancel, Progress
     from .runtime.cgroups import Cgroup
     from .runtime.spec import RunOptions
     from .store import Store
@@ -91,6 +101,8 @@ class Container:
     def __init__(self, service: ContainerService, record: ContainerRecord) -> None:
         self._service = service
         self._record = record
+        #: What create had to say (Docker's create ``Warnings``): a ulimit clamped, say.
+        self.warnings: list[str] = []
 
     def __repr__(self) -> str:
         return f"<Container {self.short_id} {self.name} {self.status}>"
@@ -122,6 +134,24 @@ class Container:
     @property
     def image_id(self) -> str:
         return self._record.image_id
+
+    @property
+    def image(self) -> str:
+        """The image as the user named it at create (``ps``'s IMAGE column)."""
+        return self._record.image
+
+    @property
+    def created(self) -> float:
+        """Seconds since the epoch; ``started_at``/``finished_at`` likewise, 0 if never."""
+        return self._record.created
+
+    @property
+    def started_at(self) -> float:
+        return self._record.started_at
+
+    @property
+    def finished_at(self) -> float:
+        return self._record.finished_at
 
     @property
     def config(self) -> dict[str, Any]:
@@ -182,52 +212,176 @@ class Container:
             pass
 
     @property
+    def model(self) -> StoredContainer:
+        """The container's description, typed: its ``Config`` (merged with the image's),
+        ``HostConfig``, ``NetworkingConfig`` and mount points, as created."""
+        return _stored_of(self._record)
+
+    @property
     def attrs(self) -> dict[str, Any]:
-        """Docker-compatible ``inspect`` JSON."""
-        r = self._record
-        cfg = self.config
-        return {
-            "Id": r.id,
-            "Created": _rfc3339(r.created),
-            "Path": (cfg["Config"].get("Cmd") or [""])[0] if cfg["Config"].get("Cmd") else "",
-            "Args": (cfg["Config"].get("Cmd") or [])[1:],
-            "State": {
-                "Status": r.status, "Running": r.status in ("running", "paused"),
-                "Paused": r.status == "paused",
-                "Restarting": False, "OOMKilled": r.oom_killed, "Dead": False,
-                "Pid": r.pid if r.status in ("running", "paused") else 0, "ExitCode": r.exit_code,
-                "Error": r.error,
-                "StartedAt": _rfc3339(r.started_at) if r.started_at else "0001-01-01T00:00:00Z",
-                "FinishedAt": _rfc3339(r.finished_at) if r.finished_at else "0001-01-01T00:00:00Z",
-            },
-            "Image": r.image_id,
-            "Name": "/" + r.name,
-            "RestartCount": 0,
-            "HostConfig": cfg["HostConfig"],
-            "Config": cfg["Config"],
-            "Mounts": cfg.get("Mounts") or [],
-            "LogPath": str(self._service._store.paths.container_log(r.id))
-            if cfg["HostConfig"].get("LogConfig", {}).get("Type") == "json-file" else "",
-            "NetworkSettings": {"Networks": {cfg["HostConfig"].get("NetworkMode", "none"): {}}},
-        }
+        """Docker-compatible ``inspect`` JSON (see :meth:`inspect`)."""
+        from . import models
+
+        attrs: dict[str, Any] = models.to_builtins(self.inspect())
+        return attrs
+
+    def inspect(self, size: bool = False) -> ContainerInspect:
+        """``docker inspect``'s document; with ``size``, ``SizeRw`` and ``SizeRootFs``."""
+        return _inspect_document(self._service, self._record, size)
+
+
+def _stored(body: ContainerCreate, image_cfg: dict[str, Any], spec: dict[str, Any],
+            plan: Any) -> StoredContainer:
+    """What the container's row keeps: ``body`` as received, its ``Config`` merged with the
+    image's and its defaults resolved the way Docker's inspect shows them (``NetworkMode``,
+    ``ShmSize``, ``LogConfig``...), and its volume plan's mount points."""
+    from . import models
+    from .runtime.spec import DEFAULT_PATH, DEFAULT_SHM_SIZE
+
+    host = body.host_config
+    entrypoint: builtins.list[str] | None
+    cmd: builtins.list[str] | None
+    if body.entrypoint is not None:  # --entrypoint drops the image's Cmd (Docker's merge)
+        entrypoint, cmd = body.entrypoint, body.cmd
+    else:
+        entrypoint = image_cfg.get("Entrypoint") or None
+        cmd = body.cmd or image_cfg.get("Cmd") or None
+    user_keys = {e.partition("=")[0] for e in body.env or []}
+    env = [*(body.env or []), *(e for e in image_cfg.get("Env") or []
+                                if isinstance(e, str) and e.partition("=")[0] not in user_keys)]
+    if not any(e.startswith("PATH=") for e in env):  # what the process gets, shown
+        env.insert(0, "PATH=" + DEFAULT_PATH)
+    exposed = {**(image_cfg.get("ExposedPorts") or {}), **(body.exposed_ports or {})}
+    stop_signal = body.stop_signal or image_cfg.get("StopSignal") or models.UNSET
+    linux = spec.get("linux") or {}
+    config = msgspec.structs.replace(
+        body.config(), hostname=spec.get("hostname") or body.hostname,
+        user=body.user or image_cfg.get("User") or "", env=env,
+        cmd=list(cmd) if cmd is not None else None,
+        entrypoint=list(entrypoint) if entrypoint is not None else None,
+        working_dir=body.working_dir or image_cfg.get("WorkingDir") or "",
+        labels={**(image_cfg.get("Labels") or {}), **(body.labels or {})},
+        exposed_ports=exposed or models.UNSET, stop_signal=stop_signal,
+        volumes=(plan.config_volumes or None) if plan else body.volumes)
+    resolved = msgspec.structs.replace(
+        host, network_mode=host.network_mode or "none",
+        log_config=models.LogConfig(type=host.log_config.type or "json-file",
+                                    config=dict(host.log_config.config or {})),
+        restart_policy=models.RestartPolicy(
+            name=host.restart_policy.name or "no",
+            maximum_retry_count=host.restart_policy.maximum_retry_count),
+        cgroupns_mode=host.cgroupns_mode or "private", ipc_mode=host.ipc_mode or "private",
+        shm_size=host.shm_size or DEFAULT_SHM_SIZE, runtime=host.runtime or "barque",
+        masked_paths=list(linux.get("maskedPaths") or []),
+        readonly_paths=list(linux.get("readonlyPaths") or []))
+    mounts = models.convert(plan.records, builtins.list[models.MountPoint]) if plan else []
+    return models.StoredContainer(config=config, host_config=resolved,
+                                  networking_config=body.networking_config, mounts=mounts)
+
+
+def _inspect_document(service: ContainerService, record: ContainerRecord,
+                      size: bool) -> ContainerInspect:
+    from . import models
+
+    stored = _stored_of(record)
+    paths = service._store.paths
+    bundle = paths.container(record.id)
+    running = record.status in ("running", "paused")
+    command = _command_of(stored.config)
+    host = stored.host_config
+    network = host.network_mode or "none"
+    try:
+        lower = ":".join(str(p) for p in service._image_layers(
+            service._engine.images.get(record.image_id)))
+    except ImageNotFoundError:
+        lower = ""
+    sandbox_key = ""
+    if running:  # barque's sandbox is the container's own network namespace, or the host's
+        sandbox_key = "/proc/1/ns/net" if network == "host" else f"/proc/{record.pid}/ns/net"
+    document = models.ContainerInspect(
+        id=record.id, created=_rfc3339(record.created),
+        path=command[0] if command else "", args=command[1:],
+        state=models.ContainerState(
+            status=record.status, running=running, paused=record.status == "paused",
+            oom_killed=record.oom_killed, pid=record.pid if running else 0,
+            exit_code=record.exit_code, error=record.error,
+            started_at=_rfc3339(record.started_at) if record.started_at
+            else "0001-01-01T00:00:00Z",
+            finished_at=_rfc3339(record.finished_at) if record.finished_at
+            else "0001-01-01T00:00:00Z"),
+        image=record.image_id, resolv_conf_path=str(bundle / "resolv.conf"),
+        hostname_path=str(bundle / "hostname"), hosts_path=str(bundle / "hosts"),
+        log_path=str(paths.container_log(record.id))
+        if host.log_config.type == "json-file" else "",
+        name="/" + record.name, driver="overlay2", platform="linux", host_config=host,
+        graph_driver=models.DriverData(name="overlay2", data={
+            "LowerDir": lower, "MergedDir": str(bundle / "rootfs"),
+            "UpperDir": str(bundle / "upper"), "WorkDir": str(bundle / "work")}),
+        mounts=list(stored.mounts or []), config=stored.config,
+        network_settings=models.NetworkSettings(
+            sandbox_id=record.id if running else "", sandbox_key=sandbox_key,
+            networks={network: models.EndpointSettings()}))
+    if size:
+        rw, root = service.sizes(Container(service, record))
+        document.size_rw, document.size_root_fs = rw, root
+    return document
+
+
+def _stored_of(record: ContainerRecord) -> StoredContainer:
+    """A row's container description (rows of every format barque has written)."""
+    from . import models
+
+    return models.decode(record.config, models.StoredContainer)
+
+
+def _command_of(config: ContainerConfig) -> builtins.list[str]:
+    """Entrypoint + Cmd: what the container runs (inspect's Path and Args, ps's COMMAND)."""
+    entrypoint = config.entrypoint or []
+    if entrypoint == [""]:
+        entrypoint = []
+    return [*entrypoint, *(config.cmd or [])]
+
+
+def _resolv_conf(host_resolv: bytes, host: HostConfig) -> bytes:
+    """The container's resolv.conf: the host's, with ``Dns`` replacing its nameservers,
+    ``DnsSearch`` its search domains and ``DnsOptions`` its options (Docker's rules)."""
+    replaced = {key: value for key, value in (
+        ("nameserver", [f"nameserver {d}" for d in host.dns or []]),
+        ("search", [f"search {' '.join(host.dns_search)}"] if host.dns_search else []),
+        ("options", [f"options {' '.join(host.dns_options)}"] if host.dns_options else []),
+    ) if value}
+    if not replaced:
+        return host_resolv
+    kept = []
+    for line in host_resolv.decode(errors="replace").splitlines():
+        word = line.split(None, 1)[0] if line.split() else ""
+        if word in replaced or (word == "domain" and "search" in replaced):
+            continue
+        kept.append(line)
+    for lines in replaced.values():
+        kept += lines
+    return ("\n".join(kept) + "\n").encode()
+
+
+def _extra_hosts(entries: builtins.list[str]) -> str:
+    """``ExtraHosts`` (``name:ip``, or Docker 25's ``name=ip``) as /etc/hosts lines."""
+    lines = []
+    for entry in entries:
+        if "=" in entry:
+            name, _, address = entry.partition("=")
+        else:
+            name, _, address = entry.partition(":")
+        if not name or not address:
+            raise InvalidArgumentError(
+                f"HostConfig.ExtraHosts: invalid entry {entry!r}: want HOST:IP")
+        lines.append(f"{address.strip('[]')}\t{name}\n")
+    return "".join(lines)
 
 
 def _rfc3339(ts: float) -> str:
     from datetime import datetime, timezone
 
     return datetime.fromtimestamp(ts, timezone.utc).isoformat().replace("+00:00", "Z")
-
-
-def _process_start_time(pid: int) -> int:
-    """The kernel's start time of ``pid`` (clock ticks since boot), 0 if it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return 0
-    # comm (field 2) may contain spaces and parentheses: split after the last ')'.
-    fields = data[data.rfind(b")") + 2:].split()
-    return int(fields[19]) if len(fields) > 19 else 0
 
 
 _ADJECTIVES = ("admiring", "bold", "brave", "calm", "clever", "dazzling", "eager", "elastic",
@@ -375,7 +529,7 @@ class ContainerService:
         # was recorded for a process already gone when its start was booked (a quick
         # `echo`): gone, whatever runs under that pid now.
         if record.pid and record.pid_start \
-                and _process_start_time(record.pid) == record.pid_start:
+                and procfs.start_time(record.pid) == record.pid_start:
             return record
         state = self._store.paths.run_state(record.id)
         exit_record = supervisor.read_exit(state)
@@ -393,7 +547,7 @@ class ContainerService:
                          error="container process disappeared")
         updated = self._store.metadata.get_container(record.id)
         if updated is not None and not supervisor.shim_alive(state) \
-                and json.loads(updated.config)["HostConfig"].get("AutoRemove"):
+                and _stored_of(updated).host_config.auto_remove:
             self._remove_stopped(record.id, volumes=True)
             return None
         return updated
@@ -416,8 +570,18 @@ class ContainerService:
                mounts: builtins.list[Any] | None = None) -> Container:
         """Create (but do not start) a container from ``image``. With ``pull``, a missing
         image is pulled first, as ``docker run`` does. ``volumes`` (``-v``) and ``mounts``
-        (``--mount``) add to ``create``'s (see :class:`CreateOptions`)."""
-        from .runtime.spec import RunOptions, build_spec
+        (``--mount``) add to ``create``'s (see :class:`CreateOptions`). The arguments
+        become a :class:`~barque.models.ContainerCreate` (see :meth:`create_from`)."""
+        body, create = self._body(image, command, options, create, volumes, mounts)
+        return self.create_from(body, name=create.name, pull=pull, progress=progress)
+
+    def _body(self, image: str, command: builtins.list[str] | None, options: RunOptions | None,
+              create: CreateOptions | None, volumes: Any, mounts: builtins.list[Any] | None
+              ) -> tuple[ContainerCreate, CreateOptions]:
+        """The create body the older arguments describe, and the CreateOptions they add up
+        to."""
+        from .models.options import body_from_options
+        from .runtime.spec import RunOptions
 
         arguments.text(image, "image")
         command = arguments.command(command, "command")
@@ -432,6 +596,27 @@ class ContainerService:
             create = msgspec.structs.replace(
                 create, volumes=_as_list(create.volumes) + _as_list(volumes),
                 mounts=list(create.mounts) + list(mounts or []))
+        return body_from_options(image, options, create), create
+
+    def create_from(self, body: ContainerCreate, *, name: str | None = None, pull: bool = False,
+                    progress: Any = None) -> Container:
+        """Create (but do not start) the container ``body`` describes: Docker's
+        ``POST /containers/create`` (``name`` is its query parameter; None: a generated
+        one). With ``pull``, a missing ``body.image`` is pulled first. Every field is kept
+        (``inspect`` shows them); one barque would have to ignore is refused with an
+        InvalidArgumentError naming it (``HostConfig.PortBindings: ...``)."""
+        from . import models
+        from .models.options import mount_csv
+        from .models.support import refuse_unsupported
+        from .runtime.spec import build_spec_from
+
+        if not isinstance(body, models.ContainerCreate):
+            raise arguments._wrong("body", "a barque.models.ContainerCreate", body)
+        arguments.optional_text(name, "name")
+        refuse_unsupported(body)
+        image = arguments.text(body.image, "body.Image")
+        if not image:
+            raise InvalidArgumentError("Config.Image: an image is required")
         images = self._engine.images
         try:
             img = images.get(image)
@@ -442,28 +627,36 @@ class ContainerService:
         container_id = os.urandom(32).hex()
         # A generated name is only checked by add_container (atomic, and it draws another on
         # a clash); a chosen one is checked up front, before anything is made for it.
-        name = create.name or _generated_name()
+        chosen = name.removeprefix("/") if name else None
+        name = chosen or _generated_name()
         _validate_name(name)
-        if create.name:
+        if chosen:
             self._check_name_free(name)
         bundle = self._store.paths.container(container_id)
-        _validate_log_config(create)
-        if create.stop_signal:
-            parse_signal(create.stop_signal)
+        host = body.host_config
+        _validate_log_config(host.log_config.type or "json-file",
+                             dict(host.log_config.config or {}))
+        if body.stop_signal:
+            parse_signal(body.stop_signal)
+        image_cfg = img.config.get("config") or {}
         plan = None
-        if create.wants_mounts() or (img.config.get("config") or {}).get("Volumes"):
+        requested = [*(host.binds or []), *(body.volumes or {})]
+        mount_requests = [mount_csv(m) for m in host.mounts or []]
+        tmpfs = host.tmpfs or {}
+        if requested or mount_requests or tmpfs or host.volumes_from \
+                or image_cfg.get("Volumes"):
             # Every mount is checked before anything (volume, directory, bundle) is made.
             plan = self._engine.volumes.plan(
-                img, volumes=_as_list(create.volumes), mounts=create.mounts,
-                tmpfs=create.tmpfs, volumes_from=create.volumes_from)
-            options = msgspec.structs.replace(options, mounts=[*options.mounts, *plan.oci])
+                img, volumes=requested, mounts=mount_requests, tmpfs=tmpfs,
+                volumes_from=list(host.volumes_from or []))
         lowers = self._image_layers(img)
-        spec = build_spec(img.config.get("config") or {}, options,
-                          lambda path: _layer_file(tuple(lowers), path), container_id)
-        cmd = list(spec["process"]["args"])
-        if options.init:
+        warnings: builtins.list[str] = []
+        spec = build_spec_from(image_cfg, body, lambda path: _layer_file(tuple(lowers), path),
+                               container_id, plan.oci if plan else (), warnings)
+        stored = _stored(body, image_cfg, spec, plan)
+        if host.init:
             _add_init(spec)
-        created_volumes: list[str] = []
+        created_volumes: builtins.list[str] = []
         held = contextlib.ExitStack()
         try:
             if plan:
@@ -471,18 +664,16 @@ class ContainerService:
                 # this container is about to use.
                 held.enter_context(self._engine.volumes.lock())
                 created_volumes = self._engine.volumes.apply(plan, img)
-            self._make_bundle(bundle, lowers, spec, options, discard_upper=create.auto_remove)
+            self._make_bundle(bundle, lowers, spec, host, discard_upper=host.auto_remove)
             record = ContainerRecord(
                 id=container_id, name=name, image_id=img.id, image=image, created=time.time(),
-                config=json.dumps(self._docker_config(img, image, spec, cmd, options,
-                                                      create, plan)).encode(),
-                status="created", pid=0, pid_start=0, exit_code=0, started_at=0.0,
-                finished_at=0.0, oom_killed=False, error="")
+                config=models.encode(stored), status="created", pid=0, pid_start=0,
+                exit_code=0, started_at=0.0, finished_at=0.0, oom_killed=False, error="")
             for attempt in range(1, 21):
                 owner = self._store.metadata.add_container(record)
                 if owner is None:
                     break
-                if create.name:  # the user's choice: Docker's conflict error
+                if chosen:  # the user's choice: Docker's conflict error
                     raise ConflictError(_name_conflict(name, owner))
                 # A generated name another process took meanwhile: draw another.
                 record = msgspec.structs.replace(record, name=_generated_name(attempt))
@@ -495,7 +686,9 @@ class ContainerService:
             raise
         finally:
             held.close()
-        return Container(self, record)
+        container = Container(self, record)
+        container.warnings = warnings
+        return container
 
     def _check_name_free(self, name: str) -> None:
         owner = self._store.metadata.container_for_name(name)
@@ -504,11 +697,12 @@ class ContainerService:
 
     def _image_layers(self, img: Image) -> builtins.list[Path]:
         """The image's unpacked layers, top first (the overlay's lower dirs)."""
-        return [self._store.snapshots.path(layer.chain_id) for layer in reversed(img.layers)]
+        return self._store.snapshots.lower_dirs(img.layers)
 
     def _make_bundle(self, bundle: Path, lowers: builtins.list[Path], spec: dict[str, Any],
-                     options: RunOptions, *, discard_upper: bool = False) -> None:
-        """The container's directory: upper/work/rootfs, its /etc files, ``config.json``.
+                     host: HostConfig, *, discard_upper: bool = False) -> None:
+        """The container's directory: upper/work/rootfs, its /etc files (with ``host``'s
+        ``Dns*`` and ``ExtraHosts``), ``config.json``.
         ``discard_upper`` (``--rm``): the overlay is mounted volatile, so stopping the
         container does not sync the store's filesystem for an upper about to be deleted."""
         os.makedirs(bundle, 0o700)
@@ -528,15 +722,16 @@ class ContainerService:
         files = {
             "hostname": f"{hostname}\n".encode(),
             "hosts": ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-                      f"127.0.1.1\t{hostname}\n").encode(),
-            "resolv.conf": resolv,
+                      f"127.0.1.1\t{hostname}\n"
+                      + _extra_hosts(host.extra_hosts or [])).encode(),
+            "resolv.conf": _resolv_conf(resolv, host),
         }
         for name, content in files.items():
             _write_new(f"{bundle}/{name}", content, 0o644)
             spec.setdefault("mounts", []).append({
                 "destination": f"/etc/{name}", "type": "bind", "source": f"{bundle}/{name}",
-                "options": ["rbind", "rprivate"] + (["ro"] if options.read_only else [])})
-        spec["root"] = {"path": "rootfs", "readonly": bool(options.read_only)}
+                "options": ["rbind", "rprivate"] + (["ro"] if host.readonly_rootfs else [])})
+        spec["root"] = {"path": "rootfs", "readonly": bool(host.readonly_rootfs)}
         spec.setdefault("annotations", {}).update({
             "org.barque.overlay.lower": ":".join(str(p) for p in lowers),
             "org.barque.overlay.upper": str(bundle / "upper"),
@@ -588,49 +783,6 @@ class ContainerService:
             for arcname, path in merged_tree(layers):
                 tar.add(path, arcname=arcname, recursive=False)
 
-    def _docker_config(self, img: Image, image: str, spec: dict[str, Any], cmd: builtins.list[str],
-                       options: RunOptions, create: CreateOptions,
-                       plan: Any = None) -> dict[str, Any]:
-        from .runtime.spec import parse_device
-
-        process = spec["process"]
-        image_cfg = img.config.get("config") or {}
-        mounts: dict[str, Any] = {"Mounts": [], "Config": {}, "HostConfig": {}}
-        if plan:
-            mounts = {"Mounts": plan.records,
-                      "Config": {"Volumes": plan.config_volumes or None},
-                      "HostConfig": {"Binds": plan.binds or None,
-                                     "Mounts": plan.host_mounts or None,
-                                     "Tmpfs": plan.tmpfs or None,
-                                     "VolumesFrom": plan.volumes_from or None}}
-        return {
-            "Mounts": mounts["Mounts"],
-            "Config": {
-                "Hostname": spec.get("hostname", ""), "User": options.user or image_cfg.get("User", ""),
-                "Env": process.get("env", []), "Cmd": cmd,
-                "Entrypoint": None, "Image": image, "WorkingDir": process.get("cwd", "/"),
-                "Labels": {**(image_cfg.get("Labels") or {}), **create.labels},
-                "Tty": bool(options.tty), "OpenStdin": bool(create.open_stdin),
-                "StopSignal": create.stop_signal or image_cfg.get("StopSignal") or "SIGTERM",
-                "ExposedPorts": image_cfg.get("ExposedPorts") or {},
-                **mounts["Config"],
-            },
-            "HostConfig": {
-                "NetworkMode": options.network, "AutoRemove": create.auto_remove,
-                "Privileged": bool(options.privileged), "ReadonlyRootfs": bool(options.read_only),
-                "Devices": [{"PathOnHost": host, "PathInContainer": path,
-                             "CgroupPermissions": permissions}
-                            for host, path, permissions in map(parse_device, options.devices)],
-                "CapAdd": list(options.cap_add) or None, "CapDrop": list(options.cap_drop) or None,
-                "GroupAdd": list(options.group_add) or None,
-                "SecurityOpt": list(options.security_opt) or None,
-                "LogConfig": {"Type": create.log_driver, "Config": dict(create.log_opts)},
-                "Init": bool(options.init) or None,
-                **_resources(options),
-                **mounts["HostConfig"],
-            },
-        }
-
     # -- lifecycle ------------------------------------------------------------------------
 
     def _lock(self, container_id: str) -> AbstractContextManager[None]:
@@ -646,12 +798,10 @@ class ContainerService:
         start can exist."""
         from .runtime import cgroups
 
-        host = json.loads(record.config).get("HostConfig", {})
-        nano = host.get("NanoCpus") or 0
-        limits = cgroups.CgroupLimits(memory=host.get("Memory") or None,
-                                      pids=host.get("PidsLimit") or None,
-                                      cpus=nano / 1e9 if nano else None)
-        if host.get("Privileged") or host.get("Devices"):
+        host = _stored_of(record).host_config
+        limits = cgroups.CgroupLimits(memory=host.memory or None, pids=host.pids_limit or None,
+                                      cpus=host.nano_cpus / 1e9 if host.nano_cpus else None)
+        if host.privileged or host.devices:
             # The rules made at create, with the --device numbers found then.
             spec = json.loads((self._store.paths.container(record.id) / "config.json")
                               .read_bytes())
@@ -676,11 +826,13 @@ class ContainerService:
             record = self._load(container_id)
             if record.status in ("running", "paused"):
                 return Container(self, record)
-            cfg = json.loads(record.config)
-            log_config = cfg["HostConfig"].get("LogConfig") or {}
-            log_opts = log_config.get("Config") or {}
-            json_file = log_config.get("Type") == "json-file"
-            if tty_size and cfg["Config"].get("Tty"):
+            cfg = _stored_of(record)
+            log_opts = dict(cfg.host_config.log_config.config or {})
+            json_file = cfg.host_config.log_config.type == "json-file"
+            console = cfg.host_config.console_size
+            if tty_size is None and console and len(console) == 2 and all(console):
+                tty_size = (console[0], console[1])  # the create body's ConsoleSize
+            if tty_size and cfg.config.tty:
                 self._set_console_size(container_id, tty_size)
             cgroup = self._cgroup_for(record)
             state = self._store.paths.run_state(container_id)
@@ -688,7 +840,7 @@ class ContainerService:
                 bundle=self._store.paths.container(container_id), state_dir=state,
                 log_path=self._store.paths.container_log(container_id) if json_file else None,
                 log_max_size=_log_max_size(log_opts), log_max_file=_log_max_file(log_opts),
-                stdin=bool(cfg["Config"].get("OpenStdin")), hold_output=hold_output,
+                stdin=cfg.config.open_stdin, hold_output=hold_output,
                 tty_size=tty_size, cgroup_procs=cgroup.procs,
                 seccomp_cache=self._store.paths.seccomp_cache,
                 exit_command=[sys.executable, "-m", "barque", "--root",
@@ -702,7 +854,7 @@ class ContainerService:
                 raise
             self._store.metadata.update_container(
                 container_id, status="running", pid=started.pid,
-                pid_start=_process_start_time(started.pid), started_at=time.time(),
+                pid_start=procfs.start_time(started.pid), started_at=time.time(),
                 finished_at=0.0, exit_code=0, error="", oom_killed=False)
             return Container(self, self._load(container_id))
 
@@ -747,7 +899,7 @@ class ContainerService:
             cgroup.remove()
             self._record_start_failure(record.id, e)
             raise
-        pid_start = _process_start_time(pid)
+        pid_start = procfs.start_time(pid)
         self._store.metadata.update_container(
             record.id, status="running", pid=pid, pid_start=pid_start, started_at=time.time(),
             finished_at=0.0, exit_code=0, error="", oom_killed=False)
@@ -763,7 +915,7 @@ class ContainerService:
             return record.exit_code
         state = self._store.paths.run_state(container_id)
         if (state / "shim.pid").exists():
-            _wait_gone(record.pid, record.pid_start)
+            procfs.wait_gone(record.pid, record.pid_start)
             # Gone may mean a zombie its supervisor has yet to reap: the exit code is known
             # once the supervisor has recorded it.
             deadline = time.monotonic() + 10
@@ -780,7 +932,7 @@ class ContainerService:
                     self._finish(container_id, record.exit_code or 255, time.time(),
                                  error="container process disappeared")
             return self._load(container_id).exit_code
-        code = _wait_pid(record.pid, record.pid_start)
+        code = procfs.wait_exit(record.pid, record.pid_start)
         self._finish(container_id, code, time.time())
         return code
 
@@ -828,12 +980,12 @@ class ContainerService:
         record = self._load(self.resolve_id(name_or_id))
         if record.status not in ("running", "paused"):
             return
-        stop_signal = json.loads(record.config)["Config"].get("StopSignal") or "SIGTERM"
+        stop_signal = _stored_of(record).config.stop_signal or "SIGTERM"
         sig = parse_signal(stop_signal)
         os.kill(record.pid, sig)
         if record.status == "paused":
             self._thaw_quietly(record.id)  # so the stop signal can be acted on
-        if not _wait_gone(record.pid, record.pid_start, timeout):
+        if not procfs.wait_gone(record.pid, record.pid_start, timeout):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(record.pid, signal.SIGKILL)
         self.wait(record.id)
@@ -849,16 +1001,16 @@ class ContainerService:
         container_id = self.resolve_id(name_or_id)
         marker = self._store.paths.container(container_id) / _RESTARTING
         old_shim = supervisor.shim_pid(self._store.paths.run_state(container_id))
-        old_shim_start = _process_start_time(old_shim) if old_shim else 0
+        old_shim_start = procfs.start_time(old_shim) if old_shim else 0
         marker.write_text(str(os.getpid()))
         try:
             self.stop(container_id, timeout)
             if old_shim:
-                _wait_gone(old_shim, old_shim_start, 10)
+                procfs.wait_gone(old_shim, old_shim_start, 10)
             return self.start(container_id)
         except BaseException:
             with contextlib.suppress(Exception):  # the restart's own error is the one to raise
-                if json.loads(self._load(container_id).config)["HostConfig"].get("AutoRemove"):
+                if _stored_of(self._load(container_id)).host_config.auto_remove:
                     self._abandon(container_id, True)
             raise
         finally:
@@ -937,7 +1089,7 @@ class ContainerService:
         arguments.time_point(since, "since")
         arguments.time_point(until, "until")
         record = self._load(self.resolve_id(name_or_id))
-        log_type = (json.loads(record.config)["HostConfig"].get("LogConfig") or {}).get("Type")
+        log_type = _stored_of(record).host_config.log_config.type
         if log_type != "json-file":
             raise InvalidArgumentError(
                 f'configured logging driver does not support reading: "{log_type or "none"}"')
@@ -962,15 +1114,21 @@ class ContainerService:
         capabilities, no filter). ``env`` entries (``K=V``) override the container's; ``user``
         is resolved against the container's own /etc/passwd and /etc/group. Returns the exit
         code; without ``wait`` (or with ``detach``, which also gives it /dev/null as stdio),
-        the process's host pid at once (it is this process's child). With ``tty``,
-        ``stdin`` must be a terminal's slave side: it becomes the controlling terminal (see
-        :meth:`exec_terminal` for a pty of the container's own, as ``exec -t`` needs)."""
+        the process's host pid at once (it is this process's child). With ``tty`` in the
+        foreground (``exec -t``), the process gets a pty of the container's own, relayed to
+        ``stdin`` (a terminal, in raw mode; None: no input) and ``stdout`` until it exits;
+        with ``tty`` and ``detach`` or not ``wait``, ``stdin`` must be a terminal's slave
+        side, which becomes the controlling terminal (:meth:`exec_terminal` hands back a
+        pty's master instead)."""
         from . import _native
         from .native import container_errors
 
         arguments.descriptor(stdin, "stdin", optional=True)
         arguments.descriptor(stdout, "stdout")
         arguments.descriptor(stderr, "stderr")
+        if tty and not detach and wait:
+            return self._exec_relayed(name_or_id, command, env=env, user=user, workdir=workdir,
+                                      privileged=privileged, stdin=stdin, stdout=stdout)
         devnull = None
         if stdin is None or detach:
             devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
@@ -1048,18 +1206,18 @@ class ContainerService:
             img = self._engine.images.get(record.image_id)
             layers = [bundle / "upper"] + [self._store.snapshots.path(x.chain_id)
                                            for x in reversed(img.layers)]
-            host = json.loads(record.config)["HostConfig"]
+            host = _stored_of(record).host_config
             if user is not None:
                 def lookup(path: str) -> bytes | None:
-                    return read_from_layers(layers, path)
+                    return overlay.read_file(layers, path)
 
                 who = resolve_user(user, lookup)
                 # Docker's exec -u keeps the container's --group-add groups too.
                 process["user"] = {"uid": who.uid, "gid": who.gid, "additionalGids": list(
-                    process_groups(who, host.get("GroupAdd") or [], lookup))}
+                    process_groups(who, host.group_add or [], lookup))}
             uid = process["user"]["uid"]
-            caps = list(resolve_capabilities(host.get("CapAdd") or [], host.get("CapDrop") or [],
-                                             privileged or bool(host.get("Privileged"))))
+            caps = list(resolve_capabilities(host.cap_add or [], host.cap_drop or [],
+                                             privileged or host.privileged))
             process["capabilities"] = {
                 "bounding": caps, "effective": caps if uid == 0 else [],
                 "permitted": caps if uid == 0 else [], "inheritable": [], "ambient": []}
@@ -1096,7 +1254,7 @@ class ContainerService:
             record = self._repair(record)
             if record is None or record.status in ("running", "paused"):
                 return
-            if json.loads(record.config)["HostConfig"].get("AutoRemove") \
+            if _stored_of(record).host_config.auto_remove \
                     and not self._restarting(container_id):
                 self._remove_stopped(container_id, volumes=True)
 
@@ -1123,10 +1281,10 @@ class ContainerService:
             record = self._store.metadata.get_container(container_id)
         self._store.metadata.remove_container(container_id)
         # Only a container with mounts pays for importing the volume service.
-        if record is not None and json.loads(record.config).get("Mounts"):
-            from .volumes import _volume_names
+        if record is not None and _stored_of(record).mounts:
+            from .volumes import volume_names
 
-            self._engine.volumes.remove_anonymous(sorted(_volume_names(record)))
+            self._engine.volumes.remove_anonymous(sorted(volume_names(record)))
         _remove_tree(self._store.paths.run_state(container_id))
         from .store.snapshots import discard_tree
 
@@ -1137,23 +1295,34 @@ class ContainerService:
             stdin: int | None = None, stdout: int = 1, stderr: int = 2, progress: Any = None,
             sig_proxy: bool = False, detach: bool = False, volumes: Any = None,
             mounts: builtins.list[Any] | None = None) -> Any:
-        """``docker run``. With ``detach``, create and start it under its supervisor and
-        return the :class:`Container`. Else in the foreground: create, start with the given
-        stdio (``stdin`` None: /dev/null), wait, and remove when ``create.auto_remove``;
-        returns the exit code. With ``sig_proxy`` (the CLI's default, as Docker's), signals
-        this process receives while waiting are forwarded to the container's init (main
-        thread only). ``volumes``/``mounts``: as for :meth:`create`."""
+        """``docker run``: :meth:`run_from` of the create body the arguments describe
+        (``volumes``/``mounts``: as for :meth:`create`)."""
         arguments.descriptor(stdin, "stdin", optional=True)
         arguments.descriptor(stdout, "stdout")
         arguments.descriptor(stderr, "stderr")
-        create = create or CreateOptions()
-        container = self.create(image, command, options=options, create=create, pull=True,
-                                progress=progress, volumes=volumes, mounts=mounts)
+        body, create = self._body(image, command, options, create, volumes, mounts)
+        return self.run_from(body, name=create.name, stdin=stdin, stdout=stdout, stderr=stderr,
+                             progress=progress, sig_proxy=sig_proxy, detach=detach)
+
+    def run_from(self, body: ContainerCreate, *, name: str | None = None,
+                 stdin: int | None = None, stdout: int = 1, stderr: int = 2,
+                 progress: Any = None, sig_proxy: bool = False, detach: bool = False) -> Any:
+        """``docker run`` of a create body (a missing image is pulled). With ``detach``,
+        create and start it under its supervisor and return the :class:`Container`. Else in
+        the foreground: create, start with the given stdio (``stdin`` None: /dev/null),
+        wait, and remove when ``HostConfig.AutoRemove``; returns the exit code. With
+        ``sig_proxy`` (the CLI's default, as Docker's), signals this process receives while
+        waiting are forwarded to the container's init (main thread only)."""
+        arguments.descriptor(stdin, "stdin", optional=True)
+        arguments.descriptor(stdout, "stdout")
+        arguments.descriptor(stderr, "stderr")
+        container = self.create_from(body, name=name, pull=True, progress=progress)
+        auto_remove = body.host_config.auto_remove
         if detach:
             try:
                 return self.start(container.id)
             except BaseException:
-                self._abandon(container.id, create.auto_remove)
+                self._abandon(container.id, auto_remove)
                 raise
         devnull = None
         if stdin is None:
@@ -1168,9 +1337,9 @@ class ContainerService:
                     container._record, stdin=stdin, stdout=stdout, stderr=stderr)
                 started = True
                 proxy.attach(pid)
-                code = _wait_pid(pid, pid_start)
+                code = procfs.wait_exit(pid, pid_start)
         except BaseException:
-            if create.auto_remove:
+            if auto_remove:
                 self.remove(container.id, force=True, volumes=True)
             elif started:  # a start that failed recorded itself; a failed wait is an exit
                 self._store.metadata.update_container(container.id, status="exited",
@@ -1179,7 +1348,7 @@ class ContainerService:
         finally:
             if devnull is not None:
                 os.close(devnull)
-        if create.auto_remove:
+        if auto_remove:
             # Reaped, so nothing of it runs: its books and files go straight away.
             self._remove_stopped(container.id, volumes=True, record=container._record,
                                  cgroup=cgroup)
@@ -1192,6 +1361,211 @@ class ContainerService:
         if auto_remove:
             with contextlib.suppress(ContainerNotFoundError):
                 self.remove(container_id, force=True, volumes=True)
+
+    # -- changes, archives, stats, attach (the service API the CLI and the daemon call) --
+
+    def commit(self, name_or_id: str, repository: str | None = None, tag: str | None = None,
+               *, changes: builtins.list[str] | None = None, message: str = "",
+               author: str = "", pause: bool = True, compression: str = "gzip",
+               progress: Progress | None = None, cancel: Cancel | None = None) -> str:
+        """``docker commit``: the container's changes (its overlay's upper dir) become a new
+        layer on its image's layers, tagged ``repository`` (``REPO[:TAG]``, or ``tag`` apart
+        as docker-py passes it); returns the new image ID.
+
+        ``changes`` are Dockerfile instructions applied to the config (CMD, ENV...);
+        ``pause`` freezes a running container while its upper dir is read; ``compression``
+        is gzip or zstd. ``progress`` (:class:`barque.progress.Progress`) hears
+        ``Writing layer`` with the changes written so far and ``Committed``; ``cancel`` (a
+        ``threading.Event``) stops it before the image is recorded. Atomic: the image and its
+        tag appear together or not at all; a failed or cancelled commit leaves no layer, blob
+        or staging file (a killed one leaves its ``tmp/commit-*`` for the GC). Not
+        idempotent: each commit is a new image (a new ``created`` time). Raises
+        ContainerNotFoundError, InvalidArgumentError (a digest reference, a bad change or
+        compression), OperationCancelledError."""
+        from .changes import ContainerChanges
+
+        arguments.optional_text(repository, "repository")
+        arguments.optional_text(tag, "tag")
+        reference = repository
+        if tag is not None:
+            if not repository:
+                raise InvalidArgumentError("a tag needs a repository to commit to")
+            reference = f"{repository}:{tag}"
+        return ContainerChanges(self._engine).commit(
+            name_or_id, reference, message=message, author=author, changes=changes or [],
+            pause=pause, compression=compression, progress=progress, cancel=cancel)
+
+    def diff(self, name_or_id: str) -> builtins.list[Change]:
+        """``docker diff``: the container's filesystem changes against its image, as
+        :class:`barque.changes.Change` (``kind`` A/C/D, ``path``), in path order. Reads only;
+        raises ContainerNotFoundError."""
+        from .changes import ContainerChanges
+
+        return ContainerChanges(self._engine).diff(name_or_id)
+
+    def get_archive(self, name_or_id: str, path: str, *,
+                    follow_link: bool = False) -> tuple[TarStream, PathStat]:
+        """Docker's ``GET /containers/{id}/archive``: ``(stream, stat)``, a tar of ``path``
+        (a :class:`barque.changes.TarStream`: iterate or ``read`` it, then close it) and its
+        :class:`barque.changes.PathStat`. Works on running and stopped containers (a stopped
+        one's overlay is mounted until the stream is closed); every path is resolved inside
+        the container. Raises ContainerNotFoundError, ContainerPathNotFoundError."""
+        from .changes import ContainerCopy
+
+        arguments.text(path, "path")
+        return ContainerCopy(self._engine).archive(name_or_id, path, follow_link=follow_link)
+
+    def put_archive(self, name_or_id: str, path: str, data: Any, *,
+                    copy_uid_gid: bool = False) -> None:
+        """Docker's ``PUT /containers/{id}/archive``: extract the tar stream ``data`` (a
+        binary file; plain or compressed) into the directory ``path`` of the container.
+        Owners become the container's root unless ``copy_uid_gid``. Not atomic: entries
+        written before a bad one stay, as with Docker. Raises ContainerPathNotFoundError,
+        InvalidArgumentError (not a directory, a directory over a file), InvalidArchiveError."""
+        from .changes import ContainerCopy
+
+        arguments.text(path, "path")
+        ContainerCopy(self._engine).copy_in_tar(data, name_or_id, path, archive=copy_uid_gid)
+
+    def copy_from(self, name_or_id: str, path: str, destination: str | os.PathLike[str], *,
+                  archive: bool = False, follow_link: bool = False) -> None:
+        """``docker cp CONTAINER:PATH DEST``: into DEST if it is a directory (PATH's contents
+        for ``PATH/.``), else as DEST; owners become the caller's unless ``archive``."""
+        from .changes import ContainerCopy
+
+        arguments.text(path, "path")
+        ContainerCopy(self._engine).copy_out(name_or_id, path, Path(destination),
+                                             archive=archive, follow_link=follow_link)
+
+    def copy_to(self, source: str | os.PathLike[str], name_or_id: str, path: str, *,
+                archive: bool = False, follow_link: bool = False) -> None:
+        """``docker cp SRC CONTAINER:PATH``: into PATH if it is a directory, else as PATH;
+        owners become the container's root unless ``archive``."""
+        from .changes import ContainerCopy
+
+        arguments.text(path, "path")
+        ContainerCopy(self._engine).copy_in(Path(source), name_or_id, path, archive=archive,
+                                            follow_link=follow_link)
+
+    def stats(self, name_or_id: str, *, stream: bool = False,
+              interval: float = 1.0) -> Any:
+        """Docker's stats JSON (``GET /containers/{id}/stats``) read from the container's
+        cgroup: ``memory_stats`` (``usage``, ``limit``: the host's memory without a limit,
+        ``stats``), ``cpu_stats``/``precpu_stats`` (``cpu_usage.total_usage`` in ns,
+        ``system_cpu_usage``, ``online_cpus``), ``pids_stats`` (``current``, ``limit``),
+        ``read``/``preread``. Without ``stream``, one document whose ``pre*`` reading was taken
+        ``interval`` seconds before (so CPU % can be computed, as ``docker stats
+        --no-stream`` does); with it, an iterator of one document per ``interval`` until the
+        container stops (``interval`` 0: each ``next`` reads at once, the caller paces). A
+        container that is not running has empty stats, as in Docker.
+        Reads only; raises ContainerNotFoundError."""
+        from . import stats as readings
+
+        arguments.number(interval, "interval")
+        container = self.get(name_or_id)
+
+        def cgroup_sample() -> dict[str, Any] | None:
+            from .runtime import cgroups
+
+            current = self._load(container.id)
+            if current.status not in ("running", "paused"):
+                return None
+            return readings.sample(cgroups.open_existing(container.id))
+
+        def documents() -> Iterator[dict[str, Any]]:
+            previous = None
+            while True:
+                current = cgroup_sample()
+                if current is None:
+                    return
+                yield readings.document(container.id, container.name, current, previous)
+                previous = current
+                if interval:
+                    time.sleep(interval)
+
+        if stream:
+            return documents()
+        first = cgroup_sample()
+        if first is None:
+            return readings.document(container.id, container.name, readings.EMPTY_SAMPLE, None)
+        if not interval:
+            return readings.document(container.id, container.name, first, None)
+        time.sleep(interval)
+        second = cgroup_sample()
+        if second is None:  # it stopped in between: what it last used
+            return readings.document(container.id, container.name, first, None)
+        return readings.document(container.id, container.name, second, first)
+
+    def attach(self, name_or_id: str, *, timeout: float = 10.0) -> AttachSession:
+        """Docker's ``attach``: a :class:`barque.attach.AttachSession` on the running
+        container's supervisor (its output from then on, its stdin if it was created with
+        ``-i``, resize, the exit code). Raises ConflictError when it is not running."""
+        from . import attach
+
+        arguments.number(timeout, "timeout")
+        record = self._load(self.resolve_id(name_or_id))
+        if record.status not in ("running", "paused"):
+            raise ConflictError(f"You cannot attach to a stopped container {record.id}, start "
+                                "it first")
+        state = self._store.paths.run_state(record.id)
+        return attach.AttachSession(attach.connect(state, timeout), state)
+
+    def start_attached(self, name_or_id: str, *, tty_size: tuple[int, int] | None = None,
+                       timeout: float = 10.0) -> AttachSession:
+        """``docker start -a`` (and ``run -it``): start the container under its supervisor
+        holding its first output, and return an :class:`barque.attach.AttachSession` on it.
+        A start that fails removes a ``--rm`` container, then raises (ContainerStartError
+        with Docker's exit code)."""
+        from . import attach
+
+        arguments.number(timeout, "timeout")
+        container = self.get(name_or_id)
+        auto_remove = bool(container.config["HostConfig"].get("AutoRemove"))
+        try:
+            self.start(container.id, hold_output=True, tty_size=tty_size)
+        except BaseException:
+            self._abandon(container.id, auto_remove)
+            raise
+        state = self._store.paths.run_state(container.id)
+        return attach.AttachSession(attach.connect(state, timeout), state)
+
+    def first_network_default(self) -> bool:
+        """True for the first caller only, per store: the first ``run``/``create`` that
+        falls back to ``--network none`` says why (barque has no bridge network yet). The
+        marker's exclusive creation is atomic, so of two first commands at once one is told;
+        a store that cannot be marked answers True every time (better said than never)."""
+        try:
+            fd = os.open(self._store.paths.network_notice_marker,
+                         os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        except FileExistsError:
+            return False
+        except OSError:
+            return True
+        os.close(fd)
+        return True
+
+    def _exec_relayed(self, name_or_id: str, command: builtins.list[str], *,
+                      env: builtins.list[str] | None, user: str | None, workdir: str | None,
+                      privileged: bool, stdin: int | None, stdout: int) -> int:
+        """``exec -t`` in the foreground: a pty of the container's own, relayed to ``stdin``
+        (a terminal, put in raw mode; None: no input) and ``stdout`` until the process
+        exits, with the window size kept in step; returns its exit code."""
+        from . import _native, attach
+
+        if stdin is not None and not os.isatty(stdin):
+            raise InvalidArgumentError("the input device is not a TTY")
+        size = (attach.window_size(stdin) if stdin is not None else None) or \
+            attach.window_size(stdout)
+        # Docker's exec -t sets TERM; the caller's env still wins.
+        pid, master = self.exec_terminal(name_or_id, command, env=["TERM=xterm", *(env or [])],
+                                         user=user, workdir=workdir, privileged=privileged,
+                                         size=size)
+        try:
+            attach.relay_pty(master, stdin=stdin is not None,
+                             in_fd=stdin if stdin is not None else 0, out_fd=stdout)
+        finally:
+            os.close(master)
+        return _native.wait(pid)
 
 
 def parse_signal(name: str | int) -> int:
@@ -1225,23 +1599,23 @@ def _add_init(spec: dict[str, Any]) -> None:
     spec["process"]["args"] = [INIT_PATH, "--", *spec["process"]["args"]]
 
 
-def _validate_log_config(create: CreateOptions) -> None:
-    if create.log_driver not in ("json-file", "none"):
+def _validate_log_config(driver: str, log_opts: dict[str, str]) -> None:
+    if driver not in ("json-file", "none"):
         raise InvalidArgumentError(
-            f"logging driver {create.log_driver!r} is not supported: json-file or none")
-    for key, value in create.log_opts.items():
-        if create.log_driver == "none":
+            f"logging driver {driver!r} is not supported: json-file or none")
+    for key, value in log_opts.items():
+        if driver == "none":
             raise InvalidArgumentError(f"unknown log opt '{key}' for none log driver")
         if key not in ("max-size", "max-file"):
             raise InvalidArgumentError(f"unknown log opt '{key}' for json-file log driver")
-    max_size = _log_max_size(create.log_opts)
+    max_size = _log_max_size(log_opts)
     if max_size is not None and max_size < 1:
         raise InvalidArgumentError("max-size must be a positive size")
-    max_file = create.log_opts.get("max-file")
+    max_file = log_opts.get("max-file")
     if max_file is not None:
         if not max_file.isdigit() or int(max_file) < 1:
             raise InvalidArgumentError("max-file cannot be less than 1")
-        if int(max_file) > 1 and not create.log_opts.get("max-size"):
+        if int(max_file) > 1 and not log_opts.get("max-size"):
             raise InvalidArgumentError("max-file cannot be set without max-size")
 
 
@@ -1253,26 +1627,6 @@ def _log_max_size(opts: dict[str, str]) -> int | None:
 
 def _log_max_file(opts: dict[str, str]) -> int | None:
     return int(opts["max-file"]) if opts.get("max-file") else None
-
-
-def _wait_gone(pid: int, pid_start: int, timeout: float | None = None) -> bool:
-    """Wait (up to ``timeout`` seconds) until ``pid`` -- any process, not only a child --
-    has exited; True if it has."""
-    import select
-
-    if _process_start_time(pid) != pid_start or _is_zombie(pid):
-        return True
-    try:
-        fd = os.pidfd_open(pid)
-    except (ProcessLookupError, OSError):
-        return True
-    try:
-        if _process_start_time(pid) != pid_start:  # reused between the check and the open
-            return True
-        ready, _, _ = select.select([fd], [], [], timeout)
-        return bool(ready)
-    finally:
-        os.close(fd)
 
 
 #: What `docker run --sig-proxy` forwards (SIGKILL/SIGSTOP cannot be caught; SIGCHLD, SIGPIPE
@@ -1317,16 +1671,9 @@ class _SignalProxy:
                 signal.signal(sig, handler)
 
 
-def _resources(options: RunOptions) -> dict[str, Any]:
-    """Docker's HostConfig resource fields (0 when unset)."""
-    limits = options.cgroup_limits()
-    return {"Memory": limits.memory or 0,
-            "NanoCpus": round(limits.cpus * 1e9) if limits.cpus else 0,
-            "PidsLimit": limits.pids if limits.pids is not None else None}
-
-
 def _matches(c: Container, filters: dict[str, list[str]], ancestors: set[str]) -> bool:
-    labels = c.config["Config"].get("Labels") or {}
+    stored = c.model
+    labels = stored.config.labels or {}
     for key, values in filters.items():
         if key == "status":
             ok = c.status in values
@@ -1338,8 +1685,7 @@ def _matches(c: Container, filters: dict[str, list[str]], ancestors: set[str]) -
             ok = any(labels.get(k) == v if sep else k in labels
                      for k, sep, v in (item.partition("=") for item in values))
         elif key == "volume":
-            mounts = c.config.get("Mounts") or []
-            ok = any(v in (m.get("Name"), m.get("Destination")) for m in mounts for v in values)
+            ok = any(v in (m.name, m.destination) for m in stored.mounts or [] for v in values)
         else:  # ancestor
             ok = c.image_id in ancestors
         if not ok:
@@ -1368,33 +1714,12 @@ def _name_conflict(name: str, owner: str) -> str:
             "You have to remove (or rename) that container to be able to reuse that name.")
 
 
-def _is_zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return True
-    return data[data.rfind(b")") + 2:][:1] in (b"Z", b"X")
-
-
-def _wait_pid(pid: int, pid_start: int) -> int:
-    """The exit code of ``pid``: reaped if it is our child, else polled until it is gone."""
-    try:
-        _, status = os.waitpid(pid, 0)
-        return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else \
-            128 + os.WTERMSIG(status)
-    except ChildProcessError:
-        while _process_start_time(pid) == pid_start and not _is_zombie(pid):
-            time.sleep(0.05)
-        return 255  # not our child: its exit status is not ours to know
-
-
 # Image layers never change once unpacked (a snapshot is content-addressed by its ChainID), so
 # what a start reads from them is read once per process: a long-lived caller (the Python API)
 # then skips a dozen syscalls per container.
 @functools.lru_cache(maxsize=128)
 def _layer_file(layers_top_first: tuple[Path, ...], path: str) -> bytes | None:
-    return read_from_layers(list(layers_top_first), path)
+    return overlay.read_file(layers_top_first, path)
 
 
 @functools.lru_cache(maxsize=64)
@@ -1403,69 +1728,9 @@ def _etc_facts(layers_top_first: tuple[Path, ...]) -> tuple[os.stat_result | Non
     ``/etc/mtab``."""
     import stat
 
-    etc_meta = None
-    for layer in layers_top_first:
-        try:
-            st = os.lstat(layer / "etc")
-        except OSError:
-            continue
-        if stat.S_ISDIR(st.st_mode):
-            etc_meta = st
-        break
-    return etc_meta, read_from_layers_exists(list(layers_top_first), "etc/mtab")
-
-
-def read_from_layers(layers_top_first: list[Path], path: str) -> bytes | None:
-    """A file's content as the overlay would show it, read without following symlinks:
-    the first layer holding the path wins; a whiteout (char 0:0) or an opaque parent hides the
-    layers below."""
-    import stat
-
-    rel = path.lstrip("/")
-    parts = rel.split("/")
-    for layer in layers_top_first:
-        target = layer / rel
-        try:
-            st = os.lstat(target)
-        except OSError:
-            if _opaque_parent(layer, parts):
-                return None
-            continue
-        if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
-            return None
-        if not stat.S_ISREG(st.st_mode) or st.st_size > 1 << 20:
-            return None
-        fd = os.open(target, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        with os.fdopen(fd, "rb") as f:
-            return f.read()
-    return None
-
-
-def read_from_layers_exists(layers_top_first: list[Path], path: str) -> bool:
-    """Whether ``path`` exists (as anything but a whiteout) in the merged layers."""
-    import stat
-
-    for layer in layers_top_first:
-        try:
-            st = os.lstat(layer / path)
-        except OSError:
-            if _opaque_parent(layer, path.split("/")):
-                return False
-            continue
-        return not (stat.S_ISCHR(st.st_mode) and st.st_rdev == 0)
-    return False
-
-
-def _opaque_parent(layer: Path, parts: list[str]) -> bool:
-    current = layer
-    for part in parts[:-1]:
-        current = current / part
-        try:
-            if os.getxattr(current, "trusted.overlay.opaque", follow_symlinks=False) == b"y":
-                return True
-        except OSError:
-            pass
-    return False
+    etc = overlay.lookup(layers_top_first, "etc")
+    etc_meta = etc[1] if etc is not None and stat.S_ISDIR(etc[1].st_mode) else None
+    return etc_meta, overlay.exists(layers_top_first, "etc/mtab")
 
 
 def _remove_tree(path: Path) -> None:

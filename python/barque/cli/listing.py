@@ -56,7 +56,7 @@ def ps(*, all: bool = False, quiet: bool = False, no_trunc: bool = False,
                 rw, virtual = service.sizes(c)
                 return f"{human_size(rw)} (virtual {human_size(virtual)})"
 
-            contexts.append(container_context(row, c.config["Config"].get("Labels") or {},
+            contexts.append(container_context(row, c.model.config.labels or {},
                                               container_size))
         sys.stdout.write(render_listing(format, contexts, CONTAINER_HEADER))
     else:

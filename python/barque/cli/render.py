@@ -110,9 +110,9 @@ def print_history(image: Image, *, human: bool, no_trunc: bool, quiet: bool) -> 
     for r in rows:
         created = r["Created"]
         if human:
-            from ..images import _parse_created
+            from ..images import parse_created
 
-            created = _since(_parse_created(created))
+            created = _since(parse_created(created))
         by = " ".join(r["CreatedBy"].replace("\t", " ").split(" "))
         body.append([r["Id"] if no_trunc else _short(r["Id"]), created,
                      by if no_trunc else _ellipsis(by, 45),
@@ -125,14 +125,13 @@ def _short(image_id: str) -> str:
 
 
 def _status(c: Container) -> str:
-    r = c._record
     now = time.time()
-    if r.status == "running":
-        return "Up " + human_duration(now - r.started_at)
-    if r.status == "paused":
-        return "Up " + human_duration(now - r.started_at) + " (Paused)"
-    if r.status == "exited":
-        return f"Exited ({r.exit_code}) {human_duration(now - r.finished_at)} ago"
+    if c.status == "running":
+        return "Up " + human_duration(now - c.started_at)
+    if c.status == "paused":
+        return "Up " + human_duration(now - c.started_at) + " (Paused)"
+    if c.status == "exited":
+        return f"Exited ({c.exit_code}) {human_duration(now - c.finished_at)} ago"
     return "Created"
 
 
@@ -140,31 +139,34 @@ def container_rows(containers: Iterable[Container], no_trunc: bool,
                    sizes: Callable[[Container], tuple[int, int]] | None = None,
                    ) -> list[dict[str, Any]]:
     """``sizes``: with ``ps -s``, a function giving (writable, virtual) bytes of a container."""
+    from ..containers import _command_of as command_of
+
     rows: list[dict[str, Any]] = []
     for c in containers:
         size = ""
         if sizes is not None:
             rw, virtual = sizes(c)
             size = f"{human_size(rw)} (virtual {human_size(virtual)})"
-        cmd = " ".join(c.config["Config"].get("Cmd") or [])
-        labels = c.config["Config"].get("Labels") or {}
-        mounts = c.config.get("Mounts") or []
-        mount_names = [m.get("Name") or m.get("Source") or "" for m in mounts]
+        stored = c.model
+        cmd = " ".join(command_of(stored.config))
+        labels = stored.config.labels or {}
+        mounts = stored.mounts or []
+        mount_names = [m.name or m.source for m in mounts]
         rows.append({
             "ID": c.id if no_trunc else c.short_id,
-            "Image": c._record.image,
+            "Image": c.image,
             "Command": go_quote(cmd if no_trunc else _ellipsis(cmd, 20)),
-            "CreatedAt": datetime.fromtimestamp(c._record.created, timezone.utc).strftime(
+            "CreatedAt": datetime.fromtimestamp(c.created, timezone.utc).strftime(
                 "%Y-%m-%d %H:%M:%S +0000 UTC"),
-            "RunningFor": human_duration(time.time() - c._record.created) + " ago",
+            "RunningFor": human_duration(time.time() - c.created) + " ago",
             "Status": _status(c),
             "State": c.status,
             "Ports": "",
             "Names": c.name,
             "Labels": ",".join(sorted(f"{k}={v}" for k, v in labels.items())),
-            "LocalVolumes": str(sum(1 for m in mounts if m.get("Driver") == "local")),
+            "LocalVolumes": str(sum(1 for m in mounts if m.driver == "local")),
             "Mounts": ",".join(n if no_trunc else _ellipsis(n, 15) for n in mount_names),
-            "Networks": c.config["HostConfig"].get("NetworkMode") or "none",
+            "Networks": stored.host_config.network_mode or "none",
             "Platform": None, "HealthStatus": "", "IPAddresses": [],
             **({"Size": size} if sizes is not None else {}),
         })
@@ -225,11 +227,11 @@ def container_context(row: Mapping[str, Any] | None, labels: Mapping[str, str],
 
 def history_rows(image: Image, *, human: bool, no_trunc: bool) -> list[dict[str, Any]]:
     """``image history`` rows with the docker CLI's field names and values."""
-    from ..images import _parse_created
+    from ..images import parse_created
 
     rows = []
     for r in image.history:
-        created_dt = _parse_created(r["Created"]) if r["Created"] else None
+        created_dt = parse_created(r["Created"]) if r["Created"] else None
         created_at = (created_dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
                       if created_dt else "")
         by = r["CreatedBy"].replace("\t", " ")
@@ -253,3 +255,26 @@ def print_container_table(rows: Sequence[dict[str, Any]]) -> None:
         for line, r in zip(body, rows):
             line.append(r["Size"])
     sys.stdout.write(render_table(headers, body) + "\n")
+
+
+STATS_HEADER = ["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O",
+                "BLOCK I/O", "PIDS"]
+
+
+def stats_row(stats: Mapping[str, Any], no_trunc: bool) -> list[str]:
+    """One ``docker stats`` row from Docker's stats JSON, with the docker CLI's arithmetic
+    and units (memory in binary units, I/O in decimal ones). barque's containers have no
+    network interfaces of their own nor block I/O accounting yet: those read 0B / 0B."""
+    from ..humanize import binary_size
+    from ..stats import cpu_percent, memory_used
+
+    memory = stats.get("memory_stats") or {}
+    used, limit = memory_used(dict(memory)), int(memory.get("limit") or 0)
+    container_id = str(stats.get("id") or "")
+    return [container_id if no_trunc else container_id[:12],
+            str(stats.get("name") or "").removeprefix("/"),
+            f"{cpu_percent(dict(stats)):.2f}%",
+            f"{binary_size(used)} / {binary_size(limit)}",
+            f"{used / limit * 100 if limit else 0.0:.2f}%",
+            f"{human_size(0)} / {human_size(0)}", f"{human_size(0)} / {human_size(0)}",
+            str((stats.get("pids_stats") or {}).get("current", 0))]

@@ -12,6 +12,7 @@ from .flags import refuse_unapplied
 
 TYPE_CHECKING = False  # typing itself costs start-up time; checkers see the imports
 if TYPE_CHECKING:
+    from ..models import ContainerCreate
     from ..runtime.spec import RunOptions
 
 NETWORK_NOTICE = ("barque: no bridge network yet; the container gets --network none "
@@ -23,14 +24,7 @@ def run_or_create(kind: str, args: RunArgs) -> int:
     refused = refuse_unapplied(args)
     if refused is not None:
         return refused
-    from ..containers import CreateOptions
-
-    options = _run_options(args)
-    create = CreateOptions(name=args.name, auto_remove=args.rm, labels=_labels(args.label),
-                           stop_signal=args.stop_signal, open_stdin=args.interactive,
-                           log_driver=args.log_driver, log_opts=_log_opts(args.log_opt),
-                           volumes=list(args.volume), mounts=list(args.mount),
-                           tmpfs=list(args.tmpfs), volumes_from=list(args.volumes_from))
+    body = container_create(args)
     progress = None
     if not engine().images.exists(args.image):
         from .progress import PullRenderer
@@ -38,16 +32,14 @@ def run_or_create(kind: str, args: RunArgs) -> int:
         sys.stderr.write(f"Unable to find image '{args.image}' locally\n")
         progress = PullRenderer(sys.stderr)
     service = engine().containers
-    command = args.command or None
     if kind == "create":
-        container = service.create(args.image, command, options=options, create=create,
-                                   pull=True, progress=progress)
+        container = service.create_from(body, name=args.name, pull=True, progress=progress)
+        _warn(container.warnings)
         print(container.id)
         return 0
     sys.stdout.flush()
     if args.detach:
-        container = service.run(args.image, command, options=options, create=create,
-                                progress=progress, detach=True)
+        container = service.run_from(body, name=args.name, progress=progress, detach=True)
         print(container.id)
         return 0
     if args.tty:
@@ -57,36 +49,54 @@ def run_or_create(kind: str, args: RunArgs) -> int:
             raise InvalidArgumentError("the input device is not a TTY")
         # A terminal goes through the supervisor, which holds the pty: detaching
         # (ctrl-p ctrl-q) then leaves the container running.
-        container = service.create(args.image, command, options=options, create=create,
-                                   pull=True, progress=progress)
+        container = service.create_from(body, name=args.name, pull=True, progress=progress)
+        _warn(container.warnings)
         return start_attached(container.id, interactive=args.interactive, tty=True,
                               auto_remove=args.rm)
     # Without detach, run returns the container's exit code.
-    code: int = service.run(args.image, command, options=options, create=create,
-                            progress=progress, sig_proxy=args.sig_proxy,
-                            stdin=0 if args.interactive else None)
+    code: int = service.run_from(body, name=args.name, progress=progress,
+                                 sig_proxy=args.sig_proxy,
+                                 stdin=0 if args.interactive else None)
     return code
+
+
+def container_create(args: RunArgs) -> ContainerCreate:
+    """The command line as Docker's create body (what ``docker run`` sends its daemon): the
+    flags' checks and messages are those of :func:`barque.models.options.body_from_options`."""
+    from ..containers import CreateOptions
+    from ..models.options import body_from_options
+
+    options = _run_options(args)
+    options.command = list(args.command) or None
+    create = CreateOptions(name=args.name, auto_remove=args.rm, labels=_labels(args.label),
+                           stop_signal=args.stop_signal, open_stdin=args.interactive,
+                           log_driver=args.log_driver, log_opts=_log_opts(args.log_opt),
+                           volumes=list(args.volume), mounts=list(args.mount),
+                           tmpfs=list(args.tmpfs), volumes_from=list(args.volumes_from))
+    body = body_from_options(args.image, options, create)
+    # As docker run does: a foreground container's output is attached, and -i attaches and
+    # closes (StdinOnce) its stdin.
+    body.attach_stdout = body.attach_stderr = not args.detach
+    body.attach_stdin = body.stdin_once = args.interactive and not args.detach
+    return body
+
+
+def _warn(warnings: list[str]) -> None:
+    for line in warnings:
+        sys.stderr.write(f"WARNING: {line}\n")
 
 
 def start_attached(container_id: str, *, interactive: bool, tty: bool,
                    auto_remove: bool) -> int:
     """Start a container under its supervisor and relay this terminal to it until it exits
     (its exit code) or the user detaches (0)."""
-    import contextlib
-
     from .. import attach
-    from ..runtime import supervisor
 
     service = engine().containers
     size = (attach.window_size(0) or attach.window_size(1)) if tty else None
-    try:
-        service.start(container_id, hold_output=True, tty_size=size)
-    except BaseException:
-        service._abandon(container_id, auto_remove)
-        raise
-    state = engine().store.paths.run_state(container_id)
-    with contextlib.closing(attach.connect(state)) as sock:
-        code = attach.relay(sock, stdin=interactive, tty=tty)
+    session = service.start_attached(container_id, tty_size=size)
+    with session:
+        code = session.relay(stdin=interactive, tty=tty)
     if code is None:
         if tty:
             sys.stderr.write("\r\n")
@@ -94,11 +104,7 @@ def start_attached(container_id: str, *, interactive: bool, tty: bool,
     if auto_remove:
         # The supervisor's exit command removes the container: wait for it, so that the
         # container is gone when this command returns, as with Docker.
-        import time
-
-        deadline = time.monotonic() + 30
-        while supervisor.shim_alive(state) and time.monotonic() < deadline:
-            time.sleep(0.01)
+        session.wait_supervisor_gone(timeout=30)
     else:
         # Recorded as exited before this returns (the supervisor's exit command may not have
         # run yet), so that a `rm` straight after sees a stopped container, as with Docker.
@@ -119,7 +125,7 @@ def _run_options(args: RunArgs) -> RunOptions:
     entrypoint = args.entrypoint
     return RunOptions(
         entrypoint=None if entrypoint is None else ([entrypoint] if entrypoint else []),
-        env=_environment(args.env, args.env_file), workdir=args.workdir, user=args.user,
+        env=environment(args.env, args.env_file), workdir=args.workdir, user=args.user,
         group_add=list(args.group_add),
         hostname=args.hostname, tty=args.tty, read_only=args.read_only,
         privileged=args.privileged, devices=list(args.device), cap_add=list(args.cap_add),
@@ -131,19 +137,11 @@ def _run_options(args: RunArgs) -> RunOptions:
 def _notice_once() -> None:
     """The no-bridge notice, on the first run/create of a store only: the marker's exclusive
     creation is atomic, so of two first commands at once one prints it."""
-    try:
-        fd = os.open(engine().store.paths.network_notice_marker,
-                     os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-    except FileExistsError:
-        return
-    except OSError:
-        pass  # a store we cannot mark: better said every time than never
-    else:
-        os.close(fd)
-    sys.stderr.write(NETWORK_NOTICE + "\n")
+    if engine().containers.first_network_default():
+        sys.stderr.write(NETWORK_NOTICE + "\n")
 
 
-def _environment(env: list[str], env_files: list[str]) -> list[str]:
+def environment(env: list[str], env_files: list[str]) -> list[str]:
     """Docker's -e rules: K=V as given, a bare K takes the caller's value (or is dropped)."""
     entries: list[str] = []
     for path in env_files:

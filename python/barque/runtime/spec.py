@@ -30,9 +30,12 @@ TYPE_CHECKING = False  # typing itself costs start-up time; checkers see the imp
 if TYPE_CHECKING:
     from typing import Any
 
+    from ..models import ContainerCreate, Ulimit
+
 
 __all__ = ["RunOptions", "SecurityOptions", "build_spec", "parse_security_opts",
-           "resolve_args", "resolve_env", "resolve_capabilities", "available_capabilities",
+           "build_spec_from", "run_options_from", "resolve_args", "resolve_env",
+           "resolve_capabilities", "available_capabilities",
            "host_devices", "default_device_rules", "parse_device", "resolve_devices",
            "CAPABILITIES",
            "DEFAULT_CAPABILITIES", "DEFAULT_PATH", "OCI_VERSION"]
@@ -651,3 +654,123 @@ def build_spec(image_config: Mapping[str, Any] | None, options: RunOptions,
         "linux": linux,
         "annotations": {"org.barque.container.id": container_id},
     }
+
+
+# -- the spec of a Docker create body ---------------------------------------------------------
+
+#: Docker's ``/dev/shm`` size when ``HostConfig.ShmSize`` is 0 (64 MiB).
+DEFAULT_SHM_SIZE = 64 << 20
+
+#: Sysctls a container may set with ``--sysctl`` (moby ``opts.ValidateSysctl``): those of the
+#: namespaces it has of its own. ``net.*`` needs its own network namespace.
+_NAMESPACED_SYSCTLS = ("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem",
+                       "kernel.shmall", "kernel.shmmax", "kernel.shmmni",
+                       "kernel.shm_rmid_forced")
+_NAMESPACED_SYSCTL_PREFIXES = ("fs.mqueue.", "net.")
+
+_RLIMITS = ("as", "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice",
+            "nofile", "nproc", "rss", "rtprio", "rttime", "sigpending", "stack")
+
+
+def device_text(host: str, container: str, permissions: str) -> str:
+    """A ``HostConfig.Devices`` entry as the ``--device`` text :func:`parse_device` reads."""
+    return f"{host}:{container or host}:{permissions or _DEVICE_PERMISSIONS}"
+
+
+def run_options_from(body: ContainerCreate,
+                     mounts: Iterable[dict[str, Any]] = ()) -> RunOptions:
+    """The options :func:`build_spec` reads, computed from a create body (never kept: the
+    body is the container's one description). ``mounts``: the OCI mounts of its volume
+    plan."""
+    host = body.host_config
+    entrypoint = body.entrypoint
+    return RunOptions(
+        command=list(body.cmd) if body.cmd else None,
+        entrypoint=None if entrypoint is None else list(entrypoint),
+        env=list(body.env or []), workdir=body.working_dir or None, user=body.user or None,
+        group_add=list(host.group_add or []), hostname=body.hostname or None, tty=body.tty,
+        read_only=host.readonly_rootfs, privileged=host.privileged,
+        cap_add=list(host.cap_add or []), cap_drop=list(host.cap_drop or []),
+        security_opt=list(host.security_opt or []),
+        network=host.network_mode or "none", init=bool(host.init), mounts=list(mounts),
+        memory=host.memory or None, pids_limit=host.pids_limit,
+        cpus=host.nano_cpus / 1e9 if host.nano_cpus else None,
+        devices=[device_text(d.path_on_host, d.path_in_container, d.cgroup_permissions)
+                 for d in host.devices or []])
+
+
+def build_spec_from(image_config: Mapping[str, Any] | None, body: ContainerCreate,
+                    rootfs_lookup: Callable[[str], bytes | None], container_id: str,
+                    mounts: Iterable[dict[str, Any]] = (),
+                    warnings: list[str] | None = None) -> dict[str, Any]:
+    """:func:`build_spec` for a Docker create body, with the HostConfig fields the options
+    do not carry applied: ``ShmSize`` (the /dev/shm tmpfs), ``Ulimits`` (rlimits, a hard
+    limit above this process's own clamped to it, with a line in ``warnings``), ``Sysctls``,
+    ``MaskedPaths``/``ReadonlyPaths``, ``Annotations`` and ``Config.Domainname``."""
+    host = body.host_config
+    spec = build_spec(image_config, run_options_from(body, mounts), rootfs_lookup,
+                      container_id)
+    shm = host.shm_size or DEFAULT_SHM_SIZE
+    for mount in spec["mounts"]:
+        if mount["destination"] == "/dev/shm" and mount["type"] == "tmpfs":
+            mount["options"] = [o for o in mount["options"] if not o.startswith("size=")] \
+                + [f"size={shm // 1024}k" if shm % 1024 == 0 else f"size={shm}"]
+    if host.ulimits:
+        spec["process"]["rlimits"] = _rlimits(host.ulimits, spec["process"]["rlimits"],
+                                              warnings)
+    if host.sysctls:
+        sysctl = spec["linux"].setdefault("sysctl", {})
+        for key, value in host.sysctls.items():
+            _check_sysctl(key, host.network_mode or "none")
+            sysctl[key] = value
+    if host.masked_paths is not None:
+        spec["linux"]["maskedPaths"] = list(host.masked_paths)
+    if host.readonly_paths is not None:
+        spec["linux"]["readonlyPaths"] = list(host.readonly_paths)
+    if host.annotations:
+        for key in host.annotations:
+            if key.startswith("org.barque."):
+                raise InvalidArgumentError(
+                    f"HostConfig.Annotations: {key!r} is reserved for barque itself")
+        spec["annotations"].update(host.annotations)
+    if body.domainname:
+        spec["domainname"] = _check_hostname(body.domainname)
+    return spec
+
+
+def _rlimits(ulimits: Iterable[Ulimit], defaults: list[dict[str, Any]],
+             warnings: list[str] | None) -> list[dict[str, Any]]:
+    import resource
+
+    chosen = {r["type"]: r for r in defaults}
+    for u in ulimits:
+        name = u.name.lower()
+        if name not in _RLIMITS:
+            raise InvalidArgumentError(f"HostConfig.Ulimits: invalid ulimit type: {u.name}")
+        if u.soft > u.hard:
+            raise InvalidArgumentError(
+                f"HostConfig.Ulimits: ulimit soft limit must be less than or equal to hard "
+                f"limit: {u.soft} > {u.hard}")
+        kind = "RLIMIT_" + name.upper()
+        soft, hard = u.soft, u.hard
+        # Raising a hard limit needs CAP_SYS_RESOURCE in the host's user namespace, which
+        # the runtime may lack: it clamps the same way; said here so the user knows.
+        current = resource.getrlimit(getattr(resource, kind))[1]
+        if current != resource.RLIM_INFINITY and hard > current:
+            if warnings is not None:
+                warnings.append(f"ulimit {name}: hard limit {hard} is above this host's "
+                                f"{current}; the container gets {current}")
+            hard, soft = current, min(soft, current)
+        chosen[kind] = {"type": kind, "hard": hard, "soft": soft}
+    return list(chosen.values())
+
+
+def _check_sysctl(key: str, network: str) -> None:
+    if key.startswith("net.") and network == "host":
+        raise InvalidArgumentError(
+            f"HostConfig.Sysctls: {key}: sysctls of the network namespace cannot be set "
+            "with --network host")
+    if key in _NAMESPACED_SYSCTLS or key.startswith(_NAMESPACED_SYSCTL_PREFIXES):
+        return
+    raise InvalidArgumentError(f"HostConfig.Sysctls: {key} is not allowed: only sysctls of "
+                               "the container's own namespaces can be set")
