@@ -11,6 +11,11 @@ then every image is checked completely (config digest, each layer's DiffID again
 config's ``rootfs.diff_ids``, OCI blob digests and sizes) before anything enters the store,
 and :func:`barque.layers.add_images` adds snapshots and blobs before any image record. A
 refused archive leaves the store as it was.
+
+These are the implementation of :meth:`barque.images.ImageService.save`, ``load`` and
+``import_``, which are the public API: each takes a ``progress`` (:class:`barque.progress.
+Progress`) and a ``cancel`` event, checked between chunks, never while the store is half
+changed.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import msgspec
 
 from .digest import chain_ids, is_digest, sha256_digest
 from .errors import DigestMismatchError, ImageNotFoundError, InvalidArchiveError
+from .progress import NullProgress, check_cancelled
 from .layers import (
     MEDIA_TYPE_DOCKER_LAYER_GZIP,
     MEDIA_TYPE_OCI_CONFIG,
@@ -51,21 +57,70 @@ from .reference import Reference
 
 if TYPE_CHECKING:
     from .engine import Engine
+    from .progress import Cancel, Progress
     from .store.metadata import ImageRecord
 
 MEDIA_TYPE_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 _CHUNK = 1 << 20
 #: Largest JSON document (manifest.json, index.json, a manifest or config) read into memory.
 _MAX_DOCUMENT = 16 << 20
+#: Seconds between two byte-count reports of one layer (a report per chunk would flood).
+_REPORT_INTERVAL = 0.1
+
+
+class _Watch:
+    """One operation's progress and cancel event, with the throttled byte-count report its
+    loops share."""
+
+    def __init__(self, what: str, progress: Progress | None, cancel: Cancel | None) -> None:
+        self.what = what
+        self.progress: Progress = progress or NullProgress()
+        self.cancel = cancel
+        self._last = 0.0
+
+    def check(self) -> None:
+        check_cancelled(self.cancel, self.what)
+
+    def bytes(self, layer_id: str, status: str, current: int, total: int | None) -> None:
+        """A chunk done: stop here if cancelled, report now and then."""
+        import time
+
+        self.check()
+        now = time.monotonic()
+        if now - self._last >= _REPORT_INTERVAL or current == total:
+            self._last = now
+            self.progress.layer(layer_id, status, current, total)
+
+
+class _WatchedReader:
+    """A binary stream whose reads check the cancel event and report the bytes read."""
+
+    def __init__(self, f: IO[bytes], watch: _Watch, layer_id: str, status: str,
+                 total: int | None = None) -> None:
+        self._f = f
+        self._watch = watch
+        self._layer_id = layer_id
+        self._status = status
+        self._total = total
+        self.done = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._f.read(n)
+        self.done += len(data)
+        self._watch.bytes(self._layer_id, self._status, self.done, self._total)
+        return data
 
 
 # -- save ---------------------------------------------------------------------------------
 
 
-def save(engine: Engine, names: list[str], out: IO[bytes], *, format: str = "docker") -> None:
+def save(engine: Engine, names: list[str], out: IO[bytes], *, format: str = "docker",
+         progress: Progress | None = None, cancel: Cancel | None = None) -> None:
     """Write the images ``names`` (IDs, tags or digest references) to ``out`` as a tar:
     ``docker`` (docker-archive, as ``docker save``) or ``oci`` (an OCI image layout). Images
-    named by a tag carry that tag, as Docker does; named by ID they carry none."""
+    named by a tag carry that tag, as Docker does; named by ID they carry none. See
+    :meth:`barque.images.ImageService.save`."""
+    watch = _Watch("save", progress, cancel)
     if format not in ("docker", "oci"):
         raise InvalidArchiveError(f"unsupported archive format {format!r}: use docker or oci")
     if not names:
@@ -85,9 +140,9 @@ def save(engine: Engine, names: list[str], out: IO[bytes], *, format: str = "doc
         records.append((record, refs))
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         if format == "docker":
-            _DockerArchiveWriter(engine, tar).write(records)
+            _DockerArchiveWriter(engine, tar, watch).write(records)
         else:
-            _OciArchiveWriter(engine, tar).write(records)
+            _OciArchiveWriter(engine, tar, watch).write(records)
 
 
 def _tag_of(name: str, image_id: str) -> Reference | None:
@@ -126,9 +181,10 @@ class _DockerArchiveWriter:
     """Docker 20.10's layout: ``<v1 id>/{VERSION,json,layer.tar}`` per layer, ``<hex>.json``
     per config, then ``manifest.json`` and ``repositories``."""
 
-    def __init__(self, engine: Engine, tar: tarfile.TarFile) -> None:
+    def __init__(self, engine: Engine, tar: tarfile.TarFile, watch: _Watch) -> None:
         self.engine = engine
         self.tar = tar
+        self.watch = watch
         self.written: set[str] = set()
 
     def write(self, images: list[tuple[ImageRecord, list[Reference]]]) -> None:
@@ -178,7 +234,9 @@ class _DockerArchiveWriter:
             info = tarfile.TarInfo(f"{v1_id}/layer.tar")
             info.size = size
             info.mode = 0o644
-            self.tar.addfile(info, f)
+            self.tar.addfile(info, _WatchedReader(f, self.watch, layer.diff_id[7:19],
+                                                  "Saving layer", size))
+        self.watch.progress.layer(layer.diff_id[7:19], "Layer saved")
 
     @contextmanager
     def _uncompressed(self, layer: Any) -> Iterator[tuple[IO[bytes], int]]:
@@ -190,6 +248,7 @@ class _DockerArchiveWriter:
             with open(store.content.path(layer.blob_digest), "rb") as raw, \
                     decompressed(raw, compression) as f:
                 while chunk := f.read(_CHUNK):
+                    self.watch.check()
                     digest.update(chunk)
                     scratch.write(chunk)
             actual = "sha256:" + digest.hexdigest()
@@ -206,9 +265,10 @@ class _OciArchiveWriter:
     ``index.json`` with one entry per tag (``io.containerd.image.name`` holds the full name,
     ``org.opencontainers.image.ref.name`` the tag, as Docker 25 writes them)."""
 
-    def __init__(self, engine: Engine, tar: tarfile.TarFile) -> None:
+    def __init__(self, engine: Engine, tar: tarfile.TarFile, watch: _Watch) -> None:
         self.engine = engine
         self.tar = tar
+        self.watch = watch
         self.written: set[str] = set()
 
     def write(self, images: list[tuple[ImageRecord, list[Reference]]]) -> None:
@@ -262,15 +322,17 @@ class _OciArchiveWriter:
             info = tarfile.TarInfo(f"blobs/sha256/{digest[7:]}")
             info.size = os.fstat(f.fileno()).st_size
             info.mode = 0o644
-            hashing = _HashingReader(f)
+            hashing = _HashingReader(_WatchedReader(f, self.watch, digest[7:19], "Saving layer",
+                                                    info.size))
             self.tar.addfile(info, hashing)
         if hashing.digest() != digest:
             raise DigestMismatchError(f"blob {digest} in the store is corrupt")
+        self.watch.progress.layer(digest[7:19], "Layer saved")
         self.written.add(digest)
 
 
 class _HashingReader:
-    def __init__(self, f: IO[bytes]) -> None:
+    def __init__(self, f: IO[bytes] | _WatchedReader) -> None:
         self._f = f
         self._hash = hashlib.sha256()
 
@@ -329,7 +391,7 @@ def _normalise(name: str) -> str:
     return "/".join(parts)
 
 
-def _stage(source: IO[bytes], scratch: Path) -> _StagedArchive:
+def _stage(source: IO[bytes], scratch: Path, watch: _Watch) -> _StagedArchive:
     staged = _StagedArchive()
     try:
         with tarfile.open(fileobj=source, mode="r|*") as tar:
@@ -344,10 +406,16 @@ def _stage(source: IO[bytes], scratch: Path) -> _StagedArchive:
                     digest = hashlib.sha256()
                     reader = tar.extractfile(member)
                     assert reader is not None
+                    # Docker's load reports per layer: a member is a layer or a document.
+                    shown = (name.split("/")[-2] if name.endswith("/layer.tar") else
+                             posixpath.basename(name))[:12]
+                    done = 0
                     with open(path, "wb") as out:
                         while chunk := reader.read(_CHUNK):
                             digest.update(chunk)
                             out.write(chunk)
+                            done += len(chunk)
+                            watch.bytes(shown, "Loading layer", done, member.size)
                     staged.members[name] = _Member(path, "sha256:" + digest.hexdigest(),
                                                    member.size)
                 elif member.issym():
@@ -368,15 +436,18 @@ def _stage(source: IO[bytes], scratch: Path) -> _StagedArchive:
     return staged
 
 
-def load(engine: Engine, source: IO[bytes]) -> list[str]:
+def load(engine: Engine, source: IO[bytes], *, progress: Progress | None = None,
+         cancel: Cancel | None = None) -> list[str]:
     """Load a docker-archive or OCI layout tar read from ``source`` into the store; returns
     Docker's report lines (``Loaded image: REF`` per tag, ``Loaded image ID: ID`` for an
-    untagged image). All or nothing: a bad archive raises and leaves the store unchanged."""
+    untagged image). All or nothing: a bad archive raises and leaves the store unchanged.
+    See :meth:`barque.images.ImageService.load`."""
     # Fail before reading anything if the native core is missing.
     from . import _native
 
+    watch = _Watch("load", progress, cancel)
     with engine.store.staging("load") as scratch:
-        staged = _stage(source, scratch)
+        staged = _stage(source, scratch, watch)
         if staged.find("manifest.json") is not None:
             pending = _plan_docker_archive(staged, scratch)
         elif staged.find("index.json") is not None:
@@ -384,6 +455,7 @@ def load(engine: Engine, source: IO[bytes]) -> list[str]:
         else:
             raise InvalidArchiveError(
                 "archive has neither manifest.json (docker-archive) nor index.json (OCI layout)")
+        watch.check()  # the last point where nothing has entered the store
         image_ids = add_images(engine, pending)
     lines = []
     for image_id, image in zip(image_ids, pending):
@@ -391,7 +463,10 @@ def load(engine: Engine, source: IO[bytes]) -> list[str]:
             lines += [f"Loaded image: {Reference.parse(t).familiar}" for t in image.tags]
         else:
             lines.append(f"Loaded image ID: {image_id}")
-    return list(dict.fromkeys(lines))
+    lines = list(dict.fromkeys(lines))
+    for line in lines:
+        watch.progress.message(line)
+    return lines
 
 
 def _tags(values: Any, where: str) -> list[str]:
@@ -610,11 +685,14 @@ def now_rfc3339() -> str:
 
 def import_rootfs(engine: Engine, source: IO[bytes], *, source_name: str,
                   reference: str | None = None, changes: list[str] | None = None,
-                  message: str = "", compression: str = "gzip") -> str:
+                  message: str = "", compression: str = "gzip",
+                  progress: Progress | None = None, cancel: Cancel | None = None) -> str:
     """``docker import``: a one-layer image from a root filesystem tar (plain, gzip, bzip2,
     xz or zstd) read from ``source``; returns the image ID. The tar goes through the same
     safe extractor as a pulled layer; the layer is stored ``compression``-compressed (gzip or
-    zstd), whatever the tarball's own compression was."""
+    zstd), whatever the tarball's own compression was. See
+    :meth:`barque.images.ImageService.import_`."""
+    watch = _Watch("import", progress, cancel)
     import io
 
     from .config_changes import apply_changes
@@ -637,7 +715,9 @@ def import_rootfs(engine: Engine, source: IO[bytes], *, source_name: str,
     with engine.store.staging("import") as scratch:
         try:
             with decompressed(reader, source_compression) as f:
-                layer = compress_layer(f, scratch, compression)
+                watched = _WatchedReader(f, watch, "rootfs", "Importing")
+                # read() is all compress_layer uses; its signature asks for a whole IO[bytes].
+                layer = compress_layer(watched, scratch, compression)  # type: ignore[arg-type]
         except (EOFError, zlib.error, ValueError) as e:
             raise InvalidArchiveError(
                 f"{source_name}: corrupt {source_compression} stream: {e}") from e
@@ -656,4 +736,7 @@ def import_rootfs(engine: Engine, source: IO[bytes], *, source_name: str,
         if platform.variant:
             config["variant"] = platform.variant
         data = json.dumps(config, separators=(",", ":")).encode()
-        return add_image(engine, data, [], [layer], tags=tags)
+        watch.check()  # the last point where nothing has entered the store
+        image_id = add_image(engine, data, [], [layer], tags=tags)
+    watch.progress.layer(layer.diff_id[7:19], "Imported")
+    return image_id

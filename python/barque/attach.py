@@ -217,3 +217,43 @@ def relay_pty(master: int, *, stdin: bool, in_fd: int = 0, out_fd: int = 1) -> N
                     _write_all(out_fd, data)
     finally:
         signal.signal(signal.SIGWINCH, previous)
+
+
+class AttachSession:
+    """A connection to a supervised container's attach socket (Docker's ``POST
+    /containers/{id}/attach``), from :meth:`barque.containers.ContainerService.attach`.
+
+    ``relay`` runs this terminal (or any fds) against it until the container exits or the user
+    detaches; ``socket`` is the raw connection (8-byte framed messages, see
+    :mod:`barque.runtime.supervisor`) for a caller that relays itself. Close it when done."""
+
+    def __init__(self, sock: socket.socket, state_dir: Path) -> None:
+        self.socket = sock
+        self._state_dir = state_dir
+
+    def relay(self, *, stdin: bool, tty: bool, in_fd: int = 0, out_fd: int = 1,
+              err_fd: int = 2, detach_keys: bytes = DETACH_KEYS) -> int | None:
+        """See :func:`relay`: the container's exit code, or None once detached."""
+        return relay(self.socket, stdin=stdin, tty=tty, in_fd=in_fd, out_fd=out_fd,
+                     err_fd=err_fd, detach_keys=detach_keys)
+
+    def wait_supervisor_gone(self, timeout: float = 30.0) -> bool:
+        """Wait until the container's supervisor has exited, its exit command (the record's
+        cleanup, ``--rm``'s removal) done; False if it is still there after ``timeout``."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while sv.shim_alive(self._state_dir):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+    def close(self) -> None:
+        self.socket.close()
+
+    def __enter__(self) -> AttachSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

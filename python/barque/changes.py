@@ -29,10 +29,12 @@ import msgspec
 from .errors import ContainerPathNotFoundError, InvalidArchiveError, InvalidArgumentError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from contextlib import AbstractContextManager
 
     from .containers import Container
     from .engine import Engine
+    from .progress import Cancel, Progress
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
@@ -190,14 +192,18 @@ class ContainerChanges:
 
     def commit(self, name_or_id: str, reference: str | None = None, *, message: str = "",
                author: str = "", changes: list[str] | None = None, pause: bool = True,
-               compression: str = "gzip") -> str:
+               compression: str = "gzip", progress: Progress | None = None,
+               cancel: Cancel | None = None) -> str:
         """``docker commit``: the container's changes become a new layer (``compression``:
         gzip or zstd) on top of its image's layers, with a history entry; returns the new
-        image ID."""
+        image ID. See :meth:`barque.containers.ContainerService.commit`."""
         from .archives import now_rfc3339
         from .config_changes import apply_changes
         from .layers import add_image, check_layer_compression, layer_writer
+        from .progress import NullProgress, check_cancelled
         from .reference import Reference
+
+        report = progress or NullProgress()
 
         check_layer_compression(compression)
         engine = self._engine
@@ -224,7 +230,13 @@ class ContainerChanges:
                     # fileobj for read, seek, tell and close too.
                     with tarfile.open(fileobj=writer, mode="w|",  # type: ignore[call-overload]
                                       format=tarfile.PAX_FORMAT) as tar:
-                        write_layer_tar(tar, upper_changes(upper, lowers))
+                        found = upper_changes(upper, lowers)
+
+                        def entry_written(done: int) -> None:
+                            check_cancelled(cancel, "commit")
+                            report.layer("changes", "Writing layer", done, len(found))
+
+                        write_layer_tar(tar, found, entry_written)
                 except BaseException:
                     writer.abort()
                     raise
@@ -250,16 +262,24 @@ class ContainerChanges:
                 config["rootfs"] = {"type": "layers",
                                     "diff_ids": [x.diff_id for x in image.layers] + [layer.diff_id]}
                 data = json.dumps(config, separators=(",", ":")).encode()
-                return add_image(engine, data, list(image.layers), [layer], tags=tags)
+                check_cancelled(cancel, "commit")  # the last point where nothing is stored
+                image_id = add_image(engine, data, list(image.layers), [layer], tags=tags)
+                report.layer(layer.diff_id[7:19], "Committed")
+                return image_id
             finally:
                 if paused:
                     engine.containers.unpause(container.id)
 
 
-def write_layer_tar(tar: tarfile.TarFile, changes: list[Change]) -> None:
+def write_layer_tar(tar: tarfile.TarFile, changes: list[Change],
+                    entry_written: Callable[[int], None] | None = None) -> None:
     """The OCI layer for ``changes`` (parents first): deletions as ``.wh.<name>``, opaque
-    dirs followed by ``.wh..wh..opq``. File content is read without following symlinks."""
-    for change in changes:
+    dirs followed by ``.wh..wh..opq``. File content is read without following symlinks.
+    ``entry_written`` is told how many changes are written so far, before each one and at
+    the end (it may raise to stop the layer there)."""
+    for done, change in enumerate(changes):
+        if entry_written is not None:
+            entry_written(done)
         rel = change.path.lstrip("/")
         if change.kind == "D":
             parent, _, name = rel.rpartition("/")
@@ -279,6 +299,8 @@ def write_layer_tar(tar: tarfile.TarFile, changes: list[Change]) -> None:
             tar.addfile(info)
         if change.opaque:
             _add_marker(tar, f"{rel}/{OPAQUE_MARKER}")
+    if entry_written is not None:
+        entry_written(len(changes))
 
 
 def _add_marker(tar: tarfile.TarFile, name: str) -> None:
@@ -374,14 +396,39 @@ class ContainerCopy:
                      follow_link: bool = False) -> None:
         """``docker cp CONTAINER:PATH -``: a tar stream of PATH (named by its last component;
         owners as in the container) written to ``out``."""
+        stream, _ = self.archive(name_or_id, path, follow_link=follow_link)
+        with stream:
+            for chunk in stream:
+                out.write(chunk)
+
+    def archive(self, name_or_id: str, path: str, *,
+                follow_link: bool = False) -> tuple[TarStream, PathStat]:
+        """Docker's ``GET /containers/{id}/archive``: PATH as a tar stream (named by its last
+        component, ``.`` for ``DIR/.``; owners as in the container) and PATH's stat. A missing
+        PATH raises ContainerPathNotFoundError here; the stream reads the container while it
+        is read (a stopped container's overlay stays mounted until the stream is closed)."""
+        import contextlib
+
         norm = posixpath.normpath("/" + path)
         arcname = "." if path == "." or path.endswith("/.") or norm == "/" else \
             posixpath.basename(norm)
-        with self._root(name_or_id) as root_fd:
-            entries = self._read(root_fd, name_or_id, path, arcname, follow_link)
-            with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-                for info, content in entries:
-                    tar.addfile(info, content)
+        held = contextlib.ExitStack()
+        try:
+            root_fd = held.enter_context(self._root(name_or_id))
+            try:
+                parent_fd, name, st = _locate(root_fd, path, follow_link)
+            except (FileNotFoundError, NotADirectoryError):
+                raise ContainerPathNotFoundError(
+                    f"Could not find the file {path} in container {name_or_id}") from None
+            held.callback(os.close, parent_fd)
+            link = os.readlink(name, dir_fd=parent_fd) if stat.S_ISLNK(st.st_mode) else ""
+            found = PathStat(name=posixpath.basename(norm) or "/", size=st.st_size,
+                             mode=go_file_mode(st.st_mode), mtime=st.st_mtime, link_target=link)
+            chunks = _tar_chunks(_tree_entries(parent_fd, name, st, arcname))
+        except BaseException:
+            held.close()
+            raise
+        return TarStream(chunks, held.close), found
 
     def copy_in(self, source: Path, name_or_id: str, path: str, *, archive: bool = False,
                 follow_link: bool = False) -> None:
@@ -478,6 +525,117 @@ class ContainerCopy:
         if container.status in ("running", "paused") and container.pid:
             return running()
         return mounted()
+
+
+class PathStat(msgspec.Struct, frozen=True):
+    """What Docker's ``X-Docker-Container-Path-Stat`` header says of an archive's PATH:
+    ``mode`` is Go's ``os.FileMode`` (permission bits, ``1 << 31`` a directory, ``1 << 27`` a
+    symlink...), as Docker sends it; ``mtime`` seconds since the epoch."""
+
+    name: str
+    size: int
+    mode: int
+    mtime: float
+    link_target: str = ""
+
+    @property
+    def docker(self) -> dict[str, Any]:
+        """The header's JSON document, Docker's keys."""
+        from datetime import datetime, timezone
+
+        mtime = datetime.fromtimestamp(self.mtime, timezone.utc).isoformat()
+        return {"name": self.name, "size": self.size, "mode": self.mode,
+                "mtime": mtime.replace("+00:00", "Z"), "linkTarget": self.link_target}
+
+
+#: Go's os.FileMode type bits (io/fs), which Docker's path stat carries.
+_GO_MODE_BITS = ((stat.S_IFDIR, 1 << 31), (stat.S_IFLNK, 1 << 27), (stat.S_IFBLK, 1 << 26),
+                 (stat.S_IFIFO, 1 << 25), (stat.S_IFSOCK, 1 << 24))
+
+
+def go_file_mode(mode: int) -> int:
+    """A ``st_mode`` as Go's os.FileMode: what Docker's API reports for a path."""
+    kind = stat.S_IFMT(mode)
+    out = mode & 0o777
+    for posix, go in _GO_MODE_BITS:
+        if kind == posix:
+            out |= go
+    if kind == stat.S_IFCHR:
+        out |= (1 << 26) | (1 << 21)  # ModeDevice | ModeCharDevice
+    for posix, go in ((stat.S_ISUID, 1 << 23), (stat.S_ISGID, 1 << 22), (stat.S_ISVTX, 1 << 20)):
+        if mode & posix:
+            out |= go
+    return out
+
+
+class TarStream:
+    """A tar archive produced while it is read: iterate over its chunks, or ``read(n)`` it
+    as a binary file. Close it (or use it as a context manager) to release what it reads
+    from, even when it is not read to the end."""
+
+    def __init__(self, chunks: Iterator[bytes], release: Callable[[], None]) -> None:
+        self._chunks = chunks
+        self._release: Callable[[], None] | None = release
+        self._pending = b""
+
+    def __iter__(self) -> Iterator[bytes]:
+        if self._pending:
+            pending, self._pending = self._pending, b""
+            yield pending
+        yield from self._chunks
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0:
+            return b"".join(self)
+        while len(self._pending) < n:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                break
+            self._pending += chunk
+        out, self._pending = self._pending[:n], self._pending[n:]
+        return out
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()  # a generator's finally blocks run now, not at collection
+        if self._release is not None:
+            release, self._release = self._release, None
+            release()
+
+    def __enter__(self) -> TarStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _tar_chunks(entries: Iterator[Entry]) -> Iterator[bytes]:
+    """``entries`` as the bytes ``tarfile``'s ``w|`` PAX stream writes for them (headers,
+    content padded to 512-byte blocks, two end blocks, padding to a 10240-byte record), one
+    piece at a time, so an archive of any size streams in bounded memory."""
+    offset = 0
+    for info, content in entries:
+        header = info.tobuf(tarfile.PAX_FORMAT, tarfile.ENCODING, "surrogateescape")
+        yield header
+        offset += len(header)
+        if info.isreg() and content is not None:
+            remaining = info.size
+            while remaining:
+                chunk = content.read(min(remaining, 1 << 20))
+                if not chunk:  # the file shrank while it was read: the header promised more
+                    raise OSError(errno.EIO, f"{info.name}: unexpected end of data")
+                yield chunk
+                remaining -= len(chunk)
+            padding = -info.size % tarfile.BLOCKSIZE
+            if padding:
+                yield tarfile.NUL * padding
+            offset += info.size + padding
+    end = 2 * tarfile.BLOCKSIZE
+    yield tarfile.NUL * (end + (-(offset + end) % tarfile.RECORDSIZE))
 
 
 def _is_directory(root_fd: int, path: str) -> bool:

@@ -116,3 +116,8 @@ class VolumeInUseError(ConflictError):
 class TemplateError(BarqueError, ValueError):
     """A ``--format``/``-f`` Go template does not parse or cannot be executed on the data;
     the message is the docker CLI's (``template parsing error: template: :1: ...``)."""
+
+
+class OperationCancelledError(BarqueError, RuntimeError):
+    """A long call (pull, push, save, load, import, commit) was cancelled through its
+    ``cancel`` event; what it had begun is undone or left resumable, as after a kill."""

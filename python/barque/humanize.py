@@ -40,3 +40,16 @@ def human_size(size: float, precision: int = 3) -> str:
         size /= 1000.0
         i += 1
     return f"{size:.{precision}g}{_UNITS[i]}"
+
+
+_BINARY_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB")
+
+
+def binary_size(size: float) -> str:
+    """go-units' BytesSize, which ``docker stats`` prints memory in: binary units, 4
+    significant digits: 1610612736 -> '1.5GiB'."""
+    i = 0
+    while size >= 1024.0 and i < len(_BINARY_UNITS) - 1:
+        size /= 1024.0
+        i += 1
+    return f"{size:.4g}{_BINARY_UNITS[i]}"

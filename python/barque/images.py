@@ -1,4 +1,10 @@
-"""The image service: pull, list, look up, tag, remove, prune, history and inspect images.
+"""The image service: pull, push, save, load, import, list, look up, tag, remove, prune,
+history, inspect and search images -- every image operation of the CLI is one call here.
+
+Long calls (pull, push, save, load, import) report through a :class:`barque.progress.Progress`
+(never by printing) and take a ``cancel`` event (``threading.Event`` or anything with
+``is_set()``): a cancelled call raises OperationCancelledError and leaves the store as a killed
+one would (a pull's partial blobs resumable, nothing of a load or import).
 
 Names are resolved Docker's way: a full or short image ID (``sha256:`` optional, any unique hex
 prefix), a tag (``busybox`` means ``docker.io/library/busybox:latest``) or a digest reference.
@@ -31,7 +37,7 @@ from .errors import (
     RegistryError,
     StoreError,
 )
-from .progress import NullProgress, Progress
+from .progress import CancellingProgress, NullProgress, Progress, check_cancelled
 from .reference import Reference
 from .store.metadata import ImageRecord, LayerRecord, NewImage
 from .store.snapshots import current_boot_id
@@ -39,7 +45,10 @@ from .store.snapshots import current_boot_id
 TYPE_CHECKING = False  # typing itself costs start-up time; checkers see the imports
 if TYPE_CHECKING:
     from pathlib import Path
-    from typing import Any
+    from typing import IO, Any
+
+    from .progress import Cancel
+    from .registry.search import SearchResult
 
     from ._native import BlobIngest, IngestResult
     from .engine import Engine
@@ -57,7 +66,9 @@ def familiar(ref: str) -> str:
     return Reference.parse(ref).familiar
 
 
-def _parse_created(created: str) -> datetime | None:
+def parse_created(created: str) -> datetime | None:
+    """An image config's ``created`` (RFC 3339, Go's nanoseconds allowed) as a datetime in
+    UTC when it has no zone; None when empty or unparsable."""
     if not created:
         return None
     text = created.strip()
@@ -123,7 +134,7 @@ class Image:
 
     @property
     def created(self) -> datetime | None:
-        return _parse_created(self._record.created)
+        return parse_created(self._record.created)
 
     @property
     def layers(self) -> tuple[LayerRecord, ...]:
@@ -289,31 +300,46 @@ class ImageService:
     # -- pull -----------------------------------------------------------------------------
 
     def pull(self, reference: str, *, platform: str | None = None,
-             progress: Progress | None = None) -> Image:
+             progress: Progress | None = None, cancel: Cancel | None = None) -> Image:
         """Pull ``reference`` from its registry into the store and tag it.
 
         Layers download concurrently and are hashed, decompressed and unpacked in one pass.
-        The image becomes visible only when every layer is verified and unpacked; an
-        interrupted pull leaves its partial blobs to be resumed by the next pull.
+        The image becomes visible only when every layer is verified and unpacked (atomic);
+        an interrupted, failed or cancelled pull leaves its partial blobs to be resumed by
+        the next pull. Idempotent: pulling what is stored re-checks the manifest and reports
+        ``Already exists``. ``progress`` hears Docker's pull statuses; ``cancel`` is checked
+        per chunk and layer. Raises RegistryError (and its AuthenticationError,
+        ManifestUnknownError), InvalidReferenceError, InvalidManifestError,
+        PlatformNotFoundError, DigestMismatchError, InvalidLayerError,
+        OperationCancelledError.
         """
         ref = Reference.parse(arguments.text(reference, "reference"))
         arguments.optional_text(platform, "platform")
-        return _Pull(self, ref, platform, progress or NullProgress()).run()
+        return _Pull(self, ref, platform, progress or NullProgress(), cancel).run()
 
     # -- push -----------------------------------------------------------------------------
 
-    def push(self, reference: str, *, progress: Progress | None = None) -> PushResult:
+    def push(self, reference: str, *, progress: Progress | None = None,
+             cancel: Cancel | None = None) -> PushResult:
         """Push the local image tagged ``reference`` to its registry, blobs the registry lacks
         first, then the manifest exactly as stored (so its digest is kept). Blobs another
         repository of the same registry is known to hold are mounted, not uploaded. Any image
         whose compressed blobs are in the store (pulled, loaded, imported) pushes the same way.
+
+        Idempotent (a second push finds every blob there); the tag moves on the registry only
+        with the manifest, last. ``progress`` hears Docker's push statuses; ``cancel`` stops
+        it at the next layer report, before the manifest (blobs already sent stay, for the
+        next push to skip). Raises ImageNotFoundError, InvalidReferenceError, StoreError (a
+        blob missing), RegistryError, AuthenticationError, OperationCancelledError.
         """
         from .registry.push import BlobToPush, Pusher
 
         ref = Reference.parse(arguments.text(reference, "reference"), default_tag=None)
         if ref.digest:
             raise InvalidReferenceError(f"cannot push a digest reference: {reference}")
-        report = progress or NullProgress()
+        report: Progress = progress or NullProgress()
+        if cancel is not None:
+            report = CancellingProgress(report, cancel, "push")
         if ref.tag is None:
             ref = ref.with_tag("latest")
             report.message("Using default tag: latest")
@@ -346,6 +372,7 @@ class ImageService:
         pusher = Pusher(self._engine.registry, ref, progress=report,
                         concurrency=settings.max_concurrent_uploads,
                         chunk_size=settings.upload_chunk_bytes)
+        check_cancelled(cancel, "push")
         outcome = pusher.push(layers, config, manifest.raw, manifest.media_type)
         # Docker records the pushed digest too; a later push elsewhere may mount from here.
         self._store.metadata.add_digest(f"{ref.name}@{outcome.digest}", image_id)
@@ -368,6 +395,145 @@ class ImageService:
                         if ref.repository not in repos:
                             repos.append(ref.repository)
         return found
+
+    # -- archives -------------------------------------------------------------------------
+
+    def save(self, names: builtins.list[str], out: IO[bytes], *, format: str = "docker",
+             progress: Progress | None = None, cancel: Cancel | None = None) -> None:
+        """``docker save``: the images ``names`` (IDs, tags, digest references) written to
+        the binary stream ``out`` as one tar, ``docker`` (docker-archive, Docker 20.10's
+        layout) or ``oci`` (an OCI image layout). An image named by a tag carries it; by ID
+        none. Streams (memory stays bounded); the store is only read. ``progress`` hears
+        ``Saving layer`` (bytes) and ``Layer saved`` per layer; a failed or cancelled save
+        has written part of an archive to ``out`` (write to a file and rename it to make it
+        atomic, as the CLI's ``-o`` does). Raises ImageNotFoundError, InvalidArchiveError
+        (no names, an unknown format), DigestMismatchError (a corrupt stored blob),
+        OperationCancelledError."""
+        from .archives import save
+
+        arguments.strings(names, "names")
+        arguments.text(format, "format")
+        save(self._engine, list(names), out, format=format, progress=progress, cancel=cancel)
+
+    def load(self, source: IO[bytes], *, progress: Progress | None = None,
+             cancel: Cancel | None = None) -> builtins.list[str]:
+        """``docker load``: the images of a docker-archive or OCI layout tar read from the
+        binary stream ``source``; returns Docker's lines (``Loaded image: REF`` per tag,
+        ``Loaded image ID: ID`` for an untagged image), which ``progress`` also hears as
+        messages after ``Loading layer`` (bytes) per member. All or nothing: the archive is
+        staged and checked entirely (digests, DiffIDs, names) before anything enters the
+        store; a refused, failed or cancelled load leaves the store as it was and no staging
+        file. Idempotent: loading the same archive twice changes nothing the second time
+        (tags move to the loaded images, as with Docker). Raises InvalidArchiveError,
+        DigestMismatchError, InvalidLayerError, OperationCancelledError."""
+        from .archives import load
+
+        return load(self._engine, source, progress=progress, cancel=cancel)
+
+    def import_(self, source: str | IO[bytes], reference: str | None = None, *,
+                changes: builtins.list[str] | None = None, message: str = "",
+                compression: str = "gzip", source_name: str | None = None,
+                progress: Progress | None = None, cancel: Cancel | None = None) -> str:
+        """``docker import``: a one-layer image from a root filesystem tar (plain, gzip,
+        bzip2, xz or zstd), tagged ``reference``; returns its ID. ``source`` is a binary
+        stream, a file path, or an ``http(s)://`` URL (fetched with retries and redirects;
+        credentials are never sent). ``changes`` are Dockerfile instructions for the config,
+        ``message`` its history comment (else "Imported from SOURCE"), ``compression`` the
+        stored layer's (gzip or zstd). Atomic: the image and its tag appear together, and a
+        failed or cancelled import leaves nothing (``progress`` hears ``Importing`` with the
+        bytes read, then ``Imported``). Not idempotent: each import is a new image (a new
+        ``created`` time). Raises InvalidArchiveError (a corrupt tar), InvalidLayerError,
+        InvalidArgumentError (a bad change or compression), RegistryError (a URL that cannot
+        be fetched), OperationCancelledError."""
+        from .archives import import_rootfs
+
+        arguments.optional_text(reference, "reference")
+        arguments.optional_strings(changes, "changes")
+
+        def ingest(stream: IO[bytes], name: str) -> str:
+            return import_rootfs(self._engine, stream, source_name=source_name or name,
+                                 reference=reference, changes=list(changes or []),
+                                 message=message, compression=compression,
+                                 progress=progress, cancel=cancel)
+
+        if not isinstance(source, str):
+            return ingest(source, source_name or "-")
+        if source.startswith(("http://", "https://")):
+            return self._import_url(source, ingest)
+        with open(source, "rb") as f:
+            return ingest(f, source)
+
+    def _import_url(self, url: str, ingest: Callable[[IO[bytes], str], str]) -> str:
+        """The tarball at ``url`` streamed into ``ingest``: over urllib3 as the registry
+        client is (retries, redirects), without its registry credentials."""
+        import urllib3
+
+        pool = urllib3.PoolManager(retries=urllib3.Retry(total=3, redirect=5))
+        try:
+            response = pool.request("GET", url, preload_content=False)
+        except urllib3.exceptions.HTTPError as e:
+            raise RegistryError(f"cannot fetch {url}: {e}") from e
+        try:
+            if response.status != 200:
+                raise RegistryError(f"cannot fetch {url}: HTTP {response.status}")
+            # At the end of the body, reads return b"" rather than fail on a closed file (the
+            # buffered reader the import sniffs through reads once more after the end).
+            if isinstance(response, urllib3.HTTPResponse):  # what a PoolManager returns
+                response.auto_close = False
+            # A readable binary stream (read, readinto), though not declared an IO[bytes].
+            return ingest(response, url)  # type: ignore[arg-type]
+        finally:
+            response.release_conn()
+
+    # -- history, inspect, search, login ----------------------------------------------------
+
+    def history(self, name: str) -> builtins.list[dict[str, Any]]:
+        """``docker history``: the image's history entries, newest first, with Docker's keys
+        (``Id`` -- ``<missing>`` but for the image itself --, ``Created``, ``CreatedBy``,
+        ``Size``, ``Comment``, ``Tags``). Raises ImageNotFoundError."""
+        return self.get(name).history
+
+    def inspect(self, name: str) -> dict[str, Any]:
+        """``docker image inspect``: Docker's JSON for the image. Raises ImageNotFoundError."""
+        return self.get(name).attrs
+
+    def search(self, term: str, *, limit: int = 25) -> builtins.list[SearchResult]:
+        """``docker search``: Docker Hub's search for ``TERM``, or for ``HOST/TERM`` the
+        repositories of that registry's catalog whose name contains TERM, at most ``limit``.
+        Raises RegistryError, AuthenticationError."""
+        from .registry import search
+
+        arguments.text(term, "term")
+        arguments.integer(limit, "limit")
+        return search.search(self._engine.registry, term, limit)
+
+    def list_tags(self, repository: str, *, limit: int | None = None) -> builtins.list[str]:
+        """The tags of ``repository`` (``[HOST/]NAME``) on its registry, following pages, at
+        most ``limit``. Raises RegistryError, AuthenticationError, InvalidReferenceError."""
+        from .registry import search
+
+        arguments.text(repository, "repository")
+        arguments.integer(limit, "limit")
+        name = Reference.parse(repository, default_tag=None)
+        return search.list_tags(self._engine.registry, str(name), limit)
+
+    def login(self, server: str | None, username: str, password: str) -> None:
+        """``docker login``: check the credentials against ``server`` (Docker Hub when None),
+        then save them in Docker's ``config.json`` (atomically, mode 0600, other keys kept).
+        Raises AuthenticationError, RegistryError; nothing is written when they fail."""
+        from .registry.auth import Credentials
+        from .registry.login import login
+
+        settings = self._engine.settings
+        login(self._engine.registry, settings.docker_config, server or "docker.io",
+              Credentials(username, password))
+
+    def logout(self, server: str | None) -> bool:
+        """``docker logout``: drop ``server``'s saved credentials (Docker Hub when None);
+        False when there were none. Idempotent."""
+        from .registry.login import logout
+
+        return logout(self._engine.settings.docker_config, server or "docker.io")
 
     # -- removal --------------------------------------------------------------------------
 
@@ -566,7 +732,7 @@ class _Pull:
     """One pull: resolve, fetch the config, fetch and unpack the layers, record the image."""
 
     def __init__(self, service: ImageService, ref: Reference, platform: str | None,
-                 progress: Progress) -> None:
+                 progress: Progress, cancel: Cancel | None = None) -> None:
         self.service = service
         self.store = service._store
         self.settings = service._engine.settings
@@ -575,6 +741,8 @@ class _Pull:
         self.platform = platform
         self.progress = progress
         self.cancelled = threading.Event()
+        #: The caller's cancel event (``cancelled`` is this pull's own: a failed layer's).
+        self.cancel = cancel
 
     def run(self) -> Image:
         from .registry.platform import Platform, host_platform
@@ -601,6 +769,7 @@ class _Pull:
         already = self.store.metadata.get_image(image_id)
         with self.store.gc_lock(shared=True):
             sizes = self._fetch_layers(manifest.layers, diff_ids, chains)
+            check_cancelled(self.cancel, "pull")  # the last point before the image is recorded
             boot = current_boot_id()
             if not boot:  # without a boot ID nothing can be trusted "for this boot only"
                 self.store.sync()
@@ -649,6 +818,7 @@ class _Pull:
     def _fetch_layer(self, desc: Descriptor, diff_id: str, chain_id: str) -> int:
         store = self.store
         short = desc.digest[7:19]
+        check_cancelled(self.cancel, "pull")
         if store.snapshots.has(chain_id) and store.content.has(desc.digest):
             self.progress.layer(short, "Already exists")
             return store.snapshots.size(chain_id)
@@ -760,6 +930,7 @@ class _Pull:
             last_report = 0.0
             try:
                 for chunk in stream.chunks(1 << 20):
+                    check_cancelled(self.cancel, "pull")  # the partial file stays, resumable
                     if self.cancelled.is_set():
                         raise RegistryError("pull cancelled: another layer failed")
                     ingest.write(chunk)

@@ -31,3 +31,39 @@ class NullProgress:
     def layer(self, layer_id: str, status: str, current: int | None = None,
               total: int | None = None) -> None:
         pass
+
+
+class Cancel(Protocol):
+    """What a long call's ``cancel`` argument must offer: ``threading.Event`` does."""
+
+    def is_set(self) -> bool:
+        """True once the caller wants the call to stop."""
+
+
+def check_cancelled(cancel: Cancel | None, what: str) -> None:
+    """Raise OperationCancelledError when ``cancel`` is set: long calls check it between
+    steps (a chunk, a layer, an entry), never while the store is half changed."""
+    if cancel is not None and cancel.is_set():
+        from .errors import OperationCancelledError
+
+        raise OperationCancelledError(f"{what} cancelled")
+
+
+class CancellingProgress:
+    """Passes reports on to ``progress`` and raises OperationCancelledError from a layer's
+    report once ``cancel`` is set: for code that reports from inside its loops (a push's
+    uploads) but does not know about cancelling. Whole-operation messages never raise, so
+    the final "Status:" line after a commit point cannot undo a finished call."""
+
+    def __init__(self, progress: Progress, cancel: Cancel | None, what: str) -> None:
+        self._progress = progress
+        self._cancel = cancel
+        self._what = what
+
+    def message(self, text: str) -> None:
+        self._progress.message(text)
+
+    def layer(self, layer_id: str, status: str, current: int | None = None,
+              total: int | None = None) -> None:
+        check_cancelled(self._cancel, self._what)
+        self._progress.layer(layer_id, status, current, total)

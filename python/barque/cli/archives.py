@@ -1,19 +1,17 @@
-"""``save``, ``load``, ``import``, ``commit``, ``diff`` and ``cp``: thin commands over
-:mod:`barque.archives`, :mod:`barque.layers` and :mod:`barque.changes`."""
+"""``save``, ``load``, ``import``, ``commit``, ``diff`` and ``cp``: each parses, makes one
+call of :class:`barque.images.ImageService` or :class:`barque.containers.ContainerService`,
+and prints what it returns."""
 
 from __future__ import annotations
 
 import os
 import sys
-from typing import IO, TYPE_CHECKING, Annotated, Optional
+from typing import Annotated, Optional
 
 import typer
 
 from .containers import container_app
 from .main import app, engine, image_app
-
-if TYPE_CHECKING:
-    from collections.abc import Callable
 
 
 def _refuse_terminal(stream: object, what: str) -> None:
@@ -35,13 +33,11 @@ def save(
     ] = "docker",
 ) -> None:
     """Save one or more images to a tar archive (streamed to STDOUT by default)."""
-    from ..archives import save as save_archive
-
-    eng = engine()
+    service = engine().images
     if output is None:
         _refuse_terminal(sys.stdout, "save to")
         sys.stdout.flush()
-        save_archive(eng, images, sys.stdout.buffer, format=format)
+        service.save(images, sys.stdout.buffer, format=format)
         return
     # Written beside the target and renamed: a failed save never leaves a partial archive.
     directory = os.path.dirname(os.path.abspath(output))
@@ -50,7 +46,7 @@ def save(
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".barque-save-")
     try:
         with os.fdopen(fd, "wb") as f:
-            save_archive(eng, images, f, format=format)
+            service.save(images, f, format=format)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644 & ~_umask())
@@ -78,15 +74,13 @@ def load(
     ] = False,
 ) -> None:
     """Load images from a tar archive (docker-archive or OCI layout) or STDIN."""
-    from ..archives import load as load_archive
-
-    eng = engine()
+    service = engine().images
     if input is None or input == "-":
         _refuse_terminal(sys.stdin, "read from")
-        lines = load_archive(eng, sys.stdin.buffer)
+        lines = service.load(sys.stdin.buffer)
     else:
         with open(input, "rb") as f:
-            lines = load_archive(eng, f)
+            lines = service.load(f)
     if not quiet:
         for line in lines:
             typer.echo(line)
@@ -112,42 +106,12 @@ def import_(
     compression: CompressionOpt = "gzip",
 ) -> None:
     """Import the contents from a tarball to create a filesystem image."""
-    from ..archives import import_rootfs
-
-    eng = engine()
-
-    def ingest(stream: IO[bytes], source_name: str) -> str:
-        return import_rootfs(eng, stream, source_name=source_name, reference=reference,
-                             changes=change or [], message=message, compression=compression)
-
     if source == "-":
         _refuse_terminal(sys.stdin, "read from")
-        image_id = ingest(sys.stdin.buffer, "-")
-    elif source.startswith(("http://", "https://")):
-        image_id = _import_url(source, ingest)
-    else:
-        with open(source, "rb") as f:
-            image_id = ingest(f, source)
+    image_id = engine().images.import_(
+        sys.stdin.buffer if source == "-" else source, reference, changes=change or [],
+        message=message, compression=compression)
     typer.echo(image_id)
-
-
-def _import_url(url: str, ingest: Callable[[IO[bytes], str], str]) -> str:
-    import urllib3
-
-    from ..errors import RegistryError
-
-    pool = urllib3.PoolManager(retries=urllib3.Retry(total=3, redirect=5))
-    try:
-        response = pool.request("GET", url, preload_content=False)
-    except urllib3.exceptions.HTTPError as e:
-        raise RegistryError(f"cannot fetch {url}: {e}") from e
-    try:
-        if response.status != 200:
-            raise RegistryError(f"cannot fetch {url}: HTTP {response.status}")
-        # A readable binary stream (read, readinto), though not declared an IO[bytes].
-        return ingest(response, url)  # type: ignore[arg-type]
-    finally:
-        response.release_conn()
 
 
 @app.command("commit")
@@ -166,9 +130,7 @@ def commit(
     compression: CompressionOpt = "gzip",
 ) -> None:
     """Create a new image from a container's changes."""
-    from ..changes import ContainerChanges
-
-    image_id = ContainerChanges(engine()).commit(
+    image_id = engine().containers.commit(
         container, reference, message=message, author=author, changes=change or [],
         pause=pause, compression=compression)
     typer.echo(image_id)
@@ -178,9 +140,7 @@ def commit(
 @container_app.command("diff")
 def diff(container: Annotated[str, typer.Argument(metavar="CONTAINER")]) -> None:
     """Inspect changes to files or directories on a container's filesystem."""
-    from ..changes import ContainerChanges
-
-    for change in ContainerChanges(engine()).diff(container):
+    for change in engine().containers.diff(container):
         typer.echo(f"{change.kind} {change.path}")
 
 
@@ -199,24 +159,24 @@ def cp(
     Use '-' as the source to read a tar archive from stdin and extract it to a directory
     destination in a container. Use '-' as the destination to stream a tar archive of a
     container source to stdout."""
-    from pathlib import Path
-
-    from ..changes import ContainerCopy
     from ..errors import InvalidArgumentError
 
     src, dst = _container_side(source), _container_side(destination)
-    copier = ContainerCopy(engine())
+    service = engine().containers
     if src and not dst and destination == "-":
         sys.stdout.flush()
-        copier.copy_out_tar(src[0], src[1], sys.stdout.buffer, follow_link=follow_link)
+        stream, _ = service.get_archive(src[0], src[1], follow_link=follow_link)
+        with stream:
+            for chunk in stream:
+                sys.stdout.buffer.write(chunk)
         sys.stdout.buffer.flush()
     elif src and not dst:
-        copier.copy_out(src[0], src[1], Path(destination), archive=archive,
-                        follow_link=follow_link)
+        service.copy_from(src[0], src[1], destination, archive=archive,
+                          follow_link=follow_link)
     elif dst and not src and source == "-":
-        copier.copy_in_tar(sys.stdin.buffer, dst[0], dst[1], archive=archive)
+        service.put_archive(dst[0], dst[1], sys.stdin.buffer, copy_uid_gid=archive)
     elif dst and not src:
-        copier.copy_in(Path(source), dst[0], dst[1], archive=archive, follow_link=follow_link)
+        service.copy_to(source, dst[0], dst[1], archive=archive, follow_link=follow_link)
     else:
         raise InvalidArgumentError("copying between containers is not supported; "
                                    "exactly one side must be CONTAINER:PATH")

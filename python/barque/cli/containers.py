@@ -165,32 +165,54 @@ def exec_(
     privileged: Annotated[bool, typer.Option("--privileged", help="Give extended privileges to the command.")] = False,
 ) -> None:
     """Execute a command in a running container."""
-    from .run import _environment
+    from .run import environment
+
+    code = engine().containers.exec(
+        container, command, env=environment(env, env_file), user=user, workdir=workdir,
+        privileged=privileged, detach=detach,
+        # Detached, the command gets /dev/null as its stdio and no terminal, as before.
+        tty=tty and not detach, stdin=0 if interactive and not detach else None)
+    if not detach:
+        raise typer.Exit(code)
+
+
+@app.command("stats")
+@container_app.command("stats")
+def stats(
+    containers: Annotated[Optional[list[str]], typer.Argument(metavar="[CONTAINER...]")] = None,
+    all: Annotated[bool, typer.Option("--all", "-a", help="Show all containers (default shows just running).")] = False,
+    no_stream: Annotated[bool, typer.Option("--no-stream", help="Disable streaming stats and only pull the first result.")] = False,
+    no_trunc: Annotated[bool, typer.Option("--no-trunc", help="Do not truncate output.")] = False,
+) -> None:
+    """Display a live stream of container(s) resource usage statistics."""
+    import time
+
+    from .render import STATS_HEADER, render_table, stats_row
 
     service = engine().containers
-    environment = _environment(env, env_file)
-    if detach:
-        service.exec(container, command, env=environment, user=user, workdir=workdir,
-                     privileged=privileged, detach=True)
-        return
-    if not tty:
-        code = service.exec(container, command, env=environment, user=user, workdir=workdir,
-                            privileged=privileged, stdin=0 if interactive else None)
-        raise typer.Exit(code)
-    from .. import _native, attach
+    names = containers or [c.id for c in service.list(all=all)]
+    # One stream per container, paced here (interval 0), so that every container's reading
+    # is taken in the same second rather than a second each.
+    streams = [service.stats(name, stream=True, interval=0) for name in names]
 
-    if interactive and not os.isatty(0):
-        from ..errors import InvalidArgumentError
+    def screen() -> str:
+        rows = []
+        for name, readings in zip(names, streams):
+            # A container that is not running (or stopped meanwhile) shows Docker's zeros.
+            document = next(readings, None) or service.stats(name, interval=0)
+            rows.append(stats_row(document, no_trunc))
+        return render_table(STATS_HEADER, rows) + "\n"
 
-        raise InvalidArgumentError("the input device is not a TTY")
-    pid, master = service.exec_terminal(
-        container, command, env=["TERM=xterm", *environment], user=user, workdir=workdir,
-        privileged=privileged, size=attach.window_size(0) or attach.window_size(1))
-    try:
-        attach.relay_pty(master, stdin=interactive)
-    finally:
-        os.close(master)
-    raise typer.Exit(_native.wait(pid))
+    screen()  # the first readings: CPU % needs the time between two
+    while True:
+        time.sleep(1.0)
+        table = screen()
+        if no_stream:
+            sys.stdout.write(table)
+            return
+        # Docker's live screen: cursor home, clear, the table again each second.
+        sys.stdout.write("\x1b[2J\x1b[H" + table)
+        sys.stdout.flush()
 
 
 @container_app.command("cleanup", hidden=True)

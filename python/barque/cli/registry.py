@@ -1,5 +1,6 @@
-"""``push``, ``login``, ``logout`` and ``search``: thin commands over :meth:`ImageService.push`,
-:mod:`barque.registry.login` and :mod:`barque.registry.search`."""
+"""``push``, ``login``, ``logout`` and ``search``: thin commands over
+:class:`barque.images.ImageService` (``push``, ``login``, ``logout``, ``search``,
+``list_tags``)."""
 
 from __future__ import annotations
 
@@ -40,8 +41,6 @@ def login(
 ) -> None:
     """Log in to a registry (Docker Hub by default); the login is saved in Docker's config."""
     from ..errors import InvalidArgumentError
-    from ..registry.auth import Credentials
-    from ..registry.login import login as login_to
 
     if password is not None and password_stdin:
         raise InvalidArgumentError("--password and --password-stdin are mutually exclusive")
@@ -61,9 +60,7 @@ def login(
         password = _prompt("Password: ", secret=True)
     if not password:
         raise InvalidArgumentError("Password Required")
-    eng = engine()
-    login_to(eng.registry, eng.settings.docker_config, registry,
-             Credentials(username.strip(), password))
+    engine().images.login(registry, username.strip(), password)
     typer.echo("Login Succeeded")
 
 
@@ -72,10 +69,8 @@ def logout(
     server: Annotated[Optional[str], typer.Argument(metavar="[SERVER]")] = None,
 ) -> None:
     """Log out from a registry (remove its saved credentials)."""
-    from ..registry.login import logout as logout_from
-
     registry = server or "docker.io"
-    if logout_from(engine().settings.docker_config, registry):
+    if engine().images.logout(registry):
         typer.echo(f"Removing login credentials for {_shown(registry)}")
     else:
         typer.echo(f"Not logged in to {_shown(registry)}")
@@ -96,18 +91,17 @@ def search(
     """Search Docker Hub (or HOST/TERM: a registry's catalog) for repositories."""
     import json
 
-    from ..registry import search as searching
     from .render import render_table
 
     if format not in (None, "table", "json"):
         raise typer.BadParameter(f"unsupported format {format!r}: use 'table' or 'json'",
                                  param_hint="--format")
-    client = engine().registry
+    images = engine().images
     if list_tags:
         from ..reference import Reference
 
         name = Reference.parse(term, default_tag=None)
-        tags = searching.list_tags(client, str(name), limit)
+        tags = images.list_tags(term, limit=limit)
         if format == "json":
             for tag in tags:
                 typer.echo(json.dumps({"Name": name.familiar_name, "Tag": tag},
@@ -115,7 +109,7 @@ def search(
         elif tags:
             typer.echo(render_table(["NAME", "TAG"], [[name.familiar_name, t] for t in tags]))
         return
-    results = searching.search(client, term, limit or 25)
+    results = images.search(term, limit=limit or 25)
     if format == "json":
         for r in results:
             typer.echo(json.dumps({"Name": r.name, "Description": r.description,

@@ -1,0 +1,219 @@
+"""A container's resource usage as Docker's stats JSON (``GET /containers/{id}/stats``).
+
+The numbers come from the container's cgroup, read through its :class:`barque.runtime.
+cgroups.Cgroup` object: memory usage, limit and ``memory.stat``, CPU time, the pids count and
+limit. Docker's keys are kept (``memory_stats.usage``, ``cpu_stats.cpu_usage.total_usage``,
+``pids_stats.current``, ``read``/``preread``...) so a client written for Docker reads them, and
+the docker CLI's arithmetic (:func:`cpu_percent`, :func:`memory_used`) gives its columns.
+barque has no network namespace with interfaces of its own yet (``--network none|host``) and
+does not account block I/O, so ``networks`` is absent and ``blkio_stats`` empty, as Docker
+shows them for ``--network none`` on a host without the io controller.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+TYPE_CHECKING = False  # typing itself costs start-up time; checkers see the imports
+if TYPE_CHECKING:
+    from typing import Any
+
+    from .runtime.cgroups import Cgroup
+
+#: Docker's v1 "unlimited" is a page-rounded 2**63 - 1; anything this large means no limit.
+_UNLIMITED = 1 << 62
+_NANOSECONDS = 1_000_000_000
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except OSError:
+        return None
+
+
+def _number(path: Path) -> int | None:
+    """A cgroup file holding one number (``max`` on v2 is None: no limit)."""
+    text = _read(path)
+    if text is None:
+        return None
+    text = text.strip().split()[0] if text.strip() else ""
+    return int(text) if text.isdigit() else None
+
+
+def _keyed(path: Path) -> dict[str, int]:
+    """A ``key value`` per line file (``memory.stat``, ``cpu.stat``)."""
+    out: dict[str, int] = {}
+    for line in (_read(path) or "").splitlines():
+        key, _, value = line.partition(" ")
+        if value.strip().isdigit():
+            out[key] = int(value)
+    return out
+
+
+def host_memory() -> int:
+    """The host's RAM in bytes (``MemTotal``): Docker's limit for a container without one."""
+    for line in (_read(Path("/proc/meminfo")) or "").splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def system_cpu_usage() -> int:
+    """Nanoseconds of CPU time the host has spent, all CPUs (``/proc/stat``'s first line),
+    as Docker's ``system_cpu_usage``."""
+    fields = (_read(Path("/proc/stat")) or "cpu").splitlines()[0].split()[1:8]
+    ticks = sum(int(f) for f in fields if f.isdigit())
+    return ticks * _NANOSECONDS // os.sysconf("SC_CLK_TCK")
+
+
+def _rfc3339_nano(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="microseconds") \
+        .replace("+00:00", "Z")
+
+
+def _memory(cgroup: Cgroup) -> dict[str, Any]:
+    d = cgroup.dirs.get("unified" if cgroup.v2 else "memory")
+    if d is None:
+        return {}
+    if cgroup.v2:
+        usage, limit, stats = (_number(d / "memory.current"), _number(d / "memory.max"),
+                               _keyed(d / "memory.stat"))
+        out: dict[str, Any] = {"usage": usage or 0, "stats": stats}
+    else:
+        usage, limit, stats = (_number(d / "memory.usage_in_bytes"),
+                               _number(d / "memory.limit_in_bytes"), _keyed(d / "memory.stat"))
+        out = {"usage": usage or 0, "max_usage": _number(d / "memory.max_usage_in_bytes") or 0,
+               "failcnt": _number(d / "memory.failcnt") or 0, "stats": stats}
+    host = host_memory()
+    # Docker reports the host's memory for a container without a limit (or a larger one).
+    out["limit"] = host if limit is None or limit >= _UNLIMITED or (host and limit > host) \
+        else limit
+    return out
+
+
+def _cpu(cgroup: Cgroup) -> dict[str, Any]:
+    usage: dict[str, Any] = {"total_usage": 0, "usage_in_kernelmode": 0, "usage_in_usermode": 0}
+    throttling = {"periods": 0, "throttled_periods": 0, "throttled_time": 0}
+    if cgroup.v2:
+        d = cgroup.dirs.get("unified")
+        stat = _keyed(d / "cpu.stat") if d is not None else {}
+        usage = {"total_usage": stat.get("usage_usec", 0) * 1000,
+                 "usage_in_kernelmode": stat.get("system_usec", 0) * 1000,
+                 "usage_in_usermode": stat.get("user_usec", 0) * 1000}
+        throttling = {"periods": stat.get("nr_periods", 0),
+                      "throttled_periods": stat.get("nr_throttled", 0),
+                      "throttled_time": stat.get("throttled_usec", 0) * 1000}
+    else:
+        d = cgroup.dirs.get("cpu")
+        scale = _NANOSECONDS // os.sysconf("SC_CLK_TCK")
+        total = _number(d / "cpuacct.usage") if d is not None else None
+        if d is not None and total is not None:  # cpu and cpuacct as one hierarchy
+            usage["total_usage"] = total
+            ticks = _keyed(d / "cpuacct.stat")
+            usage["usage_in_kernelmode"] = ticks.get("system", 0) * scale
+            usage["usage_in_usermode"] = ticks.get("user", 0) * scale
+            percpu = (_read(d / "cpuacct.usage_percpu") or "").split()
+            if percpu:
+                usage["percpu_usage"] = [int(x) for x in percpu if x.isdigit()]
+        else:  # cpuacct apart, where barque makes no cgroup: the processes' own times
+            user, system = _process_times(cgroup.pids())
+            usage = {"total_usage": (user + system) * scale,
+                     "usage_in_kernelmode": system * scale, "usage_in_usermode": user * scale}
+        if d is not None:
+            stat = _keyed(d / "cpu.stat")
+            throttling = {"periods": stat.get("nr_periods", 0),
+                          "throttled_periods": stat.get("nr_throttled", 0),
+                          "throttled_time": stat.get("throttled_time", 0)}
+    return {"cpu_usage": usage, "system_cpu_usage": system_cpu_usage(),
+            "online_cpus": len(os.sched_getaffinity(0)), "throttling_data": throttling}
+
+
+def _process_times(pids: list[int]) -> tuple[int, int]:
+    """Clock ticks of user and system time of ``pids`` and of the children they reaped (a
+    container's init reaps every orphan of its PID namespace), from ``/proc/<pid>/stat``."""
+    user = system = 0
+    for pid in pids:
+        data = _read(Path(f"/proc/{pid}/stat"))
+        if data is None:
+            continue  # exited meanwhile
+        # comm (field 2) may hold spaces and parentheses: fields count from the last ')'.
+        fields = data[data.rfind(")") + 2:].split()
+        if len(fields) > 14:
+            user += int(fields[11]) + int(fields[13])    # utime, cutime
+            system += int(fields[12]) + int(fields[14])  # stime, cstime
+    return user, system
+
+
+def _pids(cgroup: Cgroup) -> dict[str, Any]:
+    d = cgroup.dirs.get("unified" if cgroup.v2 else "pids")
+    if d is None:
+        return {"current": len(cgroup.pids())}
+    out: dict[str, Any] = {"current": _number(d / "pids.current") or 0}
+    limit = _number(d / "pids.max")
+    if limit is not None:
+        out["limit"] = limit
+    return out
+
+
+def sample(cgroup: Cgroup) -> dict[str, Any]:
+    """One reading of the cgroup: Docker's ``memory_stats``, ``cpu_stats``, ``pids_stats``
+    and the ``read`` time."""
+    return {"read": _rfc3339_nano(time.time()), "pids_stats": _pids(cgroup),
+            "cpu_stats": _cpu(cgroup), "memory_stats": _memory(cgroup)}
+
+
+#: What Docker sends for a reading that has no predecessor (its zero time, empty stats).
+EMPTY_SAMPLE: dict[str, Any] = {
+    "read": "0001-01-01T00:00:00Z", "pids_stats": {}, "memory_stats": {},
+    "cpu_stats": {"cpu_usage": {"total_usage": 0, "usage_in_kernelmode": 0,
+                                "usage_in_usermode": 0}, "throttling_data": {
+        "periods": 0, "throttled_periods": 0, "throttled_time": 0}}}
+
+
+def document(container_id: str, name: str, current: dict[str, Any],
+             previous: dict[str, Any] | None) -> dict[str, Any]:
+    """Docker's stats JSON from this reading and the one before it (``pre*``)."""
+    previous = previous or EMPTY_SAMPLE
+    return {
+        "read": current["read"], "preread": previous["read"],
+        "pids_stats": current["pids_stats"],
+        "blkio_stats": {"io_service_bytes_recursive": None, "io_serviced_recursive": None,
+                        "io_queue_recursive": None, "io_service_time_recursive": None,
+                        "io_wait_time_recursive": None, "io_merged_recursive": None,
+                        "io_time_recursive": None, "sectors_recursive": None},
+        "num_procs": 0, "storage_stats": {},
+        "cpu_stats": current["cpu_stats"], "precpu_stats": previous["cpu_stats"],
+        "memory_stats": current["memory_stats"],
+        "name": "/" + name, "id": container_id,
+    }
+
+
+# -- the docker CLI's arithmetic (cli/command/container/stats_helpers.go) ----------------
+
+
+def cpu_percent(stats: dict[str, Any]) -> float:
+    """CPU %: the container's share of the host's CPU time between the two readings, times
+    the CPUs it may use (100% is one CPU)."""
+    cpu, pre = stats.get("cpu_stats") or {}, stats.get("precpu_stats") or {}
+    cpu_delta = (cpu.get("cpu_usage") or {}).get("total_usage", 0) - \
+        (pre.get("cpu_usage") or {}).get("total_usage", 0)
+    system_delta = cpu.get("system_cpu_usage", 0) - pre.get("system_cpu_usage", 0)
+    cpus = cpu.get("online_cpus") or len((cpu.get("cpu_usage") or {}).get("percpu_usage") or [])
+    if system_delta > 0 and cpu_delta > 0:
+        return float(cpu_delta / system_delta * cpus * 100.0)
+    return 0.0
+
+
+def memory_used(memory: dict[str, Any]) -> int:
+    """MEM USAGE: the usage less the page cache the kernel can drop (inactive file pages),
+    as the docker CLI computes it for cgroup v1 and v2."""
+    usage = int(memory.get("usage") or 0)
+    stats = memory.get("stats") or {}
+    for key in ("total_inactive_file", "inactive_file"):  # v1's, then v2's
+        if key in stats and stats[key] < usage:
+            return usage - int(stats[key])
+    return usage
