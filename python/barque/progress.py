@@ -1,7 +1,11 @@
-"""How long-running work (pull, push, later build) reports progress.
+"""How long-running work (pull, push, save, load, import, commit; later build) reports
+progress, and how it is cancelled.
 
-Services call a :class:`Progress`; the CLI supplies a renderer, library users may pass their own
-or get :class:`NullProgress`. Statuses and their order follow Docker's pull output.
+Services call a :class:`Progress` and never print; the CLI supplies a renderer, library users
+may pass their own or get :class:`NullProgress`. Statuses and their order follow Docker's pull
+output. A long call's ``cancel`` argument is a :class:`Cancel` (``threading.Event``): it is
+checked between steps and at the last point before the store changes, and a cancelled call
+raises :class:`barque.errors.OperationCancelledError`.
 """
 
 from __future__ import annotations
@@ -21,7 +25,10 @@ class Progress(Protocol):
               total: int | None = None) -> None:
         """A layer's status: 'Pulling fs layer', 'Waiting', 'Downloading' (with bytes),
         'Verifying Checksum', 'Pull complete', 'Already exists'; for a push 'Preparing',
-        'Pushing' (with bytes), 'Pushed', 'Layer already exists', 'Mounted from REPO'."""
+        'Pushing' (with bytes), 'Pushed', 'Layer already exists', 'Mounted from REPO'; for
+        a save 'Saving layer' (bytes) and 'Layer saved'; for a load 'Loading layer' (bytes,
+        per archive member); for an import 'Importing' (bytes read) and 'Imported'; for a
+        commit 'Writing layer' (changes written of all) and 'Committed'."""
 
 
 class NullProgress:

@@ -109,17 +109,20 @@ def _cpu(cgroup: Cgroup) -> dict[str, Any]:
                       "throttled_time": stat.get("throttled_usec", 0) * 1000}
     else:
         d = cgroup.dirs.get("cpu")
+        # cpuacct: its own hierarchy when the cgroup has one, else mounted with cpu
+        # (cpu,cpuacct), else not accounted for this cgroup at all.
+        acct = cgroup.dirs.get("cpuacct") or d
         scale = _NANOSECONDS // os.sysconf("SC_CLK_TCK")
-        total = _number(d / "cpuacct.usage") if d is not None else None
-        if d is not None and total is not None:  # cpu and cpuacct as one hierarchy
+        total = _number(acct / "cpuacct.usage") if acct is not None else None
+        if acct is not None and total is not None:
             usage["total_usage"] = total
-            ticks = _keyed(d / "cpuacct.stat")
+            ticks = _keyed(acct / "cpuacct.stat")
             usage["usage_in_kernelmode"] = ticks.get("system", 0) * scale
             usage["usage_in_usermode"] = ticks.get("user", 0) * scale
-            percpu = (_read(d / "cpuacct.usage_percpu") or "").split()
+            percpu = (_read(acct / "cpuacct.usage_percpu") or "").split()
             if percpu:
                 usage["percpu_usage"] = [int(x) for x in percpu if x.isdigit()]
-        else:  # cpuacct apart, where barque makes no cgroup: the processes' own times
+        else:  # no cpuacct for this cgroup: the processes' own times
             user, system = _process_times(cgroup.pids())
             usage = {"total_usage": (user + system) * scale,
                      "usage_in_kernelmode": system * scale, "usage_in_usermode": user * scale}
