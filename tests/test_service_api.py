@@ -341,3 +341,42 @@ def test_a_cancelled_pull_records_no_image_and_the_next_pull_works(settings, fix
         found = [r.name for r in eng.images.search(f"{registry.host}/fixtures/lay")]
         assert f"{registry.host}/{fx.repository}" in found or fx.repository in found
         assert fx.tag in eng.images.list_tags(f"{registry.host}/{fx.repository}")
+
+
+@pytest.mark.registry
+def test_a_push_cancelled_before_the_manifest_tags_nothing(settings, fixture_images,
+                                                           registry) -> None:
+    fx = fixture_images["layers"]
+    target = registry.ref("api/cancelled-push:1")
+    with barque.Engine(settings=settings) as eng:
+        eng.images.pull(fx.ref)
+        eng.images.tag(fx.ref, target)
+        recorder = Recorder(cancel_on="Preparing")
+        with pytest.raises(OperationCancelledError, match="push"):
+            eng.images.push(target, progress=recorder, cancel=recorder.cancel)
+        from registry_server import skopeo_inspect
+
+        with pytest.raises(RuntimeError, match="failed"):
+            skopeo_inspect(target, "--raw")  # no manifest went, so no tag
+        assert eng.images.push(target).digest == fx.digest  # and the next push works
+        assert skopeo_inspect(target, "--raw") == fx.raw
+
+
+@needs_root
+def test_stats_no_stream_prints_dockers_columns(engine) -> None:
+    from helpers import barque as barque_cli
+
+    container = _detached(engine, "sleep", "1000", memory="32m")
+    with container:
+        out = barque_cli(engine.root, "stats", "--no-stream", container.name).stdout
+        header, row = out.splitlines()
+        # Docker's tabwriter columns: each cell padded to its column's width plus 3.
+        assert [cell.strip() for cell in header.split("   ") if cell.strip()] == [
+            "CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O",
+            "BLOCK I/O", "PIDS"]
+        starts = [header.index(title) for title in ("NAME", "MEM USAGE / LIMIT", "PIDS")]
+        assert row[:12] == container.short_id
+        assert row[starts[0]:].startswith(container.name + " ")
+        usage = row[starts[1]:].split("   ")[0]
+        assert usage.endswith(" / 32MiB") and not usage.startswith("0B")
+        assert row[starts[2]:] == "1"
