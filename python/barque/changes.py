@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from . import overlay
 from .errors import ContainerPathNotFoundError, InvalidArchiveError, InvalidArgumentError
 
 if TYPE_CHECKING:
@@ -47,69 +48,6 @@ class Change(msgspec.Struct, frozen=True):
     path: str                 # absolute, inside the container
     source: Path | None       # the entry in the upper dir (None for a deletion)
     opaque: bool = False      # a directory that hides the lower layers' content
-
-
-def _is_whiteout(st: os.stat_result) -> bool:
-    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
-
-
-def _is_opaque(path: Path) -> bool:
-    try:
-        return os.getxattr(path, "trusted.overlay.opaque", follow_symlinks=False) == b"y"
-    except OSError:
-        return False
-
-
-def lower_entry(lowers_top_first: list[Path], parts: list[str]) -> tuple[Path, os.stat_result] | None:
-    """The entry at ``parts`` in the merged lower layers (path and lstat), or None."""
-    for layer in lowers_top_first:
-        current = layer
-        for i, part in enumerate(parts):
-            try:
-                st = os.lstat(current / part)
-            except (FileNotFoundError, NotADirectoryError):
-                if i > 0 and _is_opaque(current):
-                    return None  # an opaque dir of this layer hides the layers below
-                break
-            if _is_whiteout(st):
-                return None
-            if i == len(parts) - 1:
-                return current / part, st
-            if not stat.S_ISDIR(st.st_mode):
-                return None  # a file or symlink here hides whatever lower layers hold
-            current = current / part
-    return None
-
-
-def _lower_children(lowers_top_first: list[Path], parts: list[str]) -> list[str]:
-    """Names in the merged lower directory at ``parts``."""
-    names: set[str] = set()
-    hidden: set[str] = set()
-    for layer in lowers_top_first:
-        current = layer
-        ok = True
-        for part in parts:
-            current = current / part
-            try:
-                if not stat.S_ISDIR(os.lstat(current).st_mode):
-                    ok = False
-                    break
-            except OSError:
-                ok = False
-                break
-        if not ok:
-            continue
-        for entry in os.scandir(current):
-            st = entry.stat(follow_symlinks=False)
-            if entry.name in hidden or entry.name in names:
-                continue
-            if _is_whiteout(st):
-                hidden.add(entry.name)
-            else:
-                names.add(entry.name)
-        if _is_opaque(current):
-            break
-    return sorted(names)
 
 
 def _is_init_entry(rel: str, st: os.stat_result, path: Path) -> bool:
@@ -142,8 +80,8 @@ def _walk(directory: Path, parts: list[str], lowers: list[Path], out: list[Chang
         child = parts + [name]
         rel = "/".join(child)
         st = os.lstat(path)
-        lower = lower_entry(lowers, child)
-        if _is_whiteout(st):
+        lower = overlay.lookup(lowers, child)
+        if overlay.is_whiteout(st):
             if lower is not None:
                 out.append(Change("D", "/" + rel, None))
             continue
@@ -158,12 +96,12 @@ def _walk(directory: Path, parts: list[str], lowers: list[Path], out: list[Chang
         if not stat.S_ISDIR(st.st_mode):
             out.append(Change("C", "/" + rel, path))
             continue
-        opaque = _is_opaque(path) and stat.S_ISDIR(lower_st.st_mode)
+        opaque = overlay.is_opaque(path) and stat.S_ISDIR(lower_st.st_mode)
         below: list[Change] = []
         if opaque:
             present = set(os.listdir(path))
             below += [Change("D", f"/{rel}/{n}", None)
-                      for n in _lower_children(lowers, child) if n not in present]
+                      for n in overlay.children(lowers, child) if n not in present]
         _walk(path, child, [] if opaque else lowers, below)
         changed_meta = (not stat.S_ISDIR(lower_st.st_mode)
                         or stat.S_IMODE(st.st_mode) != stat.S_IMODE(lower_st.st_mode)

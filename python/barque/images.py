@@ -37,6 +37,7 @@ from .errors import (
     RegistryError,
     StoreError,
 )
+from .overlay import MAX_LAYERS
 from .progress import CancellingProgress, NullProgress, Progress, check_cancelled
 from .reference import Reference
 from .store.metadata import ImageRecord, LayerRecord, NewImage
@@ -54,9 +55,6 @@ if TYPE_CHECKING:
     from .engine import Engine
     from .registry.manifest import Descriptor
     from .store import Store
-
-#: Docker's overlay2 limit: more lower dirs than this cannot be mounted as one rootfs.
-MAX_LAYERS = 125
 
 _HEX = frozenset("0123456789abcdef")
 

@@ -25,6 +25,7 @@ import msgspec
 
 from .digest import chain_ids, sha256_digest, validate_digest
 from .errors import DigestMismatchError, InvalidLayerError
+from .overlay import MAX_LAYERS
 from .store.metadata import LayerRecord, NewImage
 from .store.snapshots import current_boot_id
 
@@ -290,8 +291,6 @@ def add_images(engine: Engine, images: list[PendingImage]) -> list[str]:
     manifests, and only then add the image records with their tags. Returns the image IDs.
     On any failure before the records, what this call added (snapshots, blobs) is removed
     again, so the store is as it was; staged files are left to the caller."""
-    from .images import MAX_LAYERS
-
     store = engine.store
     plans = []
     for image in images:

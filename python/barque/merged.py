@@ -1,11 +1,6 @@
-"""An overlay's view of image layers, computed from the layer directories without mounting:
-``export`` streams it as a tar, volume copy-up copies a subtree of it.
-
-Never mounting means no page-sized option string to overflow with many layers, nothing left
-mounted if the process dies, and no root needed to read. The rules are overlayfs's: the first
-layer holding a name wins; a whiteout (a 0:0 character device) hides it; a directory merges
-the layers below it until one marks it opaque (``trusted.overlay.opaque=y``) or holds
-something else at that path. Symlinks are never followed.
+"""An overlay's whole view of image layers, computed from the layer directories without
+mounting: ``export`` streams it as a tar, volume copy-up copies a subtree of it. The rules are
+:mod:`barque.overlay`'s; symlinks are never followed.
 """
 
 from __future__ import annotations
@@ -14,6 +9,8 @@ import os
 import stat
 from collections.abc import Iterator
 from pathlib import Path
+
+from .overlay import is_opaque, is_whiteout
 
 
 def merged_tree(layers_top_first: list[Path], rel: str = "") -> Iterator[tuple[str, Path]]:
@@ -31,7 +28,7 @@ def merged_tree(layers_top_first: list[Path], rel: str = "") -> Iterator[tuple[s
             if name in owners or name in hidden:
                 continue
             st = os.lstat(directory / name)
-            if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+            if is_whiteout(st):
                 hidden.add(name)
             elif stat.S_ISDIR(st.st_mode):
                 owners[name] = [layer, *_merged_below(layers_top_first[i + 1:],
@@ -64,13 +61,6 @@ def _merged_below(lowers: list[Path], rel: str, top_dir: Path) -> list[Path]:
         if is_opaque(lower / rel):
             break
     return below
-
-
-def is_opaque(path: Path) -> bool:
-    try:
-        return os.getxattr(path, "trusted.overlay.opaque", follow_symlinks=False) == b"y"
-    except OSError:
-        return False
 
 
 def copy_merged(layers_top_first: list[Path], rel: str, dest: Path) -> None:

@@ -56,10 +56,9 @@ def _keyed(path: Path) -> dict[str, int]:
 
 def host_memory() -> int:
     """The host's RAM in bytes (``MemTotal``): Docker's limit for a container without one."""
-    for line in (_read(Path("/proc/meminfo")) or "").splitlines():
-        if line.startswith("MemTotal:"):
-            return int(line.split()[1]) * 1024
-    return 0
+    from .procfs import memory_total
+
+    return memory_total()
 
 
 def system_cpu_usage() -> int:

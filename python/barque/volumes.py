@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from . import arguments
+from . import arguments, overlay, procfs
 from .diskusage import tree_size
 from .errors import (
     ContainerNotFoundError,
@@ -241,12 +241,12 @@ class VolumeService:
 
     def users(self, name: str) -> builtins.list[ContainerRecord]:
         """The containers (running or not) whose mounts include the volume ``name``."""
-        return [r for r in self._store.metadata.containers() if name in _volume_names(r)]
+        return [r for r in self._store.metadata.containers() if name in volume_names(r)]
 
     def _used_names(self) -> set[str]:
         used: set[str] = set()
         for record in self._store.metadata.containers():
-            used |= _volume_names(record)
+            used |= volume_names(record)
         return used
 
     def remove(self, name: str, force: bool = False) -> None:
@@ -260,11 +260,9 @@ class VolumeService:
                 if force:
                     return
                 raise VolumeNotFoundError(f"No such volume: {name}")
-            from .containers import _process_start_time
-
             users = self.users(name)
             running = [u for u in users if u.status in ("running", "paused")
-                       and _process_start_time(u.pid) == u.pid_start]
+                       and procfs.start_time(u.pid) == u.pid_start]
             if users and (not force or running):
                 listed = ", ".join(f"{u.id} ({u.name})" for u in (running or users))
                 raise VolumeInUseError(f"remove {name}: volume is in use - [{listed}]")
@@ -345,17 +343,17 @@ class VolumeService:
             if mode not in ("", "ro", "rw"):
                 raise InvalidArgumentError(f"invalid mode for volumes-from: {mode}")
             try:
-                other = self._engine.containers._load(self._engine.containers.resolve_id(ref))
+                other = self._engine.containers.get(ref)
             except ContainerNotFoundError:
                 raise ContainerNotFoundError(f"No such container: {ref}") from None
             plan.volumes_from.append(item)
-            for m in json.loads(other.config).get("Mounts") or []:
+            for m in other.config.get("Mounts") or []:
                 if m.get("Type") not in (VOLUME, BIND) or m["Destination"] in taken:
                     continue
                 taken.add(m["Destination"])
                 inherited.append({**m, "RW": m.get("RW", True) if not mode else mode == "rw"})
 
-        layers = self._engine.containers._image_layers(img)
+        layers = self._store.snapshots.lower_dirs(img.layers)
         image_cfg = img.config.get("config") or {}
         specs = [s for s, _ in user]
         for path in image_cfg.get("Volumes") or {}:
@@ -373,7 +371,7 @@ class VolumeService:
 
         planned_names: set[str] = set()
         for spec in specs:
-            kind_in_image = image_entry_kind(layers, spec.target)
+            kind_in_image = overlay.entry_kind(layers, spec.target)
             if spec.type == VOLUME:
                 self._plan_volume(plan, spec, kind_in_image, planned_names)
             elif spec.type == BIND:
@@ -515,10 +513,10 @@ class VolumeService:
         point the copy at the host."""
         from .merged import copy_merged
 
-        layers = self._engine.containers._image_layers(img)
+        layers = self._store.snapshots.lower_dirs(img.layers)
         for name, target in pending:
-            resolved = resolve_in_image(layers, target)
-            if resolved is None or image_entry_kind(layers, "/" + resolved) != "dir":
+            resolved = overlay.resolve(layers, target)
+            if resolved is None or overlay.entry_kind(layers, "/" + resolved) != "dir":
                 continue
             try:
                 copy_merged(layers, resolved.strip("/"), self._store.paths.volume_data(name))
@@ -527,7 +525,8 @@ class VolumeService:
                     f"copying the image's content into the volume failed: {e}") from e
 
 
-def _volume_names(record: ContainerRecord) -> set[str]:
+def volume_names(record: ContainerRecord) -> set[str]:
+    """The names of the volumes mounted in the container of ``record``."""
     try:
         mounts = json.loads(record.config).get("Mounts") or []
     except ValueError:
@@ -550,84 +549,6 @@ def _docker_mount(spec: MountSpec) -> dict[str, Any]:
         out["TmpfsOptions"] = {**({"SizeBytes": int(opts["size"])} if "size" in opts else {}),
                                **({"Mode": int(opts["mode"], 8)} if "mode" in opts else {})}
     return out
-
-
-def _lookup(layers: list[Path], rel: str) -> tuple[os.stat_result, Path] | None:
-    """The entry ``rel`` of the merged image (top layer first), or None when absent or
-    whited out. Callers resolve parents first, so a whiteout of a parent is seen there."""
-    parts = rel.split("/")
-    for layer in layers:
-        try:
-            st = os.lstat(layer / rel)
-        except OSError:
-            if _opaque_parent(layer, parts):
-                return None
-            continue
-        if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
-            return None
-        return st, layer
-    return None
-
-
-def _opaque_parent(layer: Path, parts: list[str]) -> bool:
-    current = layer
-    for part in parts[:-1]:
-        current = current / part
-        try:
-            if os.getxattr(current, "trusted.overlay.opaque", follow_symlinks=False) == b"y":
-                return True
-        except OSError:
-            pass
-    return False
-
-
-def resolve_in_image(layers: list[Path], path: str) -> str | None:
-    """``path`` in the image with its symlinks followed inside the image (an absolute link
-    restarts at the image's root, ``..`` stops there), as a path relative to the root; None
-    when it does not exist. Never looks outside the layers."""
-    todo = [p for p in path.split("/") if p]
-    done: list[str] = []
-    hops = 0
-    while todo:
-        part = todo.pop(0)
-        if part == ".":
-            continue
-        if part == "..":
-            if done:
-                done.pop()
-            continue
-        rel = "/".join([*done, part])
-        found = _lookup(layers, rel)
-        if found is None:
-            return None
-        st, layer = found
-        if stat.S_ISLNK(st.st_mode):
-            hops += 1
-            if hops > 40:
-                return None
-            link = os.readlink(layer / rel)
-            if link.startswith("/"):
-                done = []
-            todo = [p for p in link.split("/") if p] + todo
-            continue
-        if todo and not stat.S_ISDIR(st.st_mode):
-            return None
-        done.append(part)
-    return "/".join(done)
-
-
-def image_entry_kind(layers: list[Path], path: str) -> str:
-    """``dir``, ``file`` (anything else that exists) or ``missing``: what a mount on ``path``
-    would land on in the image, symlinks resolved inside the image."""
-    resolved = resolve_in_image(layers, path)
-    if resolved is None:
-        return "missing"
-    if resolved == "":
-        return "dir"
-    found = _lookup(layers, resolved)
-    if found is None:
-        return "missing"
-    return "dir" if stat.S_ISDIR(found[0].st_mode) else "file"
 
 
 def _first_non_directory(path: str) -> str:
@@ -685,5 +606,4 @@ def _make_host_dirs(path: str) -> list[str]:
 
 
 
-__all__ = ["Volume", "VolumeService", "MountPlan", "ANONYMOUS_LABEL", "resolve_in_image",
-           "image_entry_kind"]
+__all__ = ["Volume", "VolumeService", "MountPlan", "ANONYMOUS_LABEL", "volume_names"]

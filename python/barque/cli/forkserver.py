@@ -44,6 +44,8 @@ import sys
 import time
 from pathlib import Path
 
+from .. import procfs
+
 SOCKET_NAME = "forkserver.sock"
 #: Held by the serving server for as long as it accepts; clients spawn one only when it is free.
 LOCK_NAME = "forkserver.lock"
@@ -168,14 +170,6 @@ def _preload() -> None:
         _native.prepare_exec_trampoline()
 
 
-def _threads() -> int:
-    with open("/proc/self/status", "rb") as f:
-        for line in f:
-            if line.startswith(b"Threads:"):
-                return int(line.split()[1])
-    return 0
-
-
 def serve(directory: Path, idle_s: float | None = None) -> int:
     """Serve command lines on ``directory/forkserver.sock`` until idle for ``idle_s`` seconds or
     until barque's code changes; returns at once (0) if another server holds the lock."""
@@ -194,7 +188,7 @@ def serve(directory: Path, idle_s: float | None = None) -> int:
     _serving_directory = directory.absolute()
     os.chdir("/")  # hold no caller's directory (or its mount) busy for the server's life
     _preload()
-    if _threads() != 1:
+    if procfs.thread_count() != 1:
         # Forking a threaded process can leave a lock held forever in the child.
         sys.stderr.write("barque forkserver: a thread started during the imports; not serving\n")
         return 1

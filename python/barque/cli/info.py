@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import typer
 
+from .. import procfs
+
 if TYPE_CHECKING:
     from ..engine import Engine
 
@@ -57,7 +59,7 @@ def server_info(engine: Engine) -> dict[str, Any]:
         "OSType": "linux",
         "Architecture": platform.machine(),
         "NCPU": os.cpu_count() or 0,
-        "MemTotal": _memory_total(),
+        "MemTotal": procfs.memory_total(),
         "BarqueRootDir": str(engine.root),
     }
 
@@ -107,18 +109,6 @@ def _operating_system() -> str:
         return platform.freedesktop_os_release().get("PRETTY_NAME", "Linux")
     except OSError:
         return "Linux"
-
-
-def _memory_total() -> int:
-    """Bytes of RAM, as /proc/meminfo's MemTotal (Docker's MemTotal)."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemTotal:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0
 
 
 def _gib(size: int) -> str:

@@ -101,7 +101,8 @@ USER_AGENT = "barque/0.1"
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _MAX_REDIRECTS = 10
 _TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-_MAX_ERROR_BODY = 64 << 10
+#: What is read of an error response's body (the rest is never needed for its message).
+MAX_ERROR_BODY = 64 << 10
 _MAX_RETRY_AFTER = 30.0
 _MIRROR_PENALTY = 60.0
 _MAX_INDEX_DEPTH = 4
@@ -161,17 +162,21 @@ def is_plain_http(host: str, insecure_registries: tuple[str, ...] = ()) -> bool:
     return False
 
 
-def _origin(url: str) -> str:
+def url_origin(url: str) -> str:
+    """``scheme://host[:port]`` of ``url``, lowercased: what credentials and challenges are
+    kept per."""
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}".lower()
 
 
-def _one_line(text: str, limit: int = 300) -> str:
+def one_line(text: str, limit: int = 300) -> str:
+    """Text a registry sent, made safe for a one-line error: whitespace runs and unprintable
+    characters become one space, and more than ``limit`` characters are cut."""
     text = " ".join("".join(c if c.isprintable() else " " for c in text).split())
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def _registry_message(body: bytes) -> tuple[str | None, str | None]:
+def registry_message(body: bytes) -> tuple[str | None, str | None]:
     """(first error code, joined messages) from a Distribution JSON ``errors`` body."""
     try:
         doc = json.loads(body)
@@ -184,14 +189,14 @@ def _registry_message(body: bytes) -> tuple[str | None, str | None]:
                         isinstance(e.get("code"), str)]
     msgs: list[str] = [e["message"] for e in errors if isinstance(e, dict) and
                        isinstance(e.get("message"), str) and e["message"]]
-    return (codes[0] if codes else None), (_one_line("; ".join(msgs)) if msgs else None)
+    return (codes[0] if codes else None), (one_line("; ".join(msgs)) if msgs else None)
 
 
-def _release(resp: urllib3.BaseHTTPResponse) -> None:
+def release(resp: urllib3.BaseHTTPResponse) -> None:
     """Give the connection back; a body not read to the end closes the socket instead."""
     try:
         remaining = getattr(resp, "length_remaining", None)
-        if remaining is not None and remaining <= _MAX_ERROR_BODY:
+        if remaining is not None and remaining <= MAX_ERROR_BODY:
             resp.drain_conn()
         elif remaining != 0:
             resp.close()
@@ -208,7 +213,7 @@ def _reason(exc: BaseException) -> str:
                                                     if isinstance(a, BaseException))):
         if isinstance(inner, OSError) and inner.strerror:
             return inner.strerror.lower()
-    return _one_line(str(exc).rsplit(": ", 1)[-1], 120) or exc.__class__.__name__
+    return one_line(str(exc).rsplit(": ", 1)[-1], 120) or exc.__class__.__name__
 
 
 def _network_error(url: str, exc: Exception) -> RegistryError:
@@ -255,7 +260,7 @@ class Endpoint(msgspec.Struct, frozen=True):
     @property
     def origin(self) -> str:
         """``scheme://host[:port]``: the unit of trust for credentials and tokens."""
-        return _origin(self.base)
+        return url_origin(self.base)
 
     @property
     def host(self) -> str:
@@ -363,7 +368,7 @@ class BlobStream:
             self._closed = True
             return
         self._closed = True
-        _release(self._resp)
+        release(self._resp)
 
     def __enter__(self) -> Self:
         return self
@@ -465,7 +470,7 @@ class RegistryClient:
                         raise self._error(resp, ep, ref, f"blob {digest}", blob=True)
                     return self._read_at_most(resp, descriptor.size, ep)
                 finally:
-                    _release(resp)
+                    release(resp)
 
             data = self._retrying(once)
             _verify(data, descriptor, f"config of {ref.name}")
@@ -494,7 +499,7 @@ class RegistryClient:
                 try:
                     start = self._blob_start(resp, ep, ref, descriptor, offset)
                 except BaseException:
-                    _release(resp)
+                    release(resp)
                     raise
                 return BlobStream(resp, descriptor, start, ep.host,
                                   low_speed_limit=self._settings.low_speed_limit,
@@ -567,7 +572,7 @@ class RegistryClient:
                     return (raw, resp.headers.get("Content-Type"),
                             resp.headers.get("Docker-Content-Digest"))
                 finally:
-                    _release(resp)
+                    release(resp)
 
             raw, content_type, header_digest = self._retrying(once)
             digest = "sha256:" + hashlib.sha256(raw).hexdigest()
@@ -577,7 +582,7 @@ class RegistryClient:
                     and header_digest.strip() != digest:
                 raise DigestMismatchError(f"manifest {subject} from {ep.host} hashes to {digest}, "
                                           f"not to its Docker-Content-Digest "
-                                          f"{_one_line(header_digest, 80)}")
+                                          f"{one_line(header_digest, 80)}")
             if expected is not None and len(raw) != expected.size:
                 raise DigestMismatchError(f"manifest {subject} is {len(raw)} bytes, its index "
                                           f"says {expected.size}")
@@ -627,7 +632,7 @@ class RegistryClient:
         """One request with authentication and manual redirects, no retries.
 
         Returns the final response unread (``preload_content=False``); the caller must
-        :func:`_release` it. A 401 from ``ep``'s origin is answered once by authenticating
+        :func:`release` it. A 401 from ``ep``'s origin is answered once by authenticating
         (or refreshing a token); a second 401 raises AuthenticationError.
         """
         for attempt in (0, 1):
@@ -636,16 +641,16 @@ class RegistryClient:
             if authz is not None:
                 h["Authorization"] = authz
             resp, final_url = self._follow(method, url, h, body)
-            if resp.status != 401 or _origin(final_url) != ep.origin:
+            if resp.status != 401 or url_origin(final_url) != ep.origin:
                 return resp
             challenges = resp.headers.getlist("WWW-Authenticate")
             try:
-                err_body = resp.read(_MAX_ERROR_BODY, decode_content=True)
+                err_body = resp.read(MAX_ERROR_BODY, decode_content=True)
             except (HTTPError, OSError):
                 err_body = b""
-            _release(resp)
+            release(resp)
             if attempt == 1 or not challenges:
-                _, msg = _registry_message(err_body)
+                _, msg = registry_message(err_body)
                 creds = self._auth.credentials_for(ep.cred_host)
                 suffix = f" (the credentials for {ep.cred_host} in {self._auth.config_path} " \
                          "were rejected)" if authz is not None and creds is not None else ""
@@ -667,12 +672,12 @@ class RegistryClient:
             location = resp.headers.get("Location")
             if resp.status not in _REDIRECT_STATUSES or not location:
                 return resp, url
-            _release(resp)
+            release(resp)
             target = urljoin(url, location.strip())
             if urlsplit(target).scheme not in ("http", "https"):
                 raise RegistryError(f"registry {urlsplit(url).netloc} redirected to an "
-                                    f"unsupported URL {_one_line(target, 100)!r}")
-            if _origin(target) != _origin(url):
+                                    f"unsupported URL {one_line(target, 100)!r}")
+            if url_origin(target) != url_origin(url):
                 headers = {k: v for k, v in headers.items()
                            if k.lower() not in ("authorization", "cookie")}
             if resp.status == 303 and method != "HEAD":
@@ -692,7 +697,7 @@ class RegistryClient:
                 except (HTTPError, OSError) as e:
                     raise _network_error(url, e) from e
             finally:
-                _release(resp)
+                release(resp)
 
         return self._retrying(once)
 
@@ -700,10 +705,10 @@ class RegistryClient:
                subject: str, blob: bool = False) -> BarqueError:
         """The exception for a non-success answer about ``subject``."""
         try:
-            body = resp.read(_MAX_ERROR_BODY, decode_content=True)
+            body = resp.read(MAX_ERROR_BODY, decode_content=True)
         except (HTTPError, OSError):
             body = b""
-        code, msg = _registry_message(body)
+        code, msg = registry_message(body)
         status = resp.status
         what = f"{ref.registry}/{ref.repository}"
         if status == 404 and not blob:

@@ -24,7 +24,7 @@ from .auth import (
     normalize_auth_key,
     parse_www_authenticate,
 )
-from .client import _MAX_ERROR_BODY, RegistryClient, _registry_message, _release
+from .client import MAX_ERROR_BODY, RegistryClient, registry_message, release
 
 __all__ = ["auth_key", "login", "logout", "remove_credentials", "save_credentials",
            "verify_credentials"]
@@ -130,25 +130,25 @@ def _get(client: RegistryClient, url: str, headers: dict[str, str]
         resp, _ = client._follow("GET", url, dict(headers), None)
         try:
             try:
-                body = resp.read(_MAX_ERROR_BODY, decode_content=True)
+                body = resp.read(MAX_ERROR_BODY, decode_content=True)
             except Exception:  # noqa: BLE001 - only the status matters then
                 body = b""
             return resp.status, resp.headers.getlist("WWW-Authenticate"), body
         finally:
-            _release(resp)
+            release(resp)
 
     return client._retrying(once)
 
 
 def _rejected(url: str, body: bytes) -> AuthenticationError:
-    _, msg = _registry_message(body)
+    _, msg = registry_message(body)
     detail = msg if msg and msg.lower() != "authentication required" else \
         "incorrect username or password"
     return AuthenticationError(f'Get "{url}": unauthorized: {detail}')
 
 
 def _unexpected(url: str, status: int, body: bytes) -> RegistryError:
-    _, msg = _registry_message(body)
+    _, msg = registry_message(body)
     return RegistryError(f'Get "{url}": registry answered HTTP {status}'
                          + (f": {msg}" if msg else ""))
 

@@ -26,6 +26,18 @@ from typing import Any, Literal
 import msgspec
 
 from ..errors import InvalidManifestError
+from .mediatypes import (
+    ACCEPT_MANIFEST_TYPES,
+    CONFIG_MEDIA_TYPES,
+    INDEX_MEDIA_TYPES,
+    MANIFEST_MEDIA_TYPES,
+    MEDIA_TYPE_DOCKER_CONFIG,
+    MEDIA_TYPE_DOCKER_LIST,
+    MEDIA_TYPE_DOCKER_MANIFEST,
+    MEDIA_TYPE_OCI_CONFIG,
+    MEDIA_TYPE_OCI_INDEX,
+    MEDIA_TYPE_OCI_MANIFEST,
+)
 from .platform import Platform
 
 __all__ = [
@@ -49,20 +61,6 @@ __all__ = [
     "parse_manifest",
     "validate_digest",
 ]
-
-MEDIA_TYPE_DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-MEDIA_TYPE_DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-MEDIA_TYPE_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-MEDIA_TYPE_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-MEDIA_TYPE_DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
-MEDIA_TYPE_OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
-
-MANIFEST_MEDIA_TYPES = frozenset({MEDIA_TYPE_DOCKER_MANIFEST, MEDIA_TYPE_OCI_MANIFEST})
-INDEX_MEDIA_TYPES = frozenset({MEDIA_TYPE_DOCKER_LIST, MEDIA_TYPE_OCI_INDEX})
-CONFIG_MEDIA_TYPES = frozenset({MEDIA_TYPE_DOCKER_CONFIG, MEDIA_TYPE_OCI_CONFIG})
-#: The ``Accept`` header value for manifest requests (indexes first, as Docker sends them).
-ACCEPT_MANIFEST_TYPES = (f"{MEDIA_TYPE_OCI_INDEX}, {MEDIA_TYPE_DOCKER_LIST}, "
-                         f"{MEDIA_TYPE_OCI_MANIFEST}, {MEDIA_TYPE_DOCKER_MANIFEST}")
 
 Compression = Literal["gzip", "zstd", "none"]
 

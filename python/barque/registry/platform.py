@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from ..errors import InvalidPlatformError, PlatformNotFoundError
+from .mediatypes import INDEX_MEDIA_TYPES, MANIFEST_MEDIA_TYPES
 
 if TYPE_CHECKING:
     from .manifest import Descriptor
@@ -160,8 +161,6 @@ def select_manifest(entries: Sequence[Descriptor], want: Platform) -> Descriptor
     Only entries whose media type is an image manifest or an index are considered.
     Raises :class:`~barque.errors.PlatformNotFoundError` naming the platforms available.
     """
-    from .manifest import INDEX_MEDIA_TYPES, MANIFEST_MEDIA_TYPES
-
     usable = [e for e in entries if e.media_type in MANIFEST_MEDIA_TYPES
               or e.media_type in INDEX_MEDIA_TYPES]
     target = want.normalized()

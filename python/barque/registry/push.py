@@ -37,12 +37,12 @@ from ..errors import DigestMismatchError, RegistryError
 from ..progress import NullProgress, Progress
 from ..reference import Reference
 from .client import (
-    _MAX_ERROR_BODY,
+    MAX_ERROR_BODY,
     RegistryClient,
-    _one_line,
-    _origin,
-    _registry_message,
-    _release,
+    one_line,
+    registry_message,
+    release,
+    url_origin,
 )
 from .manifest import Descriptor
 
@@ -153,7 +153,7 @@ class Pusher:
                 raise self._client._error(resp, self._ep, self._ref, f"blob {desc.digest}",
                                           blob=True)
             finally:
-                _release(resp)
+                release(resp)
 
         return self._client._retrying(once)
 
@@ -172,7 +172,7 @@ class Pusher:
                 return self._location(resp, "mount")
             raise self._failure(resp, f"mounting blob {desc.digest} from {source}")
         finally:
-            _release(resp)
+            release(resp)
 
     def _start_upload(self) -> str:
         resp = self._client._retrying(lambda: self._client._send(
@@ -182,7 +182,7 @@ class Pusher:
                 raise self._failure(resp, "starting an upload")
             return self._location(resp, "upload")
         finally:
-            _release(resp)
+            release(resp)
 
     def _upload(self, blob: BlobToPush, location: str) -> None:
         desc, shown = blob.descriptor, blob.progress_id
@@ -224,7 +224,7 @@ class Pusher:
                 raise self._failure(resp, f"uploading blob {desc.digest}")
             return self._location(resp, "upload")
         finally:
-            _release(resp)
+            release(resp)
 
     def _finish(self, location: str, desc: Descriptor, body: bytes) -> None:
         sep = "&" if urlsplit(location).query else "?"
@@ -237,14 +237,14 @@ class Pusher:
             echoed = resp.headers.get("Docker-Content-Digest")
             if echoed and echoed.strip() != desc.digest:
                 raise DigestMismatchError(f"registry {self._ep.host} stored blob {desc.digest} "
-                                          f"as {_one_line(echoed, 80)}")
+                                          f"as {one_line(echoed, 80)}")
         finally:
-            _release(resp)
+            release(resp)
 
     def _cancel_upload(self, location: str) -> None:
         """Best effort: tell the registry to drop a failed session (it purges old ones anyway)."""
         try:
-            _release(self._request("DELETE", location, {}, None))
+            release(self._request("DELETE", location, {}, None))
         except Exception as e:  # noqa: BLE001 - the original failure is what matters
             log.debug("could not cancel upload %s: %s", location, e)
 
@@ -269,10 +269,10 @@ class Pusher:
             echoed = resp.headers.get("Docker-Content-Digest")
             if echoed and echoed.strip() != digest:
                 raise DigestMismatchError(f"registry {self._ep.host} stored the manifest of "
-                                          f"{self._ref.familiar} as {_one_line(echoed, 80)}, "
+                                          f"{self._ref.familiar} as {one_line(echoed, 80)}, "
                                           f"not {digest}")
         finally:
-            _release(resp)
+            release(resp)
         return digest
 
     # ------------------------------------------------------------------ helpers
@@ -282,7 +282,7 @@ class Pusher:
     def _request(self, method: str, url: str, headers: dict[str, str], body: bytes | None
                  ) -> urllib3.BaseHTTPResponse:
         """A request to an upload location: authenticated on the registry's own origin only."""
-        if _origin(url) == self._ep.origin:
+        if url_origin(url) == self._ep.origin:
             return self._client._send(method, self._ep, url, scope=self._scope, what=self._what,
                                       headers=headers, body=body)
         resp, _ = self._client._follow(method, url, dict(headers), body)
@@ -296,15 +296,15 @@ class Pusher:
         url = urljoin(self._ep.base + "/", value)
         if urlsplit(url).scheme not in ("http", "https"):
             raise RegistryError(f"registry {self._ep.host} gave an unusable upload location "
-                                f"{_one_line(value, 100)!r}")
+                                f"{one_line(value, 100)!r}")
         return url
 
     def _failure(self, resp: urllib3.BaseHTTPResponse, doing: str) -> RegistryError:
         try:
-            body = resp.read(_MAX_ERROR_BODY, decode_content=True)
+            body = resp.read(MAX_ERROR_BODY, decode_content=True)
         except Exception:  # noqa: BLE001 - the status alone still makes an error
             body = b""
-        code, msg = _registry_message(body)
+        code, msg = registry_message(body)
         detail = msg or (code.lower().replace("_", " ") if code else f"HTTP {resp.status}")
         if resp.status in (401, 403):
             from ..errors import AuthenticationError

@@ -19,12 +19,12 @@ import msgspec
 from ..errors import AuthenticationError, RegistryError
 from ..reference import Reference
 from .client import (
-    _MAX_ERROR_BODY,
+    MAX_ERROR_BODY,
     Endpoint,
     RegistryClient,
-    _one_line,
-    _registry_message,
-    _release,
+    one_line,
+    registry_message,
+    release,
 )
 
 __all__ = ["HUB_SEARCH_URL", "SearchResult", "list_tags", "search"]
@@ -99,7 +99,7 @@ def _pages(client: RegistryClient, ep: Endpoint, url: str, scope: str, what: str
         seen.add(url)
         status, link, body = _get(client, ep, url, scope, what)
         if status == 400 and len(seen) == 1 and \
-                _registry_message(body)[0] == "PAGINATION_NUMBER_INVALID":
+                registry_message(body)[0] == "PAGINATION_NUMBER_INVALID":
             # The registry caps pages below our n (catalog.maxentries): let it pick the size.
             url = url.split("?", 1)[0]
             continue
@@ -132,7 +132,7 @@ def _get(client: RegistryClient, ep: Endpoint, url: str, scope: str, what: str
                             headers={"Accept": "application/json"})
         try:
             if resp.status == 403:
-                _, msg = _registry_message(client._read_at_most(resp, _MAX_ERROR_BODY, ep))
+                _, msg = registry_message(client._read_at_most(resp, MAX_ERROR_BODY, ep))
                 raise AuthenticationError(
                     f"denied: {msg or 'requested access to the resource is denied'} for {what}")
             body = client._read_at_most(resp, _MAX_PAGE_BYTES, ep, decode=True)
@@ -141,7 +141,7 @@ def _get(client: RegistryClient, ep: Endpoint, url: str, scope: str, what: str
                                     f"{_MAX_PAGE_BYTES} bytes")
             return resp.status, ", ".join(resp.headers.getlist("Link")), body
         finally:
-            _release(resp)
+            release(resp)
 
     return client._retrying(once)
 
@@ -155,7 +155,7 @@ def _search_hub(client: RegistryClient, term: str, limit: int) -> list[SearchRes
         try:
             return resp.status, client._read_at_most(resp, _MAX_PAGE_BYTES, hub, decode=True)
         finally:
-            _release(resp)
+            release(resp)
 
     status, body = client._retrying(once)
     if status != 200:
@@ -171,7 +171,7 @@ def _search_hub(client: RegistryClient, term: str, limit: int) -> list[SearchRes
             continue
         stars = r.get("star_count")
         out.append(SearchResult(
-            _one_line(r["name"], 256), str(r.get("description") or ""),
+            one_line(r["name"], 256), str(r.get("description") or ""),
             stars if isinstance(stars, int) and not isinstance(stars, bool) else 0,
             r.get("is_official") is True, r.get("is_automated") is True))
     return out[:limit]

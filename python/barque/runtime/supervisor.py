@@ -18,6 +18,7 @@ from pathlib import Path
 
 import msgspec
 
+from .. import procfs
 from ..errors import ContainerStartError, StoreError
 
 #: Attach-socket frame types (both directions share one 8-byte header: type, 3 zero bytes,
@@ -153,10 +154,9 @@ def shim_pid(state_dir: Path) -> int | None:
     """The pid of the supervisor of ``state_dir`` while it runs, else None."""
     try:
         pid = int((state_dir / "shim.pid").read_text().strip())
-        with open(f"/proc/{pid}/comm") as f:
-            return pid if f.read().strip().startswith("barque-shim") else None
     except (OSError, ValueError):
         return None
+    return pid if (procfs.comm(pid) or "").startswith("barque-shim") else None
 
 
 def encode(frame_type: int, payload: bytes = b"") -> bytes:

@@ -18,7 +18,9 @@ from .paths import StorePaths
 
 TYPE_CHECKING = False  # typing itself costs start-up time; checkers see the imports
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
+
+    from .metadata import LayerRecord
 
 
 class SnapshotStore:
@@ -28,6 +30,11 @@ class SnapshotStore:
 
     def path(self, chain_id: str) -> Path:
         return self._paths.snapshot(chain_id)
+
+    def lower_dirs(self, layers: Sequence[LayerRecord]) -> list[Path]:
+        """The unpacked ``layers`` of an image (its record lists them bottom first) as an
+        overlay's lower dirs: top first."""
+        return [self._paths.snapshot(layer.chain_id) for layer in reversed(layers)]
 
     def has(self, chain_id: str) -> bool:
         """A complete snapshot we can trust: durable, or unpacked during this boot (so its
