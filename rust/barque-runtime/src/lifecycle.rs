@@ -7,10 +7,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use barque_container::container::{self, SpawnOptions};
-use oci_spec::runtime::{LinuxDeviceType, LinuxResources, Spec};
+use oci_spec::runtime::Spec;
 
 use crate::args::{CreateArgs, Global};
-use crate::cgroups::{self, Layout};
+use crate::cgroups;
 use crate::console;
 use crate::error::{io, RuntimeError};
 use crate::hooks;
@@ -79,27 +79,7 @@ pub fn create(
         (false, None) => None,
     };
     let linux = spec.linux().clone().unwrap_or_default();
-    let devices: Vec<(char, i64, i64)> = linux
-        .devices()
-        .iter()
-        .flatten()
-        .map(|d| {
-            let t = match d.typ() {
-                LinuxDeviceType::B => 'b',
-                LinuxDeviceType::P => 'p',
-                _ => 'c',
-            };
-            (t, d.major(), d.minor())
-        })
-        .collect();
-    let resources = linux
-        .resources()
-        .clone()
-        .unwrap_or_else(LinuxResources::default);
-    let layout = Layout::detect()?;
-    let device_rules = cgroups::device_rules(&resources, &devices)?;
-    let writes = cgroups::writes(&resources, &device_rules, layout.v2)?;
-    let cgroup_dirs = layout.dirs(linux.cgroups_path().as_deref(), &a.id)?;
+    let cgroup = cgroups::plan(&linux, &a.id)?;
 
     let spec_hooks = spec.hooks().clone();
     let create_hooks = spec_hooks.as_ref().is_some_and(|h| {
@@ -112,7 +92,7 @@ pub fn create(
     dir.create(&g.root)?;
     let mut made = Vec::new();
     let result = (|| {
-        made = cgroups::create(&layout, &cgroup_dirs, &writes, &device_rules)?;
+        made = cgroup.create()?;
         log.debug(|| format!("{}: cgroups {made:?}", a.id));
         let fifo = if use_fifo {
             Some(mkfifo(&dir.fifo())?)
@@ -184,7 +164,7 @@ pub fn create(
         Ok(record)
     })();
     if result.is_err() {
-        cgroups::remove(&made, std::time::Duration::from_secs(1));
+        let _ = cgroups::remove(&made, std::time::Duration::from_secs(1));
         let _ = dir.remove();
     }
     result
@@ -304,12 +284,7 @@ pub fn delete(g: &Global, log: &Log, id: &str, force: bool) -> Result<(), Runtim
 }
 
 fn destroy(log: &Log, dir: &Dir, record: &Record) -> Result<(), RuntimeError> {
-    let left = cgroups::remove(&record.cgroups, std::time::Duration::from_secs(2));
-    if let Some(p) = left.first() {
-        return Err(io("remove the cgroup", p)(
-            std::io::Error::from_raw_os_error(libc::EBUSY),
-        ));
-    }
+    cgroups::remove(&record.cgroups, std::time::Duration::from_secs(2))?;
     dir.remove()?;
     if let Some(h) = &record.hooks {
         let state = state::oci_state(record, Status::Stopped).to_string();

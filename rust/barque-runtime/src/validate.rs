@@ -1,6 +1,6 @@
 //! The plan-validation step: every spec field barque-container does not honour is refused here,
 //! naming the field, before anything is created (barque-container refuses some of them too, less
-//! specifically). Resources are checked by [`crate::cgroups::writes`].
+//! specifically). Resources are checked by [`crate::cgroups::limits`].
 
 use oci_spec::runtime::Spec;
 
