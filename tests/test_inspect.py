@@ -172,6 +172,8 @@ def test_running_container_has_a_sandbox_and_size_on_request(store, busybox, eng
         assert doc["NetworkSettings"]["SandboxKey"] == f"/proc/{pid}/ns/net"
         sized = engine.containers.get("sized").inspect(size=True)
         assert isinstance(sized.size_rw, int) and sized.size_root_fs > sized.size_rw
+        shown = json.loads(barque(store, "inspect", "--size", "sized").stdout)[0]
+        assert shown["SizeRootFs"] == sized.size_root_fs and "SizeRw" in shown
     finally:
         barque(store, "rm", "-f", "sized")
 

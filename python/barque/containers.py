@@ -327,11 +327,27 @@ def _inspect_document(service: ContainerService, record: ContainerRecord,
     return document
 
 
+#: The description create just encoded, by its bytes: a ``run`` reads its container back
+#: (cgroup, start, removal) without decoding what it made. Never mutated by its readers.
+_last_stored: tuple[bytes, StoredContainer] | None = None
+
+
 def _stored_of(record: ContainerRecord) -> StoredContainer:
     """A row's container description (rows of every format barque has written)."""
     from . import models
 
+    if _last_stored is not None and _last_stored[0] is record.config:
+        return _last_stored[1]
     return models.decode(record.config, models.StoredContainer)
+
+
+def _encode_stored(stored: StoredContainer) -> bytes:
+    from . import models
+
+    global _last_stored
+    encoded = models.encode(stored)
+    _last_stored = (encoded, stored)
+    return encoded
 
 
 def _command_of(config: ContainerConfig) -> builtins.list[str]:
@@ -667,7 +683,7 @@ class ContainerService:
             self._make_bundle(bundle, lowers, spec, host, discard_upper=host.auto_remove)
             record = ContainerRecord(
                 id=container_id, name=name, image_id=img.id, image=image, created=time.time(),
-                config=models.encode(stored), status="created", pid=0, pid_start=0,
+                config=_encode_stored(stored), status="created", pid=0, pid_start=0,
                 exit_code=0, started_at=0.0, finished_at=0.0, oom_killed=False, error="")
             for attempt in range(1, 21):
                 owner = self._store.metadata.add_container(record)
@@ -1520,7 +1536,7 @@ class ContainerService:
 
         arguments.number(timeout, "timeout")
         container = self.get(name_or_id)
-        auto_remove = bool(container.config["HostConfig"].get("AutoRemove"))
+        auto_remove = container.model.host_config.auto_remove
         try:
             self.start(container.id, hold_output=True, tty_size=tty_size)
         except BaseException:

@@ -162,6 +162,9 @@ def _preload() -> None:
 
     spec.available_capabilities()
     seccomp.default_profile(spec.DEFAULT_CAPABILITIES)
+    from .. import models
+
+    models.warm()  # msgspec's codecs of the container model, built once
     # The sealed copy of barque-trampoline every container exec goes through (~0.25 ms to
     # make); without one a command's spawn reports why.
     from barque import _native

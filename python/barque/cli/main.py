@@ -157,6 +157,8 @@ def inspect(
     format: Annotated[Optional[str], typer.Option(
         "--format", "-f", help="Format the output using a Go template ('{{.State.Status}}', "
         "'{{json .Config}}'), or 'json'.")] = None,
+    size: Annotated[bool, typer.Option(
+        "--size", "-s", help="Display total file sizes if the type is container.")] = False,
 ) -> None:
     """Display detailed information on containers or images (Docker-compatible JSON)."""
     import json
@@ -171,7 +173,9 @@ def inspect(
         try:
             if group != "image":
                 try:
-                    found.append(engine().containers.get(name).attrs)
+                    from ..models import to_builtins
+
+                    found.append(to_builtins(engine().containers.get(name).inspect(size=size)))
                     continue
                 except ContainerNotFoundError:
                     if group == "container":

@@ -78,7 +78,56 @@ def container_create(args: RunArgs) -> ContainerCreate:
     # closes (StdinOnce) its stdin.
     body.attach_stdout = body.attach_stderr = not args.detach
     body.attach_stdin = body.stdin_once = args.interactive and not args.detach
+    _host_flags(args, body)
     return body
+
+
+def _host_flags(args: RunArgs, body: ContainerCreate) -> None:
+    """The flags the model applies beyond the older options: ``--dns*``, ``--add-host``,
+    ``--ulimit``, ``--shm-size``, ``--sysctl``, ``--expose`` (Docker's syntax for each)."""
+    from ..errors import InvalidArgumentError
+    from ..models import Ulimit
+    from ..runtime.cgroups import parse_memory
+
+    host = body.host_config
+    host.dns, host.dns_search, host.dns_options = (
+        list(args.dns), list(args.dns_search), list(args.dns_option))
+    host.extra_hosts = list(args.add_host) or None
+    ulimits = []
+    for item in args.ulimit:
+        name, eq, limits = item.partition("=")
+        soft, _, hard = limits.partition(":")
+        try:
+            ulimits.append(Ulimit(name=name, soft=int(soft), hard=int(hard or soft)))
+        except ValueError:
+            raise InvalidArgumentError(
+                f'invalid argument "{item}" for "--ulimit" flag: want NAME=SOFT[:HARD]'
+            ) from None
+        if not eq or not name:
+            raise InvalidArgumentError(
+                f'invalid argument "{item}" for "--ulimit" flag: want NAME=SOFT[:HARD]')
+    host.ulimits = ulimits or None
+    if args.shm_size:
+        host.shm_size = parse_memory(args.shm_size)
+    sysctls = {}
+    for item in args.sysctl:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise InvalidArgumentError(
+                f'invalid argument "{item}" for "--sysctl" flag: sysctl must be NAME=VALUE')
+        sysctls[key] = value
+    if sysctls:
+        host.sysctls = sysctls
+    if args.expose:
+        ports = dict(body.exposed_ports or {})
+        for item in args.expose:
+            port, _, proto = item.partition("/")
+            first, _, last = port.partition("-")
+            if not first.isdigit() or (last and not last.isdigit()):
+                raise InvalidArgumentError(f"invalid range format for --expose: {item}")
+            for number in range(int(first), int(last or first) + 1):
+                ports[f"{number}/{proto or 'tcp'}"] = {}
+        body.exposed_ports = ports
 
 
 def _warn(warnings: list[str]) -> None:
