@@ -36,7 +36,7 @@ Contracts of :class:`RegistryClient` (other modules rely on them):
   its JSON ``errors`` body.
 
 Push (:mod:`.push`), login (:mod:`.login`) and search (:mod:`.search`) reuse
-:meth:`RegistryClient._send` (any method, body, scope ``repository:<repo>:pull,push``) and the
+:meth:`RegistryClient.send` (any method, body, scope ``repository:<repo>:pull,push``) and the
 endpoint/auth machinery unchanged; mirrors are for pulls only and are bypassed.
 """
 
@@ -398,7 +398,7 @@ class RegistryClient:
             headers={"User-Agent": user_agent},
             timeout=urllib3.Timeout(connect=connect, read=self._read_timeout), retries=False)
         self._auth = Authenticator(settings.docker_config, self._fetch_token,
-                                   self._may_send_credentials)
+                                   self.may_send_credentials)
         self._lock = threading.Lock()
         self._mirror_down_until: dict[str, float] = {}
 
@@ -463,16 +463,16 @@ class RegistryClient:
 
         def on(ep: Endpoint) -> bytes:
             def once() -> bytes:
-                resp = self._send("GET", ep, ep.url(ref.repository, "blobs", digest),
-                                  scope=self._scope(ref), what=what)
+                resp = self.send("GET", ep, ep.url(ref.repository, "blobs", digest),
+                                 scope=self._scope(ref), what=what)
                 try:
                     if resp.status != 200:
-                        raise self._error(resp, ep, ref, f"blob {digest}", blob=True)
-                    return self._read_at_most(resp, descriptor.size, ep)
+                        raise self.response_error(resp, ep, ref, f"blob {digest}", blob=True)
+                    return self.read_at_most(resp, descriptor.size, ep)
                 finally:
                     release(resp)
 
-            data = self._retrying(once)
+            data = self.retrying(once)
             _verify(data, descriptor, f"config of {ref.name}")
             return data
 
@@ -494,8 +494,8 @@ class RegistryClient:
 
         def on(ep: Endpoint) -> BlobStream:
             def once() -> BlobStream:
-                resp = self._send("GET", ep, ep.url(ref.repository, "blobs", digest),
-                                  scope=self._scope(ref), what=what, headers=headers)
+                resp = self.send("GET", ep, ep.url(ref.repository, "blobs", digest),
+                                 scope=self._scope(ref), what=what, headers=headers)
                 try:
                     start = self._blob_start(resp, ep, ref, descriptor, offset)
                 except BaseException:
@@ -506,7 +506,7 @@ class RegistryClient:
                                   low_speed_time=self._settings.low_speed_time,
                                   read_timeout=self._read_timeout)
 
-            return self._retrying(once)
+            return self.retrying(once)
 
         return self._on_endpoints(ref.registry, on)
 
@@ -529,11 +529,14 @@ class RegistryClient:
         out.append(Endpoint(f"{scheme}://{api_host}", registry))
         return out
 
-    # ------------------------------------------------------------------ internals
+    # ------------------------------------------------------------------ transport
+    # The requests themselves, public for push.py, login.py and search.py, which reuse them.
     def _plain(self, host: str) -> bool:
         return is_plain_http(host, self._settings.insecure_registries)
 
-    def _may_send_credentials(self, url: str) -> bool:
+    def may_send_credentials(self, url: str) -> bool:
+        """Whether credentials may travel to ``url``: over HTTPS, or plain HTTP to a registry
+        configured (or known) to speak it."""
         parts = urlsplit(url)
         return parts.scheme == "https" or (parts.scheme == "http" and self._plain(parts.netloc))
 
@@ -555,17 +558,17 @@ class RegistryClient:
 
         def on(ep: Endpoint) -> ImageManifest | ImageIndex:
             def once() -> tuple[bytes, str | None, str | None]:
-                resp = self._send("GET", ep, ep.url(ref.repository, "manifests", target),
-                                  scope=self._scope(ref), what=what,
-                                  headers={"Accept": ACCEPT_MANIFEST_TYPES})
+                resp = self.send("GET", ep, ep.url(ref.repository, "manifests", target),
+                                 scope=self._scope(ref), what=what,
+                                 headers={"Accept": ACCEPT_MANIFEST_TYPES})
                 try:
                     if resp.status != 200:
-                        raise self._error(resp, ep, ref, subject)
+                        raise self.response_error(resp, ep, ref, subject)
                     length = resp.headers.get("Content-Length")
                     if length is not None and length.isdigit() and int(length) > cap:
                         raise InvalidManifestError(f"manifest {subject} is {length} bytes, over "
                                                    f"the {cap}-byte limit (max_manifest_bytes)")
-                    raw = self._read_at_most(resp, cap, ep, decode=True)
+                    raw = self.read_at_most(resp, cap, ep, decode=True)
                     if len(raw) > cap:
                         raise InvalidManifestError(f"manifest {subject} is over the {cap}-byte "
                                                    "limit (max_manifest_bytes)")
@@ -574,7 +577,7 @@ class RegistryClient:
                 finally:
                     release(resp)
 
-            raw, content_type, header_digest = self._retrying(once)
+            raw, content_type, header_digest = self.retrying(once)
             digest = "sha256:" + hashlib.sha256(raw).hexdigest()
             if by_digest and digest != target:
                 raise DigestMismatchError(f"manifest {subject} from {ep.host} hashes to {digest}")
@@ -605,15 +608,15 @@ class RegistryClient:
                                     f"offset {offset}")
             start = offset
         else:
-            raise self._error(resp, ep, ref, subject, blob=True)
+            raise self.response_error(resp, ep, ref, subject, blob=True)
         length = resp.headers.get("Content-Length")
         if length is not None and length.isdigit() and int(length) != descriptor.size - start:
             raise DigestMismatchError(f"{subject} from {ep.host} is {int(length) + start} bytes, "
                                       f"its descriptor says {descriptor.size}")
         return start
 
-    def _read_at_most(self, resp: urllib3.BaseHTTPResponse, limit: int, ep: Endpoint,
-                      decode: bool = False) -> bytes:
+    def read_at_most(self, resp: urllib3.BaseHTTPResponse, limit: int, ep: Endpoint,
+                     decode: bool = False) -> bytes:
         """Read the body up to ``limit + 1`` bytes (one more than allowed shows an overflow)."""
         buf = bytearray()
         try:
@@ -626,9 +629,9 @@ class RegistryClient:
             raise _network_error(ep.base, e) from e
         return bytes(buf)
 
-    def _send(self, method: str, ep: Endpoint, url: str, *, scope: str, what: str,
-              headers: dict[str, str] | None = None, body: bytes | None = None
-              ) -> urllib3.BaseHTTPResponse:
+    def send(self, method: str, ep: Endpoint, url: str, *, scope: str, what: str,
+             headers: dict[str, str] | None = None, body: bytes | None = None
+             ) -> urllib3.BaseHTTPResponse:
         """One request with authentication and manual redirects, no retries.
 
         Returns the final response unread (``preload_content=False``); the caller must
@@ -640,7 +643,7 @@ class RegistryClient:
             h = dict(headers or {})
             if authz is not None:
                 h["Authorization"] = authz
-            resp, final_url = self._follow(method, url, h, body)
+            resp, final_url = self.follow(method, url, h, body)
             if resp.status != 401 or url_origin(final_url) != ep.origin:
                 return resp
             challenges = resp.headers.getlist("WWW-Authenticate")
@@ -661,8 +664,11 @@ class RegistryClient:
                 self._auth.invalidate(ep.origin, scope)
         raise AssertionError("unreachable")
 
-    def _follow(self, method: str, url: str, headers: dict[str, str], body: bytes | None
-                ) -> tuple[urllib3.BaseHTTPResponse, str]:
+    def follow(self, method: str, url: str, headers: dict[str, str], body: bytes | None
+               ) -> tuple[urllib3.BaseHTTPResponse, str]:
+        """One request with the caller's headers, no retries; redirects are followed by hand,
+        and ``Authorization``/``Cookie`` dropped when one leaves the origin. Returns the
+        response and the URL that gave it."""
         for _ in range(_MAX_REDIRECTS + 1):
             try:
                 resp = self._pool.request(method, url, headers=headers, body=body,
@@ -687,7 +693,7 @@ class RegistryClient:
 
     def _fetch_token(self, url: str, headers: dict[str, str]) -> tuple[int, bytes]:
         def once() -> tuple[int, bytes]:
-            resp, _ = self._follow("GET", url, dict(headers), None)
+            resp, _ = self.follow("GET", url, dict(headers), None)
             try:
                 if resp.status in _TRANSIENT_STATUSES:
                     raise _TransientError(f"token service {urlsplit(url).netloc} answered HTTP "
@@ -699,10 +705,10 @@ class RegistryClient:
             finally:
                 release(resp)
 
-        return self._retrying(once)
+        return self.retrying(once)
 
-    def _error(self, resp: urllib3.BaseHTTPResponse, ep: Endpoint, ref: Reference,
-               subject: str, blob: bool = False) -> BarqueError:
+    def response_error(self, resp: urllib3.BaseHTTPResponse, ep: Endpoint, ref: Reference,
+                       subject: str, blob: bool = False) -> BarqueError:
         """The exception for a non-success answer about ``subject``."""
         try:
             body = resp.read(MAX_ERROR_BODY, decode_content=True)
@@ -725,7 +731,9 @@ class RegistryClient:
         detail = msg or (code.lower().replace("_", " ") if code else f"HTTP {status}")
         return RegistryError(f"registry {ep.host} refused {subject}: {detail}")
 
-    def _retrying(self, fn: Callable[[], T]) -> T:
+    def retrying(self, fn: Callable[[], T]) -> T:
+        """``fn()``, tried again after a transient failure (429, 5xx, a dropped connection)
+        with backoff, as many times as the settings allow."""
         attempts = max(1, self._settings.download_retries)
         for i in range(attempts):
             try:

@@ -68,7 +68,7 @@ def verify_credentials(client: RegistryClient, registry: str, creds: Credentials
                                   f"({', '.join(c.scheme for c in offered) or 'none'})")
     target = bearer.realm if bearer is not None else url
     assert target is not None
-    if not client._may_send_credentials(target):
+    if not client.may_send_credentials(target):
         raise AuthenticationError(f"refusing to send the credentials for {registry} over "
                                   f"plain HTTP to {urlsplit(target).netloc}")
     if bearer is None:
@@ -127,7 +127,7 @@ def remove_credentials(config_path: Path, registry: str) -> bool:
 def _get(client: RegistryClient, url: str, headers: dict[str, str]
          ) -> tuple[int, list[str], bytes]:
     def once() -> tuple[int, list[str], bytes]:
-        resp, _ = client._follow("GET", url, dict(headers), None)
+        resp, _ = client.follow("GET", url, dict(headers), None)
         try:
             try:
                 body = resp.read(MAX_ERROR_BODY, decode_content=True)
@@ -137,7 +137,7 @@ def _get(client: RegistryClient, url: str, headers: dict[str, str]
         finally:
             release(resp)
 
-    return client._retrying(once)
+    return client.retrying(once)
 
 
 def _rejected(url: str, body: bytes) -> AuthenticationError:

@@ -144,18 +144,18 @@ class Pusher:
         url = self._ep.url(self._ref.repository, "blobs", desc.digest)
 
         def once() -> bool:
-            resp = self._client._send("HEAD", self._ep, url, scope=self._scope, what=self._what)
+            resp = self._client.send("HEAD", self._ep, url, scope=self._scope, what=self._what)
             try:
                 if resp.status == 200:
                     return True
                 if resp.status == 404:
                     return False
-                raise self._client._error(resp, self._ep, self._ref, f"blob {desc.digest}",
-                                          blob=True)
+                raise self._client.response_error(resp, self._ep, self._ref,
+                                                  f"blob {desc.digest}", blob=True)
             finally:
                 release(resp)
 
-        return self._client._retrying(once)
+        return self._client.retrying(once)
 
     def _mount(self, desc: Descriptor, source: str) -> str | None:
         """Ask for a cross-repository mount: None when mounted, else the upload session's
@@ -163,7 +163,7 @@ class Pusher:
         url = (f"{self._uploads_url()}?mount={quote(desc.digest, safe=':')}"
                f"&from={quote(source, safe='/')}")
         scope = f"{self._scope} repository:{source}:pull"
-        resp = self._client._retrying(lambda: self._client._send(
+        resp = self._client.retrying(lambda: self._client.send(
             "POST", self._ep, url, scope=scope, what=self._what, body=b""))
         try:
             if resp.status == 201:
@@ -175,7 +175,7 @@ class Pusher:
             release(resp)
 
     def _start_upload(self) -> str:
-        resp = self._client._retrying(lambda: self._client._send(
+        resp = self._client.retrying(lambda: self._client.send(
             "POST", self._ep, self._uploads_url(), scope=self._scope, what=self._what, body=b""))
         try:
             if resp.status != 202:
@@ -260,7 +260,7 @@ class Pusher:
         digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
         url = self._ep.url(self._ref.repository, "manifests", self._ref.tag or "")
         headers = {"Content-Type": media_type}
-        resp = self._client._retrying(lambda: self._client._send(
+        resp = self._client.retrying(lambda: self._client.send(
             "PUT", self._ep, url, scope=self._scope, what=self._what, headers=headers,
             body=manifest))
         try:
@@ -283,9 +283,9 @@ class Pusher:
                  ) -> urllib3.BaseHTTPResponse:
         """A request to an upload location: authenticated on the registry's own origin only."""
         if url_origin(url) == self._ep.origin:
-            return self._client._send(method, self._ep, url, scope=self._scope, what=self._what,
-                                      headers=headers, body=body)
-        resp, _ = self._client._follow(method, url, dict(headers), body)
+            return self._client.send(method, self._ep, url, scope=self._scope, what=self._what,
+                                     headers=headers, body=body)
+        resp, _ = self._client.follow(method, url, dict(headers), body)
         return resp
 
     def _location(self, resp: urllib3.BaseHTTPResponse, what: str) -> str:

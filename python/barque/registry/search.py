@@ -128,14 +128,14 @@ def _pages(client: RegistryClient, ep: Endpoint, url: str, scope: str, what: str
 def _get(client: RegistryClient, ep: Endpoint, url: str, scope: str, what: str
          ) -> tuple[int, str, bytes]:
     def once() -> tuple[int, str, bytes]:
-        resp = client._send("GET", ep, url, scope=scope, what=what,
-                            headers={"Accept": "application/json"})
+        resp = client.send("GET", ep, url, scope=scope, what=what,
+                           headers={"Accept": "application/json"})
         try:
             if resp.status == 403:
-                _, msg = registry_message(client._read_at_most(resp, MAX_ERROR_BODY, ep))
+                _, msg = registry_message(client.read_at_most(resp, MAX_ERROR_BODY, ep))
                 raise AuthenticationError(
                     f"denied: {msg or 'requested access to the resource is denied'} for {what}")
-            body = client._read_at_most(resp, _MAX_PAGE_BYTES, ep, decode=True)
+            body = client.read_at_most(resp, _MAX_PAGE_BYTES, ep, decode=True)
             if len(body) > _MAX_PAGE_BYTES:
                 raise RegistryError(f"registry {ep.host} sent a page over "
                                     f"{_MAX_PAGE_BYTES} bytes")
@@ -143,7 +143,7 @@ def _get(client: RegistryClient, ep: Endpoint, url: str, scope: str, what: str
         finally:
             release(resp)
 
-    return client._retrying(once)
+    return client.retrying(once)
 
 
 def _search_hub(client: RegistryClient, term: str, limit: int) -> list[SearchResult]:
@@ -151,13 +151,13 @@ def _search_hub(client: RegistryClient, term: str, limit: int) -> list[SearchRes
     hub = Endpoint(HUB_SEARCH_URL, "docker.io")  # unauthenticated: Hub's search is public
 
     def once() -> tuple[int, bytes]:
-        resp, _ = client._follow("GET", url, {"Accept": "application/json"}, None)
+        resp, _ = client.follow("GET", url, {"Accept": "application/json"}, None)
         try:
-            return resp.status, client._read_at_most(resp, _MAX_PAGE_BYTES, hub, decode=True)
+            return resp.status, client.read_at_most(resp, _MAX_PAGE_BYTES, hub, decode=True)
         finally:
             release(resp)
 
-    status, body = client._retrying(once)
+    status, body = client.retrying(once)
     if status != 200:
         raise RegistryError(f"Docker Hub search ({urlsplit(url).netloc}) answered HTTP {status}")
     try:
