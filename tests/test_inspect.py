@@ -47,7 +47,8 @@ DOCKER_CONFIG_KEYS = [
     "Image", "Volumes", "WorkingDir", "Entrypoint", "NetworkDisabled", "MacAddress", "OnBuild",
     "Labels", "StopSignal", "StopTimeout", "Shell",
 ]
-#: What ``docker inspect`` (Docker 27) prints for a container, top level.
+#: What ``docker inspect`` prints for a container, top level (Docker 20.10's dockerd, checked
+#: by hand, prints these in this order; Docker 27's are the same).
 DOCKER_INSPECT_KEYS = [
     "Id", "Created", "Path", "Args", "State", "Image", "ResolvConfPath", "HostnamePath",
     "HostsPath", "LogPath", "Name", "RestartCount", "Driver", "Platform", "MountLabel",
@@ -138,7 +139,7 @@ def test_fresh_container_shows_every_docker_key_with_dockers_zero_values(store, 
     assert host["ShmSize"] == 64 << 20 and host["OomScoreAdj"] == 0
     assert host["CpuShares"] == 0 and host["Memory"] == 0 and host["PidsLimit"] is None
     assert host["BlkioWeightDevice"] == [] and host["Devices"] == []
-    assert host["MemorySwappiness"] is None and host["Ulimits"] is None
+    assert host["MemorySwappiness"] is None and host["Ulimits"] == []
     assert host["IpcMode"] == "private" and host["CgroupnsMode"] == "private"
     assert "/proc/kcore" in host["MaskedPaths"] and "/proc/sys" in host["ReadonlyPaths"]
     assert host["ConsoleSize"] == [0, 0]
@@ -379,3 +380,21 @@ def test_a_row_in_the_old_format_still_loads(store, busybox, engine) -> None:
             and time.monotonic() < deadline:
         time.sleep(0.05)
     barque(store, "rm", "old-row")
+
+
+# -- images and volumes --------------------------------------------------------------------
+
+def test_image_and_volume_documents_fit_their_models(engine, busybox) -> None:
+    """What ``inspect`` shows of an image and a volume today is exactly what the models hold
+    (so the services can build them from the models without changing a key)."""
+    from barque import models
+
+    attrs = engine.images.get(busybox).attrs
+    image = models.convert(attrs, models.ImageInspect)
+    assert models.to_builtins(image) == attrs
+    assert image.root_fs.layers and image.config.cmd == ["sh"]
+    volume = engine.volumes.create("model-vol", labels={"a": "b"})
+    try:
+        assert models.to_builtins(models.convert(volume.attrs, models.Volume)) == volume.attrs
+    finally:
+        engine.volumes.remove("model-vol")

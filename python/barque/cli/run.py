@@ -106,7 +106,7 @@ def _host_flags(args: RunArgs, body: ContainerCreate) -> None:
         if not eq or not name:
             raise InvalidArgumentError(
                 f'invalid argument "{item}" for "--ulimit" flag: want NAME=SOFT[:HARD]')
-    host.ulimits = ulimits or None
+    host.ulimits = ulimits
     if args.shm_size:
         host.shm_size = parse_memory(args.shm_size)
     sysctls = {}

@@ -48,14 +48,16 @@ from .container import (
     VolumeOptions,
     WeightDevice,
 )
+from .image import ImageConfig, ImageInspect, ImageMetadata, RootFS, Volume, VolumeUsageData
 
 __all__ = [
+    "ImageConfig", "ImageInspect", "ImageMetadata", "RootFS", "Volume", "VolumeUsageData",
     "UNSET", "UnsetType", "BindOptions", "ContainerConfig", "ContainerCreate",
     "ContainerInspect", "ContainerState", "DeviceMapping", "DeviceRequest", "DriverData",
     "EndpointSettings", "HealthConfig", "HostConfig", "LogConfig", "Mount", "MountPoint",
     "NetworkingConfig", "NetworkSettings", "PortBinding", "RestartPolicy", "StoredContainer",
     "ThrottleDevice", "TmpfsOptions", "Ulimit", "VolumeOptions", "WeightDevice",
-    "decode", "encode", "to_builtins", "convert",
+    "decode", "encode", "to_builtins", "convert", "warm",
 ]
 
 T = TypeVar("T")

@@ -242,7 +242,7 @@ class HostConfig(_Docker):
     memory_swappiness: int | None = None
     oom_kill_disable: bool | None = None
     pids_limit: int | None = None
-    ulimits: list[Ulimit] | None = None
+    ulimits: list[Ulimit] | None = field(default_factory=list)
     cpu_count: int = 0
     cpu_percent: int = 0
     io_maximum_iops: int = field(default=0, name="IOMaximumIOps")
