@@ -152,6 +152,25 @@ def private_uses() -> Iterator[tuple[str, str, str, str]]:
                 yield importer, aliases[node.value.id], node.attr, where
 
 
+#: What an :class:`~barque.Engine` hands out: one service (or the store) reaching another.
+ENGINE_PARTS = frozenset({"store", "registry", "images", "containers", "volumes", "system"})
+
+
+def private_service_attributes(source: str) -> Iterator[tuple[int, str]]:
+    """``engine.containers._load(...)``-style uses in ``source``: a private attribute of a
+    service reached through the engine (or any ``.containers``, ``.store``... attribute)."""
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Attribute) and is_private(node.attr) \
+                and isinstance(node.value, ast.Attribute) and node.value.attr in ENGINE_PARTS:
+            yield node.lineno, f"{node.value.attr}.{node.attr}"
+
+
+def private_service_uses() -> Iterator[str]:
+    for importer, path in MODULES.items():
+        for line, use in private_service_attributes(path.read_text()):
+            yield f"{path.relative_to(PACKAGE.parent)}:{line}: {importer} uses {use}"
+
+
 def _allowed_private(importer: str, module: str, name: str) -> bool:
     return (importer, module, name) in ALLOWED_PRIVATE or ("*", module, name) in ALLOWED_PRIVATE
 
@@ -220,6 +239,12 @@ def test_no_module_uses_another_modules_private_names() -> None:
         "\n".join(found)
 
 
+def test_no_service_reaches_into_another_through_the_engine() -> None:
+    found = list(private_service_uses())
+    assert not found, "private attributes of another service (give them a public home):\n" + \
+        "\n".join(found)
+
+
 def test_every_allowed_private_name_has_a_reason() -> None:
     assert all(reason.strip() for reason in ALLOWED_PRIVATE.values())
     assert all(reason.strip() for reason in ALLOWED_CYCLES.values())
@@ -232,6 +257,11 @@ def test_the_services_import_each_other_without_a_cycle() -> None:
              "; ".join(f"{a} imports {', '.join(sorted(graph[a] & set(cycle)))}" for a in cycle)
              for cycle in found]
     assert not found, "import cycles among the services:\n" + "\n".join(shown)
+
+
+def test_the_checks_find_what_they_look_for() -> None:
+    source = "def f(self):\n    return self._engine.containers._load(x), self.images.get(y)\n"
+    assert list(private_service_attributes(source)) == [(2, "containers._load")]
 
 
 def test_the_cycle_check_finds_a_cycle() -> None:
