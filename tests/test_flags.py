@@ -85,6 +85,15 @@ def _through_click(argv: list[str], monkeypatch: pytest.MonkeyPatch, module: str
     return recorded.calls[0]
 
 
+@pytest.mark.parametrize("args", [RunArgs, PsArgs, PullArgs])
+def test_no_spelling_is_declared_twice(args) -> None:
+    """(The launcher's tables would keep one of the two fields, click would warn.)"""
+    spellings = [name for spec in flags.table(args) for name in spec.spellings]
+    assert len(spellings) == len(set(spellings))
+    # -h is help for ps and pull (the app's), --hostname for run/create (only --help there).
+    assert "--help" not in spellings and ("-h" in spellings) == (args is RunArgs)
+
+
 @pytest.mark.parametrize(("spec", "line"), _cases(RunArgs))
 @pytest.mark.parametrize("kind", ["run", "create"])
 def test_run_and_create_parse_every_option_alike(spec, line, kind, monkeypatch, tmp_path) -> None:

@@ -7,20 +7,21 @@ the annotation gives the kind (``bool``: a switch, ``list[T]``: repeatable, else
 the value's type, :func:`flag` gives the spelling (Docker's), the help text and the default.
 The same class is the record the command's implementation receives (:class:`RunArgs`).
 
-Imports nothing but msgspec (which the commands' implementations load anyway): the fast path
-loads this module on each of those commands.
+Imports nothing: the fast path loads this module on each of those commands before it knows
+whether the command will get as far as a service, and typer's app loads it for ``--help``.
 """
 
 from __future__ import annotations
 
-import msgspec
-
 TYPE_CHECKING = False  # typing itself costs start-up time; checkers see the imports
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from typing import Any, TypeVar
+    from typing import Any, TypeVar, dataclass_transform
 
     F = TypeVar("F", bound=Callable[..., Any])
+else:
+    def dataclass_transform(**_kwargs):  # noqa: D103 - for type checkers only (PEP 681)
+        return lambda metaclass: metaclass
 
 #: A switch (``--rm``), an option with one value (``--name x``), or one given many times.
 BOOL, VALUE, REPEATABLE = "bool", "value", "repeatable"
@@ -57,6 +58,11 @@ class Flag:
     def names(self) -> tuple[str, ...]:
         """Every spelling that sets the field (the negation clears it)."""
         return (self.long,) if self.short is None else (self.long, self.short)
+
+    @property
+    def spellings(self) -> tuple[str, ...]:
+        """Every spelling of the option, its negation included."""
+        return self.names if self.negation is None else (*self.names, self.negation)
 
     def _bind(self, owner: str, dest: str, annotation: str) -> None:
         """Take the field's name, and its kind and type from its annotation's text (``bool``,
@@ -99,42 +105,84 @@ def flag(long: str, short: str | None = None, *, help: str, metavar: str | None 
     return Flag(long, short, negatable, help, metavar, default)
 
 
-class _OptionsMeta(msgspec.StructMeta):
-    """Collects a class body's :func:`flag` fields into the class's option table
-    (:func:`table`), leaving each field its plain default, before msgspec reads the body."""
+@dataclass_transform(kw_only_default=True)
+class _OptionsMeta(type):
+    """Makes a class body's annotated fields a record (keyword ``__init__``, ``==``,
+    ``repr``) and collects its :func:`flag` fields into the class's option table
+    (:func:`table`). Not msgspec, not dataclasses: this module loads before anything knows
+    that a service will be needed (msgspec's import costs ~40 ms cold, mostly typing and
+    inspect), and typer's app loads it for ``--help`` too."""
 
     def __new__(mcls, name: str, bases: tuple[type, ...], namespace: dict[str, Any],
                 **kwargs: Any) -> _OptionsMeta:
         found: list[Flag] = [spec for base in bases
                              for spec in getattr(base, "__cli_flags__", ())]
+        fields: list[str] = [field for base in bases
+                             for field in getattr(base, "__cli_fields__", ())]
+        defaults: dict[str, Any] = {}
+        for base in bases:
+            defaults.update(getattr(base, "__cli_defaults__", {}))
+        own = []
         for dest, annotation in namespace.get("__annotations__", {}).items():
-            spec = namespace.get(dest)
-            if isinstance(spec, Flag):
+            value = namespace.pop(dest, _UNSET)
+            if isinstance(value, Flag):
                 # A string under `from __future__ import annotations`, else the type itself.
-                spec._bind(name, dest, annotation.__name__ if type(annotation) is type
-                           else str(annotation))
-                namespace[dest] = [] if spec.kind == REPEATABLE else spec.default
-                found.append(spec)
-        spelled: dict[str, str] = {}
-        for spec in found:  # a spelling given twice would silently go to one of the fields
-            for spelling in spec.names + ((spec.negation,) if spec.negation else ()):
-                if spelled.setdefault(spelling, spec.dest) != spec.dest:
-                    raise TypeError(f"{name}: {spelling} is both {spelled[spelling]} and "
-                                    f"{spec.dest}")
+                value._bind(name, dest, annotation.__name__ if type(annotation) is type
+                            else str(annotation))
+                found.append(value)
+                value = value.default
+            if value is not _UNSET:
+                defaults[dest] = value
+            fields.append(dest)
+            own.append(dest)
+        namespace["__slots__"] = tuple(own)
         cls = super().__new__(mcls, name, bases, namespace, **kwargs)
-        setattr(cls, "__cli_flags__", tuple(found))
+        cls.__cli_flags__ = tuple(found)
+        cls.__cli_fields__ = tuple(fields)
+        cls.__cli_defaults__ = defaults
         return cls
 
+    __cli_flags__: tuple[Flag, ...]
+    __cli_fields__: tuple[str, ...]
+    __cli_defaults__: dict[str, Any]
 
-class Options(msgspec.Struct, metaclass=_OptionsMeta):
-    """A command's options: subclasses declare them as fields assigned a :func:`flag`. An
-    instance holds one command line's values (an empty list is copied per instance)."""
+
+class Options(metaclass=_OptionsMeta):
+    """A command's options: subclasses declare them as fields assigned a :func:`flag`, and
+    an instance holds one command line's values (given by keyword; a list default is a
+    fresh empty list per instance)."""
+
+    def __init__(self, **values: Any) -> None:
+        cls = type(self)
+        for name in cls.__cli_fields__:
+            if name in values:
+                value = values.pop(name)
+            elif name in cls.__cli_defaults__:
+                value = cls.__cli_defaults__[name]
+                if type(value) is list:
+                    value = list(value)
+            else:
+                raise TypeError(f"{cls.__name__}() missing required argument: {name!r}")
+            setattr(self, name, value)
+        if values:
+            raise TypeError(f"{cls.__name__}() got an unexpected keyword argument "
+                            f"{next(iter(values))!r}")
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return all(getattr(self, n) == getattr(other, n) for n in type(self).__cli_fields__)
+
+    __hash__ = None  # type: ignore[assignment]  # compared by value and mutable, as a dataclass
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{n}={getattr(self, n)!r}" for n in type(self).__cli_fields__)
+        return f"{type(self).__name__}({shown})"
 
 
 def table(cls: type[Options]) -> tuple[Flag, ...]:
     """The options declared on ``cls`` with :func:`flag`, in declaration order."""
-    flags: tuple[Flag, ...] = getattr(cls, "__cli_flags__")
-    return flags
+    return cls.__cli_flags__
 
 
 def typer_options(cls: type[Options]) -> Callable[[F], F]:
