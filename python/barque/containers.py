@@ -287,7 +287,7 @@ def _inspect_document(service: ContainerService, record: ContainerRecord,
     paths = service._store.paths
     bundle = paths.container(record.id)
     running = record.status in ("running", "paused")
-    command = _command_of(stored.config)
+    command = command_of(stored.config)
     host = stored.host_config
     network = host.network_mode or "none"
     try:
@@ -350,7 +350,7 @@ def _encode_stored(stored: StoredContainer) -> bytes:
     return encoded
 
 
-def _command_of(config: ContainerConfig) -> builtins.list[str]:
+def command_of(config: ContainerConfig) -> builtins.list[str]:
     """Entrypoint + Cmd: what the container runs (inspect's Path and Args, ps's COMMAND)."""
     entrypoint = config.entrypoint or []
     if entrypoint == [""]:

@@ -139,7 +139,7 @@ def container_rows(containers: Iterable[Container], no_trunc: bool,
                    sizes: Callable[[Container], tuple[int, int]] | None = None,
                    ) -> list[dict[str, Any]]:
     """``sizes``: with ``ps -s``, a function giving (writable, virtual) bytes of a container."""
-    from ..containers import _command_of as command_of
+    from ..containers import command_of
 
     rows: list[dict[str, Any]] = []
     for c in containers:
