@@ -38,7 +38,7 @@ def is_whiteout(st: os.stat_result) -> bool:
     return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
 
 
-def is_opaque(directory: Path) -> bool:
+def is_opaque(directory: str | Path) -> bool:
     """Whether a layer's directory hides the directories at its path in the layers below."""
     try:
         return os.getxattr(directory, OPAQUE_XATTR, follow_symlinks=False) == b"y"
@@ -56,36 +56,44 @@ def lookup(layers_top_first: Sequence[Path], path: str | Sequence[str]
            ) -> tuple[Path, os.stat_result] | None:
     """The entry the overlay shows at ``path`` (relative or absolute, or its components): the
     file in the layer that provides it and its ``lstat``; None when absent or whited out."""
-    parts = _parts(path)
+    found = _find(layers_top_first, _parts(path))
+    return None if found is None else (Path(found[0]), found[1])
+
+
+def _find(layers_top_first: Sequence[Path], parts: list[str]
+          ) -> tuple[str, os.stat_result] | None:
     if not parts:
-        return (layers_top_first[0], os.lstat(layers_top_first[0])) if layers_top_first \
-            else None
+        return (os.fspath(layers_top_first[0]), os.lstat(layers_top_first[0])) \
+            if layers_top_first else None
     last = len(parts) - 1
     for layer in layers_top_first:
-        current = layer
+        # Plain strings: a container's start looks up /etc/passwd and /etc/group through
+        # every layer, and joining Paths cost more than the lstat calls.
+        current = os.fspath(layer)
         for i, part in enumerate(parts):
+            candidate = f"{current}/{part}"
             try:
-                st = os.lstat(current / part)
+                st = os.lstat(candidate)
             except OSError:
                 # Absent from this layer: the layers below show it, unless a directory this
                 # lookup passed through here is opaque.
-                if _opaque_on_the_way(layer, parts[:i]):
+                if i and _opaque_on_the_way(layer, parts[:i]):
                     return None
                 break
             if is_whiteout(st):
                 return None
             if i == last:
-                return current / part, st
+                return candidate, st
             if not stat.S_ISDIR(st.st_mode):
                 return None  # a file or symlink here hides whatever the lower layers hold
-            current = current / part
+            current = candidate
     return None
 
 
 def _opaque_on_the_way(layer: Path, directories: list[str]) -> bool:
-    current = layer
+    current = os.fspath(layer)
     for part in directories:
-        current = current / part
+        current = f"{current}/{part}"
         if is_opaque(current):
             return True
     return False
@@ -95,20 +103,25 @@ def read_file(layers_top_first: Sequence[Path], path: str | Sequence[str],
               limit: int = 1 << 20) -> bytes | None:
     """A regular file's content as the overlay shows it (None if it is absent, not a regular
     file, or larger than ``limit`` bytes). Nothing is read through a symlink."""
-    found = lookup(layers_top_first, path)
+    found = _find(layers_top_first, _parts(path))
     if found is None:
         return None
     source, st = found
     if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
         return None
     fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    with os.fdopen(fd, "rb") as f:
-        return f.read()
+    try:
+        chunks = []
+        while chunk := os.read(fd, st.st_size + 1):  # one read, unless the kernel splits it
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
 
 
 def exists(layers_top_first: Sequence[Path], path: str | Sequence[str]) -> bool:
     """Whether the overlay shows anything (a symlink counts, dangling or not) at ``path``."""
-    return lookup(layers_top_first, path) is not None
+    return _find(layers_top_first, _parts(path)) is not None
 
 
 def merged_dirs(layers_top_first: Sequence[Path], path: str | Sequence[str]) -> list[Path]:
