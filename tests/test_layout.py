@@ -27,9 +27,6 @@ SERVICE_PACKAGES = ("barque.registry", "barque.store")
 ALLOWED_PRIVATE = {
     ("*", "barque", "_native"): "the Rust extension is barque._native by design; every module "
                                 "imports it where it is used (README: typed and lazy)",
-    ("barque.cli.render", "barque.containers", "_command_of"):
-        "helper A's Docker models in progress (issue 15): inspect's Path/Args need a public "
-        "home next to the model",
     ("barque.containers", "barque.arguments", "_wrong"):
         "helper A's Docker models in progress (issue 15): create_from's type check wants "
         "a public argument-error helper in arguments.py",
