@@ -127,3 +127,22 @@ def test_the_command_line_parses_into_one_body() -> None:
     assert body.attach_stdout and not body.attach_stdin
     with pytest.raises(InvalidArgumentError, match='"--ulimit" flag'):
         container_create(RunArgs(image="busybox", network="none", ulimit=["nofile"]))
+
+
+def test_api_mounts_keep_every_option_and_refuse_unsupported_ones() -> None:
+    from barque.containers import CreateOptions
+    from barque.models.options import body_from_options
+    from barque.runtime.spec import RunOptions
+
+    mount = {"Type": "volume", "Source": "data", "Target": "/d", "ReadOnly": True,
+             "VolumeOptions": {"NoCopy": True, "Labels": {"a": "b"}}}
+    body = body_from_options("busybox", RunOptions(), CreateOptions(mounts=[mount]))
+    assert json.loads(models.encode(body))["HostConfig"]["Mounts"] == [mount]
+    with pytest.raises(InvalidArgumentError, match="^HostConfig.Mounts: VolumeOptions.Subpath"):
+        body_from_options("busybox", RunOptions(), CreateOptions(mounts=[
+            {"Type": "volume", "Source": "data", "Target": "/d",
+             "VolumeOptions": {"Subpath": "x"}}]))
+    oci = {"destination": "/h", "type": "bind", "source": "/srv", "options": ["rbind", "ro"]}
+    body = body_from_options("busybox", RunOptions(mounts=[oci]), CreateOptions())
+    assert body.host_config.mounts == [models.Mount(type="bind", source="/srv", target="/h",
+                                                    read_only=True)]

@@ -89,12 +89,12 @@ def _volume_entries(item: Any, binds: list[str], anonymous: dict[str, dict[str, 
 def _mount_specs(item: Any) -> list[MountSpec]:
     from ..runtime import mountspec
 
-    if isinstance(item, Mount):
-        return [mountspec.parse_mount(mount_csv(item))]
-    if isinstance(item, dict) and "TmpfsOptions" in item:  # from_api knows the other keys
+    if isinstance(item, dict):  # Docker's keys: read as the Mount they describe
         from . import convert
 
-        return [mountspec.parse_mount(mount_csv(convert(item, Mount)))]
+        item = convert(item, Mount)
+    if isinstance(item, Mount):
+        return [mountspec.parse_mount(mount_csv(item))]
     return mountspec.from_api(item, kind="mounts")
 
 
@@ -122,7 +122,20 @@ def mount_from_spec(spec: MountSpec) -> Mount:
 def mount_csv(mount: Mount) -> str:
     """A ``HostConfig.Mounts`` entry in ``--mount``'s syntax, which
     :func:`barque.runtime.mountspec.parse_mount` checks with Docker's rules."""
+    def unsupported(what: str) -> InvalidArgumentError:
+        return InvalidArgumentError(f"HostConfig.Mounts: {what} is not supported by barque yet")
+
+    bind, volume, tmpfs = mount.bind_options, mount.volume_options, mount.tmpfs_options
+    if bind and (bind.non_recursive or bind.create_mountpoint or bind.read_only_non_recursive
+                 or bind.read_only_force_recursive):
+        raise unsupported("BindOptions other than Propagation")
+    if volume and volume.subpath:
+        raise unsupported("VolumeOptions.Subpath")
+    if tmpfs and tmpfs.options:
+        raise unsupported("TmpfsOptions.Options")
     parts = [f"type={mount.type or 'volume'}", f"target={mount.target}"]
+    if volume and volume.driver_config and volume.driver_config.name:
+        parts.append(f"volume-driver={volume.driver_config.name}")
     if mount.source:
         parts.append(f"source={mount.source}")
     if mount.read_only:
