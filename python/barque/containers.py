@@ -1446,7 +1446,10 @@ class ContainerService:
     def copy_from(self, name_or_id: str, path: str, destination: str | os.PathLike[str], *,
                   archive: bool = False, follow_link: bool = False) -> None:
         """``docker cp CONTAINER:PATH DEST``: into DEST if it is a directory (PATH's contents
-        for ``PATH/.``), else as DEST; owners become the caller's unless ``archive``."""
+        for ``PATH/.``), else as DEST; owners become the caller's unless ``archive``, modes
+        and mtimes are kept, ``follow_link`` copies what a symlink PATH points to. Not atomic
+        (files copied before a failure stay). Raises ContainerNotFoundError,
+        ContainerPathNotFoundError, InvalidArgumentError (a directory over a file)."""
         from .changes import ContainerCopy
 
         arguments.text(path, "path")
@@ -1456,7 +1459,9 @@ class ContainerService:
     def copy_to(self, source: str | os.PathLike[str], name_or_id: str, path: str, *,
                 archive: bool = False, follow_link: bool = False) -> None:
         """``docker cp SRC CONTAINER:PATH``: into PATH if it is a directory, else as PATH;
-        owners become the container's root unless ``archive``."""
+        owners become the container's root unless ``archive``, modes and mtimes are kept. Not
+        atomic. Raises ContainerNotFoundError, FileNotFoundError (SRC), InvalidArgumentError
+        (a directory over a file, an invalid PATH)."""
         from .changes import ContainerCopy
 
         arguments.text(path, "path")

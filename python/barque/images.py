@@ -287,7 +287,9 @@ class ImageService:
     # -- tags -----------------------------------------------------------------------------
 
     def tag(self, source: str, target: str) -> None:
-        """Point the tag ``target`` at the image ``source`` designates. Atomic."""
+        """Point the tag ``target`` at the image ``source`` designates (moving it from any
+        other image). Atomic and idempotent. Raises ImageNotFoundError, AmbiguousImageError,
+        InvalidReferenceError (a bad name, a digest reference)."""
         arguments.text(target, "target")
         image_id = self.resolve_id(source)
         ref = Reference.parse(target)
@@ -550,6 +552,8 @@ class ImageService:
 
         Where Docker's ``-f`` would delete an image a stopped container still uses, barque
         keeps it, untagged: that container's root filesystem is mounted from its layers.
+        Each name's removal is one transaction; the layers' collection follows it. Raises
+        ImageNotFoundError, AmbiguousImageError, ConflictError.
         """
         meta = self._store.metadata
         image_id = self.resolve_id(name)
@@ -631,7 +635,8 @@ class ImageService:
     def prune(self, all: bool = False) -> PruneReport:
         """Remove dangling images (no tag), or with ``all`` every image no container uses; then
         delete unreferenced layers, blobs, abandoned unpack leftovers and the partial
-        downloads no live pull is writing (counted in the space reclaimed)."""
+        downloads no live pull is writing (counted in the space reclaimed). Idempotent: a
+        second prune finds nothing; live pulls, loads and commits are never disturbed."""
         deleted: list[dict[str, str]] = []
         partials = self._store.content.remove_stale_partials()
         before = self._disk_usage()
