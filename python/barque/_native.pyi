@@ -10,7 +10,8 @@ from typing import Literal, Self, TypeAlias, TypedDict, final, type_check_only
 # What rust/barque-py/src/lib.rs exports, in its order (tests/test_native_stub.py compares this
 # stub with the built module).
 __all__ = [
-    "restrict_devices",
+    "cgroup_v2",
+    "Cgroup",
     "ContainerError",
     "DigestError",
     "LayerError",
@@ -29,7 +30,8 @@ __all__ = [
     "wait",
 ]
 
-# Type-only names, absent at run time: _Compression, IngestResult, LayerDigests and _Path.
+# Type-only names, absent at run time: _Compression, IngestResult, LayerDigests, CgroupStats
+# and _Path.
 # A path argument is a Rust PathBuf, which takes str or os.PathLike[str] (not bytes). A default
 # written `...` is one PyO3 does not show (a Rust constant or Vec::new()); its comment says it.
 _Path: TypeAlias = str | os.PathLike[str]
@@ -322,11 +324,70 @@ def populate_writable_memory(stop_when_readable: int | None = None) -> int:
     lacks ``MADV_POPULATE_WRITE``. Releases the GIL. Raises OSError if
     ``/proc/self/maps`` or ``/proc/self/pagemap`` cannot be read."""
 
-def restrict_devices(cgroup_dir: _Path, rules: Sequence[tuple[bool, str]]) -> None:
-    """Attach to the cgroup v2 directory ``cgroup_dir`` a BPF device program allowing what
-    ``rules`` allow: each ``(allow, "TYPE MAJOR:MINOR ACCESS")`` in cgroup v1's syntax
-    (``"c 1:3 rwm"``, ``"b *:* m"``, ``"a"``), applied in order from allow-all, as v1's
-    ``devices.allow``/``devices.deny`` would. Nothing is attached when they allow everything;
-    the program stays attached until the cgroup is removed. Raises ValueError for a malformed
-    rule, OSError (errno, path: the cgroup) when the program cannot be loaded or attached.
-    Releases the GIL."""
+def cgroup_v2() -> bool:
+    """Whether the host is a pure cgroup v2 one (the unified hierarchy at /sys/fs/cgroup); read
+    once per process."""
+
+@type_check_only
+class CgroupStats(TypedDict):
+    memory_usage: int | None  # bytes charged to the cgroup
+    memory_limit: int | None  # bytes; None when unlimited
+    cpu_usage_ns: int | None  # CPU time of its tasks (v1: its cpuacct directory)
+    pids_current: int | None
+    pids_limit: int | None    # None when unlimited
+
+@final
+class Cgroup:
+    """One container's cgroup by its cgroupsPath (the service's ``/barque/<id>``, under each
+    hierarchy's root): one directory per cgroup v1 hierarchy of memory, pids, cpu, cpuacct,
+    freezer and devices the host mounts, or one in the unified tree of a pure v2 host.
+
+    ``Cgroup(path)`` is the cgroup as it exists now (possibly none of its directories). Usage
+    errors (a limit whose controller is missing, a malformed device rule, ``..`` in ``path``,
+    no freezer) raise ValueError; the kernel's, OSError(errno, strerror, path). Every method
+    that touches the cgroup releases the GIL.
+    """
+
+    def __new__(cls, path: _Path) -> Self: ...
+    @staticmethod
+    def create(
+        path: _Path,
+        *,
+        memory: int | None = None,
+        memory_swap: int | None = None,
+        swap_where_accounted: bool = False,
+        pids: int | None = None,
+        cpu_quota: int | None = None,
+        cpu_period: int | None = None,
+        devices: Sequence[tuple[bool, str]] = ...,  # ()
+        replace: bool = False,
+    ) -> Cgroup:
+        """Create the cgroup (directories that exist are kept) with these limits, in the OCI
+        spec's units: ``memory`` bytes, ``memory_swap`` memory + swap bytes (applied only where
+        the host accounts swap with ``swap_where_accounted``), ``pids`` (<= 0: unlimited),
+        ``cpu_quota``/``cpu_period`` microseconds; on v2 the memory, pids and cpu controllers
+        are enabled in each ancestor. ``devices``: ``(allow, "TYPE MAJOR:MINOR ACCESS")`` rules
+        in cgroup v1's syntax applied in order (v1 files, or a v2 BPF program). ``replace``
+        removes a leftover first. On failure nothing made stays."""
+    @property
+    def v2(self) -> bool: ...
+    @property
+    def dirs(self) -> list[tuple[str, str]]:
+        """``(controllers, directory)``: ``"cpu,cpuacct"`` where the host mounts them together,
+        ``"unified"`` on v2."""
+    @property
+    def procs(self) -> list[str]:
+        """The ``cgroup.procs`` files a process joins the cgroup by."""
+    def pids(self) -> list[int]:
+        """The host pids of every process in the cgroup, in order."""
+    def oom_killed(self) -> bool:
+        """Whether the kernel's OOM killer killed a process of the cgroup (``oom_kill`` of
+        v1's ``memory.oom_control`` or v2's ``memory.events``)."""
+    def freeze(self, frozen: bool, timeout: float = 5.0) -> None:
+        """Freeze (``docker pause``) or thaw every process, waiting up to ``timeout`` seconds
+        for the kernel to report it (else OSError ETIMEDOUT). ValueError without a freezer."""
+    def remove(self, timeout: float = 2.0) -> None:
+        """Remove the directories, retrying one still busy with exiting tasks for up to
+        ``timeout`` seconds; every one is tried, the first failure raised."""
+    def stats(self) -> CgroupStats:
+        """The usage counters the kernel keeps for the cgroup now."""

@@ -1,5 +1,6 @@
 //! Python exceptions, and the one place core errors become them.
 
+use barque_container::cgroups::CgroupError;
 use barque_container::container::ContainerError as CoreContainerError;
 use barque_container::device_filter::DeviceFilterError;
 use barque_container::error::ErrorClass as ContainerClass;
@@ -41,6 +42,13 @@ pub enum NativeError {
     Exec(ExecError),
     Memory(MemoryError),
     DeviceFilter(DeviceFilterError),
+    Cgroup(CgroupError),
+}
+
+impl From<CgroupError> for NativeError {
+    fn from(e: CgroupError) -> Self {
+        NativeError::Cgroup(e)
+    }
 }
 
 impl From<DeviceFilterError> for NativeError {
@@ -125,6 +133,7 @@ impl From<NativeError> for PyErr {
             NativeError::Ingest(e) => by_class(e.class(), e.to_string()),
             NativeError::Memory(e) => by_container_class(e.class(), e.to_string()),
             NativeError::DeviceFilter(e) => by_container_class(e.class(), e.to_string()),
+            NativeError::Cgroup(e) => by_container_class(e.class(), e.to_string()),
         }
     }
 }

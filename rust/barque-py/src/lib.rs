@@ -9,7 +9,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
-mod devices;
+mod cgroups;
 mod errors;
 mod exec;
 mod ingest;
@@ -22,7 +22,7 @@ mod runtime;
 #[pyo3(name = "_native")]
 mod native {
     #[pymodule_export]
-    use crate::devices::restrict_devices;
+    use crate::cgroups::{cgroup_v2, PyCgroup};
     #[pymodule_export]
     use crate::errors::{ContainerError, DigestError, LayerError};
     #[pymodule_export]
