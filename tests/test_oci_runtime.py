@@ -414,3 +414,56 @@ def test_help_starts_fast():
         subprocess.run([str(BARQUE_RUNTIME), "--help"], check=True, capture_output=True)
         times.append(time.perf_counter() - t)
     assert sorted(times)[2] < 0.05, times
+
+
+def test_containerds_command_lines_in_runcs_single_dash_spelling(barque, rootfs, tmp_path):
+    """The shim's calls (global --log/--log-format json, create --bundle --pid-file, exec
+    --process --detach --pid-file), spelled the urfave/cli way that runc also accepts."""
+    b = bundle(tmp_path, rootfs, ["sleep", "30"])
+    log = tmp_path / "log.json"
+    barque.detached("-log", str(log), "-log-format", "json",
+                    "create", "-bundle", str(b), "-pid-file", str(tmp_path / "init.pid"), "shim")
+    assert barque.state("shim")["pid"] == int((tmp_path / "init.pid").read_text())
+    barque("start", "shim")
+    process = dict(json.loads((b / "config.json").read_text())["process"], args=["sleep", "30"])
+    (tmp_path / "p.json").write_text(json.dumps(process))
+    barque.detached("-log", str(log), "-log-format=json", "exec", "-process", str(tmp_path / "p.json"),
+                    "-detach", "-pid-file", str(tmp_path / "exec.pid"), "shim")
+    exec_pid = int((tmp_path / "exec.pid").read_text())
+    assert Path(f"/proc/{exec_pid}/comm").read_text().strip() == "sleep"
+    barque("kill", "-all", "shim", "KILL")
+    barque("delete", "-force", "shim")
+    assert json_list(barque) == []
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "no command given (try --help)"),
+    (["frobnicate"], 'unknown command "frobnicate" (try --help)'),
+    (["--frob", "list"], 'unknown option "--frob" for barque-runtime'),
+    (["start"], "start requires a container id"),
+    (["start", "a", "b"], 'start: unexpected argument "b"'),
+    (["create", "-frob", "c"], 'unknown option "-frob" for create'),
+    (["create", "--bundle"], "--bundle needs a value"),
+    (["list", "--format", "xml"], '--format: invalid value "xml"'),
+    (["--debug=maybe", "list"], '--debug: invalid value "maybe"'),
+    (["--systemd-cgroup", "list"], "--systemd-cgroup is not supported by barque-runtime"),
+    (["create", "--no-pivot", "c"], "--no-pivot is not supported by barque-runtime"),
+    (["exec", "c"], 'exec: invalid value "a command or --process is required"'),
+])
+def test_bad_usage_is_one_line_and_exit_status_1(barque, args, message):
+    r = barque(*args, check=False)
+    assert (r.returncode, r.stdout, r.stderr) == (1, "", f"barque-runtime: {message}\n")
+
+
+def test_help_and_version():
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(BARQUE_RUNTIME), *args], capture_output=True, text=True, check=True)
+    version = run("--version").stdout
+    assert re.fullmatch(r"barque-runtime version \d+\.\d+\.\d+\nspec: 1\.\d+\.\d+\n", version), version
+    assert run("-v").stdout == run("-version").stdout == version
+    text = run("--help").stdout
+    assert text.startswith("barque-runtime: an OCI runtime with runc's command line")
+    assert "usage: barque-runtime [global options] command [command options] [arguments...]" in text
+    assert "--log-format text|json" in text
+    for spelling in (["-h"], ["help"], ["create", "--help"], ["help", "exec"]):
+        assert run(*spelling).stdout == text, spelling
