@@ -1,40 +1,156 @@
-//! The little JSON the shim writes: escaped strings (as Docker's json-file escapes them) and
-//! RFC 3339 UTC timestamps, without a serialisation framework in a process that must stay
-//! small.
+//! How the shim writes JSON: serde_json with two layouts. Docker's json-file lines are
+//! compact (`{"log":"..","stream":"stdout","time":".."}`) and escaped as Go's encoding/json
+//! escapes them; the records barque's Python side reads (`{"pid": 1, "shim_pid": 2}`) keep
+//! the spaced layout of Python's `json.dumps` they always had. Plus RFC 3339 timestamps.
 
-/// Appends `s` as a JSON string literal. `<`, `>`, `&`, U+2028 and U+2029 are escaped too, as
-/// Docker's json-file driver does, so lines compare equal with Docker's.
-pub fn push_str(out: &mut Vec<u8>, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.push(b'"');
-    for c in s.chars() {
-        match c {
-            '"' => out.extend_from_slice(b"\\\""),
-            '\\' => out.extend_from_slice(b"\\\\"),
-            '\n' => out.extend_from_slice(b"\\n"),
-            '\r' => out.extend_from_slice(b"\\r"),
-            '\t' => out.extend_from_slice(b"\\t"),
-            '\u{2028}' => out.extend_from_slice(b"\\u2028"),
-            '\u{2029}' => out.extend_from_slice(b"\\u2029"),
-            c if (c as u32) < 0x20 || c == '<' || c == '>' || c == '&' => {
-                let v = c as u32;
-                out.extend_from_slice(b"\\u00");
-                out.push(HEX[(v >> 4) as usize]);
-                out.push(HEX[(v & 0xf) as usize]);
-            }
-            c => {
-                let mut buf = [0u8; 4];
-                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-            }
+use std::io;
+
+use serde::Serialize;
+use serde_json::ser::{CharEscape, CompactFormatter, Formatter};
+
+/// Go's escaping, byte for byte what Docker's json-file driver writes: `<`, `>`, `&`, U+2028
+/// and U+2029 as `\u003c`, `\u003e`, `\u0026`, `\u2028`, `\u2029` (HTML-safe), and of the
+/// control characters only `\n`, `\r` and `\t` in short form (serde_json's own formatter
+/// writes `\b` and `\f`, Go `\u0008` and `\u000c`). Otherwise compact.
+pub struct GoEscapes;
+
+impl Formatter for GoEscapes {
+    // serde_json hands over the runs between the escapes it makes itself (quotes, backslashes,
+    // control characters): only the HTML-unsafe characters are left to find in them.
+    #[inline]
+    fn write_string_fragment<W: ?Sized + io::Write>(
+        &mut self,
+        out: &mut W,
+        fragment: &str,
+    ) -> io::Result<()> {
+        let bytes = fragment.as_bytes();
+        if !may_need_html_escape(bytes) {
+            return out.write_all(bytes);
+        }
+        let mut copied = 0;
+        let mut i = 0;
+        while i < bytes.len() {
+            // U+2028 and U+2029 are E2 80 A8 and E2 80 A9 in UTF-8.
+            let (escape, len): (&[u8], usize) = match bytes[i] {
+                b'<' => (b"\\u003c", 1),
+                b'>' => (b"\\u003e", 1),
+                b'&' => (b"\\u0026", 1),
+                0xE2 if bytes.get(i + 1) == Some(&0x80) => match bytes.get(i + 2) {
+                    Some(0xA8) => (b"\\u2028", 3),
+                    Some(0xA9) => (b"\\u2029", 3),
+                    _ => {
+                        i += 1;
+                        continue;
+                    }
+                },
+                _ => {
+                    i += 1;
+                    continue;
+                }
+            };
+            out.write_all(&bytes[copied..i])?;
+            out.write_all(escape)?;
+            i += len;
+            copied = i;
+        }
+        out.write_all(&bytes[copied..])
+    }
+
+    #[inline]
+    fn write_char_escape<W: ?Sized + io::Write>(
+        &mut self,
+        out: &mut W,
+        escape: CharEscape,
+    ) -> io::Result<()> {
+        match escape {
+            CharEscape::Backspace => out.write_all(b"\\u0008"),
+            CharEscape::FormFeed => out.write_all(b"\\u000c"),
+            other => CompactFormatter.write_char_escape(out, other),
         }
     }
-    out.push(b'"');
 }
 
-pub fn string(s: &str) -> String {
-    let mut out = Vec::with_capacity(s.len() + 2);
-    push_str(&mut out, s);
-    String::from_utf8_lossy(&out).into_owned()
+/// Whether `bytes` holds `<`, `>`, `&` or the first byte of U+2028/U+2029. Log text rarely
+/// does: this is the hot path of a chatty container's log, so whole 16-byte blocks are
+/// tested at once (the compiler turns the block's fold into vector compares).
+#[inline]
+fn may_need_html_escape(bytes: &[u8]) -> bool {
+    let unsafe_byte = |b: u8| (b == b'<') | (b == b'>') | (b == b'&') | (b == 0xE2);
+    let mut blocks = bytes.chunks_exact(16);
+    for block in &mut blocks {
+        if block.iter().fold(false, |hit, &b| hit | unsafe_byte(b)) {
+            return true;
+        }
+    }
+    blocks.remainder().iter().any(|&b| unsafe_byte(b))
+}
+
+/// Python's `json.dumps` layout (`", "` between members, `": "` after keys) with Go's
+/// escaping: the shape of the report line and `exit.json` since the shim first wrote them.
+pub struct SpacedRecord;
+
+impl Formatter for SpacedRecord {
+    #[inline]
+    fn begin_object_key<W: ?Sized + io::Write>(
+        &mut self,
+        out: &mut W,
+        first: bool,
+    ) -> io::Result<()> {
+        if first {
+            Ok(())
+        } else {
+            out.write_all(b", ")
+        }
+    }
+
+    #[inline]
+    fn begin_object_value<W: ?Sized + io::Write>(&mut self, out: &mut W) -> io::Result<()> {
+        out.write_all(b": ")
+    }
+
+    #[inline]
+    fn begin_array_value<W: ?Sized + io::Write>(
+        &mut self,
+        out: &mut W,
+        first: bool,
+    ) -> io::Result<()> {
+        self.begin_object_key(out, first)
+    }
+
+    #[inline]
+    fn write_string_fragment<W: ?Sized + io::Write>(
+        &mut self,
+        out: &mut W,
+        fragment: &str,
+    ) -> io::Result<()> {
+        GoEscapes.write_string_fragment(out, fragment)
+    }
+
+    #[inline]
+    fn write_char_escape<W: ?Sized + io::Write>(
+        &mut self,
+        out: &mut W,
+        escape: CharEscape,
+    ) -> io::Result<()> {
+        GoEscapes.write_char_escape(out, escape)
+    }
+}
+
+/// Appends `value` to `out` as one JSON value in `format`.
+pub fn write<F: Formatter>(out: &mut Vec<u8>, format: F, value: &impl Serialize) {
+    let mut serializer = serde_json::Serializer::with_formatter(out, format);
+    // Writing into a Vec cannot fail, and the records are plain structs (no maps with
+    // non-string keys), so serialising cannot either.
+    let _ = value.serialize(&mut serializer);
+}
+
+/// `value` as one spaced record line, with its newline.
+pub fn record_line(value: &impl Serialize) -> String {
+    let mut out = Vec::with_capacity(128);
+    write(&mut out, SpacedRecord, value);
+    out.push(b'\n');
+    // serde_json writes UTF-8 only.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// (year, month, day) of a day count since 1970-01-01 in the proleptic Gregorian calendar.
@@ -76,13 +192,47 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    fn go_escaped(s: &str) -> String {
+        let mut out = Vec::new();
+        write(&mut out, GoEscapes, &s);
+        String::from_utf8(out).unwrap()
+    }
+
     #[test]
     fn escapes_like_docker() {
-        let mut out = Vec::new();
-        push_str(&mut out, "a\"b\\c\n\t\u{1}<&>\u{2028}é");
         assert_eq!(
-            String::from_utf8(out).unwrap(),
+            go_escaped("a\"b\\c\n\t\u{1}<&>\u{2028}é"),
             r#""a\"b\\c\n\t\u0001\u003c\u0026\u003e\u2028é""#
+        );
+        // Go's long forms of backspace and form feed, and U+2029.
+        assert_eq!(
+            go_escaped("a\"b\\c\n\t\u{1}<&>\u{2028}\u{2029}é\u{8}\u{c}\r\u{1f}"),
+            r#""a\"b\\c\n\t\u0001\u003c\u0026\u003e\u2028\u2029é\u0008\u000c\r\u001f""#
+        );
+        // DEL is not a control character to JSON (nor to Go).
+        assert_eq!(go_escaped("\u{7f}"), "\"\u{7f}\"");
+        // Other characters of the E2 80 xx block, and the escapes at the edges of a run.
+        assert_eq!(go_escaped("\u{2027}\u{202a}"), "\"\u{2027}\u{202a}\"");
+        assert_eq!(go_escaped("<\u{2029}x&"), r#""\u003c\u2029x\u0026""#);
+    }
+
+    #[test]
+    fn records_are_spaced() {
+        #[derive(Serialize)]
+        struct Record<'a> {
+            a: i32,
+            b: Option<i32>,
+            c: &'a str,
+            d: [u8; 2],
+        }
+        assert_eq!(
+            record_line(&Record {
+                a: 1,
+                b: None,
+                c: "<",
+                d: [1, 2]
+            }),
+            "{\"a\": 1, \"b\": null, \"c\": \"\\u003c\", \"d\": [1, 2]}\n"
         );
     }
 

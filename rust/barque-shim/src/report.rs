@@ -3,20 +3,35 @@
 
 use barque_container::container::ContainerError;
 
+use serde::Serialize;
+
 use crate::json;
 
+#[derive(Serialize)]
+struct Started {
+    pid: libc::pid_t,
+    shim_pid: libc::pid_t,
+}
+
+#[derive(Serialize)]
+struct Failed<'a> {
+    error: &'a str,
+    exit_code: i32,
+    errno: Option<i32>,
+    path: Option<&'a str>,
+}
+
 pub fn started(pid: libc::pid_t, shim_pid: libc::pid_t) -> String {
-    format!("{{\"pid\": {pid}, \"shim_pid\": {shim_pid}}}\n")
+    json::record_line(&Started { pid, shim_pid })
 }
 
 pub fn error(message: &str, exit_code: i32, errno: Option<i32>, path: Option<&str>) -> String {
-    let one_line = message.replace('\n', " ");
-    let errno = errno.map_or_else(|| "null".to_owned(), |e| e.to_string());
-    let path = path.map_or_else(|| "null".to_owned(), json::string);
-    format!(
-        "{{\"error\": {}, \"exit_code\": {exit_code}, \"errno\": {errno}, \"path\": {path}}}\n",
-        json::string(&one_line)
-    )
+    json::record_line(&Failed {
+        error: &message.replace('\n', " "),
+        exit_code,
+        errno,
+        path,
+    })
 }
 
 pub fn container_error(e: &ContainerError) -> String {

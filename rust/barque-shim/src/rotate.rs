@@ -90,6 +90,12 @@ impl LogFile {
         })
     }
 
+    /// Whether an entry of `incoming` bytes, written after `pending` bytes not yet written,
+    /// would rotate the file first: entries before it and it must then be written apart.
+    pub fn would_rotate(&self, pending: usize, incoming: usize) -> bool {
+        must_rotate(self.size + pending as u64, incoming as u64, self.max_size)
+    }
+
     /// Writes one entry (or several, never split), rotating first when it would not fit.
     pub fn write(&mut self, entry: &[u8]) -> Result<(), LogError> {
         if must_rotate(self.size, entry.len() as u64, self.max_size) {

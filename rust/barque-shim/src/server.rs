@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::attach::{self, Client, CLIENT_BACKLOG};
 use crate::frame;
 use crate::json;
-use crate::jsonlog::{self, Lines, Stream};
+use crate::jsonlog::{self, Lines, LogTime, Stream};
 use crate::os;
 use crate::rotate::LogFile;
 
@@ -65,23 +65,38 @@ impl Hold {
 struct Logger {
     file: LogFile,
     lines: [Lines; 2],
-    entry: Vec<u8>,
+    /// The entries of one read, written with one system call rather than one per line (a
+    /// chatty container's lines are short).
+    pending: Vec<u8>,
 }
 
 impl Logger {
     fn write(&mut self, stream: Stream, data: &[u8], eof: bool) {
-        let time = json::rfc3339_nanos(now());
-        let Logger { file, lines, entry } = self;
+        let time = LogTime::at(now());
+        let Logger {
+            file,
+            lines,
+            pending,
+        } = self;
+        pending.clear();
         let mut emit = |text: &[u8]| {
-            entry.clear();
-            jsonlog::encode_entry(entry, text, stream, &time);
-            // A full disk must not stop the container's output from being served.
-            let _ = file.write(entry);
+            let before = pending.len();
+            jsonlog::encode_entry(pending, text, stream, &time);
+            // Rotation stays decided entry by entry, as Docker's: what precedes an entry
+            // that rotates the file goes into the file before it.
+            if before > 0 && file.would_rotate(before, pending.len() - before) {
+                // A full disk must not stop the container's output from being served.
+                let _ = file.write(&pending[..before]);
+                pending.drain(..before);
+            }
         };
         let lines = &mut lines[stream as usize];
         lines.feed(data, &mut emit);
         if eof {
             lines.finish(&mut emit);
+        }
+        if !pending.is_empty() {
+            let _ = file.write(pending);
         }
     }
 }
@@ -189,7 +204,7 @@ impl Server {
             log: s.log.map(|file| Logger {
                 file,
                 lines: Default::default(),
-                entry: Vec::new(),
+                pending: Vec::new(),
             }),
             exit_code: None,
         })
@@ -504,14 +519,25 @@ impl Server {
     }
 }
 
+#[derive(serde::Serialize)]
+struct ExitRecord {
+    exit_code: i32,
+    /// Seconds since the epoch, to the microsecond.
+    finished_at: f64,
+}
+
 /// `exit.json`, atomically (temp file + rename).
 pub fn write_exit_record(state_dir: &std::path::Path, code: i32) -> std::io::Result<()> {
     let finished = now();
-    let text = format!(
-        "{{\"exit_code\": {code}, \"finished_at\": {}.{:06}}}\n",
-        finished.as_secs(),
-        finished.subsec_micros()
-    );
+    // The double nearest the decimal `secs.micros`: what Python read from the record when it
+    // was written as that text, so the recorded time stays the same to the microsecond.
+    let finished_at = format!("{}.{:06}", finished.as_secs(), finished.subsec_micros())
+        .parse()
+        .unwrap_or(finished.as_secs_f64());
+    let text = json::record_line(&ExitRecord {
+        exit_code: code,
+        finished_at,
+    });
     let tmp = state_dir.join(".exit.json.tmp");
     std::fs::write(&tmp, text)?;
     std::fs::rename(&tmp, state_dir.join("exit.json"))
@@ -532,6 +558,34 @@ mod tests {
         h.push(Stream::Stdout, &vec![b'c'; HOLD_CAP + 5]);
         assert_eq!(h.chunks.len(), 1);
         assert_eq!(h.chunks[0].1.len(), HOLD_CAP);
+    }
+
+    #[test]
+    fn one_read_is_one_write_yet_rotates_entry_by_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.log");
+        let mut probe = Vec::new();
+        jsonlog::encode_entry(&mut probe, b"1\n", Stream::Stdout, &LogTime::at(now()));
+        // Room for two entries per file.
+        let max = probe.len() as u64 * 5 / 2;
+        let mut log = Logger {
+            file: LogFile::open(&path, Some(max), 5).unwrap(),
+            lines: Default::default(),
+            pending: Vec::new(),
+        };
+        log.write(Stream::Stdout, b"1\n2\n3\n4\n5", false);
+        log.write(Stream::Stdout, b"\n", true);
+        let logged = |n| {
+            let text = std::fs::read_to_string(crate::rotate::numbered(&path, n)).unwrap();
+            text.lines()
+                .map(|l| l[8..9].to_owned())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        assert_eq!(
+            [logged(2), logged(1), logged(0)],
+            ["1,2".to_owned(), "3,4".to_owned(), "5".to_owned()]
+        );
     }
 
     #[test]
