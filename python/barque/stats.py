@@ -1,8 +1,9 @@
 """A container's resource usage as Docker's stats JSON (``GET /containers/{id}/stats``).
 
 The numbers come from the container's cgroup, read through its :class:`barque.runtime.
-cgroups.Cgroup` object: memory usage, limit and ``memory.stat``, CPU time, the pids count and
-limit. Docker's keys are kept (``memory_stats.usage``, ``cpu_stats.cpu_usage.total_usage``,
+cgroups.Cgroup` object: its ``stats()`` (memory usage and limit, CPU time, the pids count and
+limit, from barque-container's cgroup manager) and, for the details Docker adds, the files of
+its ``dirs`` (``memory.stat``, the user/system split, throttling). Docker's keys are kept (``memory_stats.usage``, ``cpu_stats.cpu_usage.total_usage``,
 ``pids_stats.current``, ``read``/``preread``...) so a client written for Docker reads them, and
 the docker CLI's arithmetic (:func:`cpu_percent`, :func:`memory_used`) gives its columns.
 barque has no network namespace with interfaces of its own yet (``--network none|host``) and
@@ -21,7 +22,7 @@ TYPE_CHECKING = False  # typing itself costs start-up time; checkers see the imp
 if TYPE_CHECKING:
     from typing import Any
 
-    from .runtime.cgroups import Cgroup
+    from .runtime.cgroups import Cgroup, CgroupStats
 
 #: Docker's v1 "unlimited" is a page-rounded 2**63 - 1; anything this large means no limit.
 _UNLIMITED = 1 << 62
@@ -74,64 +75,54 @@ def _rfc3339_nano(ts: float) -> str:
         .replace("+00:00", "Z")
 
 
-def _memory(cgroup: Cgroup) -> dict[str, Any]:
+def _memory(cgroup: Cgroup, counters: CgroupStats) -> dict[str, Any]:
     d = cgroup.dirs.get("unified" if cgroup.v2 else "memory")
-    if d is None:
+    if d is None or counters.memory_usage is None:
         return {}
-    if cgroup.v2:
-        usage, limit, stats = (_number(d / "memory.current"), _number(d / "memory.max"),
-                               _keyed(d / "memory.stat"))
-        out: dict[str, Any] = {"usage": usage or 0, "stats": stats}
-    else:
-        usage, limit, stats = (_number(d / "memory.usage_in_bytes"),
-                               _number(d / "memory.limit_in_bytes"), _keyed(d / "memory.stat"))
-        out = {"usage": usage or 0, "max_usage": _number(d / "memory.max_usage_in_bytes") or 0,
-               "failcnt": _number(d / "memory.failcnt") or 0, "stats": stats}
+    out: dict[str, Any] = {"usage": counters.memory_usage, "stats": _keyed(d / "memory.stat")}
+    if not cgroup.v2:  # v1's high-water mark and limit hits, which Docker reports there
+        out["max_usage"] = _number(d / "memory.max_usage_in_bytes") or 0
+        out["failcnt"] = _number(d / "memory.failcnt") or 0
     host = host_memory()
+    limit = counters.memory_limit
     # Docker reports the host's memory for a container without a limit (or a larger one).
     out["limit"] = host if limit is None or limit >= _UNLIMITED or (host and limit > host) \
         else limit
     return out
 
 
-def _cpu(cgroup: Cgroup) -> dict[str, Any]:
-    usage: dict[str, Any] = {"total_usage": 0, "usage_in_kernelmode": 0, "usage_in_usermode": 0}
-    throttling = {"periods": 0, "throttled_periods": 0, "throttled_time": 0}
-    if cgroup.v2:
+def _cpu(cgroup: Cgroup, counters: CgroupStats) -> dict[str, Any]:
+    scale = _NANOSECONDS // os.sysconf("SC_CLK_TCK")
+    if counters.cpu_usage_ns is None:
+        # No CPU accounting for this cgroup (cpuacct not mounted): its processes' own times.
+        user, system = _process_times(cgroup.pids())
+        total, kernel, userland = (user + system) * scale, system * scale, user * scale
+    elif cgroup.v2:
         d = cgroup.dirs.get("unified")
         stat = _keyed(d / "cpu.stat") if d is not None else {}
-        usage = {"total_usage": stat.get("usage_usec", 0) * 1000,
-                 "usage_in_kernelmode": stat.get("system_usec", 0) * 1000,
-                 "usage_in_usermode": stat.get("user_usec", 0) * 1000}
-        throttling = {"periods": stat.get("nr_periods", 0),
-                      "throttled_periods": stat.get("nr_throttled", 0),
-                      "throttled_time": stat.get("throttled_usec", 0) * 1000}
+        total = counters.cpu_usage_ns
+        kernel, userland = stat.get("system_usec", 0) * 1000, stat.get("user_usec", 0) * 1000
     else:
-        d = cgroup.dirs.get("cpu")
-        # cpuacct: its own hierarchy when the cgroup has one, else mounted with cpu
-        # (cpu,cpuacct), else not accounted for this cgroup at all.
-        acct = cgroup.dirs.get("cpuacct") or d
-        scale = _NANOSECONDS // os.sysconf("SC_CLK_TCK")
-        total = _number(acct / "cpuacct.usage") if acct is not None else None
-        if acct is not None and total is not None:
-            usage["total_usage"] = total
-            ticks = _keyed(acct / "cpuacct.stat")
-            usage["usage_in_kernelmode"] = ticks.get("system", 0) * scale
-            usage["usage_in_usermode"] = ticks.get("user", 0) * scale
-            percpu = (_read(acct / "cpuacct.usage_percpu") or "").split()
-            if percpu:
-                usage["percpu_usage"] = [int(x) for x in percpu if x.isdigit()]
-        else:  # no cpuacct for this cgroup: the processes' own times
-            user, system = _process_times(cgroup.pids())
-            usage = {"total_usage": (user + system) * scale,
-                     "usage_in_kernelmode": system * scale, "usage_in_usermode": user * scale}
-        if d is not None:
-            stat = _keyed(d / "cpu.stat")
-            throttling = {"periods": stat.get("nr_periods", 0),
-                          "throttled_periods": stat.get("nr_throttled", 0),
-                          "throttled_time": stat.get("throttled_time", 0)}
+        acct = cgroup.dirs.get("cpuacct")
+        ticks = _keyed(acct / "cpuacct.stat") if acct is not None else {}
+        total = counters.cpu_usage_ns
+        kernel, userland = ticks.get("system", 0) * scale, ticks.get("user", 0) * scale
+    usage: dict[str, Any] = {"total_usage": total, "usage_in_kernelmode": kernel,
+                             "usage_in_usermode": userland}
+    acct = None if cgroup.v2 else cgroup.dirs.get("cpuacct")
+    percpu = (_read(acct / "cpuacct.usage_percpu") or "").split() if acct is not None else []
+    if percpu:
+        usage["percpu_usage"] = [int(x) for x in percpu if x.isdigit()]
+    d = cgroup.dirs.get("unified" if cgroup.v2 else "cpu")
+    stat = _keyed(d / "cpu.stat") if d is not None else {}
+    # v2 counts throttled time in microseconds, v1 in nanoseconds; Docker's field is ns.
+    throttled = stat.get("throttled_usec", 0) * 1000 if cgroup.v2 else \
+        stat.get("throttled_time", 0)
     return {"cpu_usage": usage, "system_cpu_usage": system_cpu_usage(),
-            "online_cpus": len(os.sched_getaffinity(0)), "throttling_data": throttling}
+            "online_cpus": len(os.sched_getaffinity(0)),
+            "throttling_data": {"periods": stat.get("nr_periods", 0),
+                                "throttled_periods": stat.get("nr_throttled", 0),
+                                "throttled_time": throttled}}
 
 
 def _process_times(pids: list[int]) -> tuple[int, int]:
@@ -150,22 +141,20 @@ def _process_times(pids: list[int]) -> tuple[int, int]:
     return user, system
 
 
-def _pids(cgroup: Cgroup) -> dict[str, Any]:
-    d = cgroup.dirs.get("unified" if cgroup.v2 else "pids")
-    if d is None:
-        return {"current": len(cgroup.pids())}
-    out: dict[str, Any] = {"current": _number(d / "pids.current") or 0}
-    limit = _number(d / "pids.max")
-    if limit is not None:
-        out["limit"] = limit
+def _pids(cgroup: Cgroup, counters: CgroupStats) -> dict[str, Any]:
+    out: dict[str, Any] = {"current": counters.pids_current
+                           if counters.pids_current is not None else len(cgroup.pids())}
+    if counters.pids_limit is not None:
+        out["limit"] = counters.pids_limit
     return out
 
 
 def sample(cgroup: Cgroup) -> dict[str, Any]:
     """One reading of the cgroup: Docker's ``memory_stats``, ``cpu_stats``, ``pids_stats``
     and the ``read`` time."""
-    return {"read": _rfc3339_nano(time.time()), "pids_stats": _pids(cgroup),
-            "cpu_stats": _cpu(cgroup), "memory_stats": _memory(cgroup)}
+    counters = cgroup.stats()
+    return {"read": _rfc3339_nano(time.time()), "pids_stats": _pids(cgroup, counters),
+            "cpu_stats": _cpu(cgroup, counters), "memory_stats": _memory(cgroup, counters)}
 
 
 #: What Docker sends for a reading that has no predecessor (its zero time, empty stats).
