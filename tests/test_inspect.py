@@ -388,13 +388,14 @@ def test_image_and_volume_documents_fit_their_models(engine, busybox) -> None:
     """What ``inspect`` shows of an image and a volume today is exactly what the models hold
     (so the services can build them from the models without changing a key)."""
     from barque import models
+    from barque.models.image import ImageInspect, Volume
 
     attrs = engine.images.get(busybox).attrs
-    image = models.convert(attrs, models.ImageInspect)
+    image = models.convert(attrs, ImageInspect)
     assert models.to_builtins(image) == attrs
     assert image.root_fs.layers and image.config.cmd == ["sh"]
     volume = engine.volumes.create("model-vol", labels={"a": "b"})
     try:
-        assert models.to_builtins(models.convert(volume.attrs, models.Volume)) == volume.attrs
+        assert models.to_builtins(models.convert(volume.attrs, Volume)) == volume.attrs
     finally:
         engine.volumes.remove("model-vol")

@@ -1,6 +1,6 @@
 """Docker Engine API objects as typed structs: the one description of a container (its
 ``Config``, ``HostConfig`` and ``NetworkingConfig``, as ``POST /containers/create`` receives
-them), what ``inspect`` shows of it, and the image and volume objects of ``inspect``/``ls``.
+them), what ``inspect`` shows of it; images and volumes are in :mod:`barque.models.image`.
 
 Field names are Docker's JSON names exactly (API v1.47, Docker 27): a struct's Python
 attributes are snake_case, encoded in PascalCase, with an explicit name where Docker's casing
@@ -48,10 +48,11 @@ from .container import (
     VolumeOptions,
     WeightDevice,
 )
-from .image import ImageConfig, ImageInspect, ImageMetadata, RootFS, Volume, VolumeUsageData
+
+# Images and volumes: barque.models.image (ImageInspect, Volume...), imported where used, so
+# that a `run` does not pay for their classes.
 
 __all__ = [
-    "ImageConfig", "ImageInspect", "ImageMetadata", "RootFS", "Volume", "VolumeUsageData",
     "UNSET", "UnsetType", "BindOptions", "ContainerConfig", "ContainerCreate",
     "ContainerInspect", "ContainerState", "DeviceMapping", "DeviceRequest", "DriverData",
     "EndpointSettings", "HealthConfig", "HostConfig", "LogConfig", "Mount", "MountPoint",
