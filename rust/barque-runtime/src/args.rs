@@ -309,7 +309,8 @@ fn user(value: &str) -> Result<UserIds, &'static str> {
     Ok((uid, gid))
 }
 
-/// What derive cannot say once for every argument, applied to the command and each subcommand:
+/// What derive cannot say once for every argument, applied to the top level and to the command
+/// being run (see [`runc_spelling`]):
 /// - a boolean takes an optional `=value` (`--detach=false`; `--detach c` leaves `c` alone);
 /// - an option's value may start with a dash, as in urfave/cli;
 /// - a repeated option's last value wins, as in urfave/cli, instead of being an error;
@@ -335,7 +336,6 @@ fn runc_conventions(cmd: clap::Command) -> clap::Command {
             _ => arg,
         })
         .arg(help_flag())
-        .mut_subcommands(runc_conventions)
 }
 
 fn help_flag() -> Arg {
@@ -358,11 +358,36 @@ fn command() -> clap::Command {
 /// rewrites the single-dash spelling of a long option that the command in scope declares (the
 /// global ones before the command name, the command's after it) and nothing else, and puts a
 /// `--` after exec's container id so that none of the process's own arguments is taken for
-/// an option. Returns where the command name is, when there is one.
-fn runc_spelling(cmd: &clap::Command, args: &mut Vec<String>) -> Option<usize> {
-    let mut scope = cmd;
-    let mut command_at = None;
-    let mut i = 1; // args[0] is the program
+/// an option. Returns the definition to parse with and where the command name is, if any.
+fn runc_spelling(cmd: clap::Command, args: &mut Vec<String>) -> (clap::Command, Option<usize>) {
+    // args[0] is the program.
+    let Some(at) = respell(&cmd, args, 1, true) else {
+        return (cmd, None);
+    };
+    let Some(name) = cmd
+        .find_subcommand(&args[at])
+        .map(|s| s.get_name().to_owned())
+    else {
+        return (cmd, None); // clap reports the unknown command
+    };
+    // Only the command being run is given runc's conventions: converting the other commands'
+    // options too would be start-up time spent on nothing.
+    let cmd = cmd.mut_subcommand(&name, runc_conventions);
+    let exec = name == "exec";
+    if let Some(sub) = cmd.find_subcommand(&name) {
+        if let Some(id_at) = respell(sub, args, at + 1, exec).filter(|_| exec) {
+            args.insert(id_at + 1, "--".to_owned());
+        }
+    }
+    (cmd, Some(at))
+}
+
+/// Rewrites `-NAME[=V]` to `--NAME[=V]` from `args[from]` on, for the long options of `scope`,
+/// skipping options' values; stops at `--`, and at the first positional argument if `stop`.
+/// Returns where the first positional argument is.
+fn respell(scope: &clap::Command, args: &mut [String], from: usize, stop: bool) -> Option<usize> {
+    let mut first_positional = None;
+    let mut i = from;
     while i < args.len() {
         let arg = args[i].as_str();
         let value_is_next = if arg == "--" {
@@ -382,23 +407,16 @@ fn runc_spelling(cmd: &clap::Command, args: &mut Vec<String>) -> Option<usize> {
                 }
                 None => short_cluster_wants_next(scope, body),
             }
-        } else if command_at.is_none() {
-            // The command name; an unknown one is left for clap to report.
-            let Some(sub) = cmd.find_subcommand(arg) else {
-                break;
-            };
-            scope = sub;
-            command_at = Some(i);
-            false
-        } else if scope.get_name() == "exec" {
-            args.insert(i + 1, "--".to_owned());
-            break;
         } else {
+            first_positional = first_positional.or(Some(i));
+            if stop {
+                break;
+            }
             false
         };
         i += if value_is_next { 2 } else { 1 };
     }
-    command_at
+    first_positional
 }
 
 fn long_option<'c>(scope: &'c clap::Command, name: &str) -> Option<&'c Arg> {
@@ -438,8 +456,7 @@ pub fn parse(argv: Vec<OsString>) -> Result<Invocation, ArgsError> {
     if args.is_empty() {
         args.push("barque-runtime".to_owned());
     }
-    let mut cmd = command();
-    let command_at = runc_spelling(&cmd, &mut args);
+    let (mut cmd, command_at) = runc_spelling(command(), &mut args);
     let parsed = cmd
         .try_get_matches_from_mut(&args)
         .and_then(|mut matches| Cli::from_arg_matches_mut(&mut matches));
@@ -696,7 +713,7 @@ mod tests {
     #[test]
     fn clap_accepts_the_definition() {
         // clap checks its definition (clashing letters, misplaced positionals) in debug builds.
-        command().debug_assert();
+        command().mut_subcommands(runc_conventions).debug_assert();
     }
 
     #[test]
