@@ -164,7 +164,7 @@ def _both_clis() -> list[list[str]]:
     (["run", "-p", "8080:80", "img", "true"], "--publish"),
     (["create", "-itP", "img"], "--publish-all"),
     (["run", "--rm", "--restart=always", "img"], "--restart"),
-    (["container", "run", "-c", "512", "--dns", "1.1.1.1", "img"], "--dns"),
+    (["container", "run", "--dns", "1.1.1.1", "-c", "512", "img"], "--cpu-shares"),
     (["run", "--pull", "never", "img"], "--pull"),
 ])
 def test_an_option_not_applied_yet_is_refused(tmp_path, command, args, flag) -> None:
@@ -180,10 +180,10 @@ def test_typer_refuses_the_same_options(tmp_path, capsys) -> None:
     """Through typer's app too (what a command line the fast path does not take reaches)."""
     from barque.cli.main import click_command
 
-    code = click_command().main(["--root", str(tmp_path), "create", "--sysctl", "a=1", "img"],
+    code = click_command().main(["--root", str(tmp_path), "create", "--ipc", "host", "img"],
                                 standalone_mode=False)
     assert code == 125
-    assert capsys.readouterr().err == "barque: --sysctl is not supported yet\n"
+    assert capsys.readouterr().err == "barque: --ipc is not supported yet\n"
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="containers need root (namespaces, mounts)")
@@ -195,3 +195,26 @@ def test_an_option_at_its_default_is_no_request(tmp_path: Path) -> None:
     proc = barque(tmp_path, "run", "--rm", "--restart", "no", "--pull=missing",
                   "--network", "none", image, "echo", "ran")
     assert proc.stdout == "ran\n"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="containers need root (namespaces, mounts)")
+@pytest.mark.skipif(not BUSYBOX_TAR.is_file(), reason="shared fixtures missing")
+def test_dns_hosts_shm_ulimit_and_sysctl_flags_reach_the_container(tmp_path: Path) -> None:
+    """The options the container model applies are no longer refused by the CLI: each one
+    shows inside the container as it does under ``docker run``."""
+    barque(tmp_path, "load", "-q", "-i", str(BUSYBOX_TAR))
+    script = ("cat /etc/resolv.conf; grep db.internal /etc/hosts; df -k /dev/shm | tail -1; "
+              "ulimit -n; cat /proc/sys/net/ipv4/ip_forward")
+    proc = barque(tmp_path, "run", "--rm", "--network", "none", "--dns", "192.0.2.53",
+                  "--dns-search", "corp.example", "--dns-option", "ndots:2",
+                  "--add-host", "db.internal:192.0.2.7", "--shm-size", "8m",
+                  "--ulimit", "nofile=512:512", "--sysctl", "net.ipv4.ip_forward=1",
+                  "barque-fixtures/busybox:1.35", "sh", "-c", script)
+    lines = proc.stdout.splitlines()
+    assert "nameserver 192.0.2.53" in lines
+    assert "search corp.example" in lines
+    assert "options ndots:2" in lines
+    assert any(line.split() == ["192.0.2.7", "db.internal"] for line in lines), lines
+    shm = next(line for line in lines if line.endswith("/dev/shm"))
+    assert shm.split()[1] == "8192", shm
+    assert lines[-2:] == ["512", "1"]

@@ -276,7 +276,7 @@ class RunArgs(Options):
     tmpfs: list[str] = flag("--tmpfs", help="Mount a tmpfs directory: /PATH[:size=..,mode=..].")
     volumes_from: list[str] = flag("--volumes-from", help="Mount volumes from the specified "
                                    "container(s): CONTAINER[:ro|rw].")
-    # Parsed, not applied yet (see NOT_APPLIED): Docker's spelling, help and defaults.
+    # Docker's spelling, help and defaults; those in NOT_APPLIED are parsed, not applied yet.
     publish: list[str] = flag("--publish", "-p", help="Publish a container's port(s) to the "
                               "host: [IP:][HOST_PORT:]CONTAINER_PORT[/PROTOCOL].")
     publish_all: bool = flag("--publish-all", "-P",
@@ -327,8 +327,7 @@ class RunArgs(Options):
 #: container yet. A flag here is refused rather than silently ignored; each leaves this set
 #: when the container model carries it.
 NOT_APPLIED = frozenset({
-    "publish", "publish_all", "expose", "restart", "dns", "dns_search", "dns_option",
-    "add_host", "ulimit", "shm_size", "sysctl", "cpu_shares", "cpuset_cpus", "oom_score_adj",
+    "publish", "publish_all", "restart", "cpu_shares", "cpuset_cpus", "oom_score_adj",
     "ipc", "pid", "uts", "cgroupns", "stop_timeout", "platform", "pull", "attach",
     "health_cmd", "health_interval", "health_retries", "health_timeout", "health_start_period",
     "no_healthcheck",
