@@ -4,15 +4,14 @@
 //! Exit codes follow Docker: 127 when the executable is not found, 126 when it cannot be
 //! executed, 125 for any other failure to start.
 
-use std::fs::File;
-use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
 use crate::capabilities::{self, CapSets, CapabilityError};
 use crate::cgroup::{self, CgroupError, CgroupPlan};
+use crate::child::{self, kill_and_reap, Report, SignalsBlocked};
 use crate::devices::{self, DeviceError, DevicesPlan};
-use crate::failure::{Fail, Step, FAIL_LEN, READY};
+use crate::failure::{self, Fail, Step};
 use crate::hostname::{self, HostnameError, HostnamePlan};
 use crate::init;
 use crate::inroot::InRootError;
@@ -91,14 +90,7 @@ impl ContainerError {
     /// Docker's exit code for this failure.
     pub fn exit_code(&self) -> i32 {
         match self {
-            ContainerError::Child {
-                step: Step::Exec,
-                errno,
-                ..
-            } => match *errno {
-                libc::ENOENT | libc::ENOTDIR => EXIT_NOT_FOUND,
-                _ => EXIT_CANNOT_EXECUTE,
-            },
+            ContainerError::Child { step, errno, .. } => failure::exit_code(*step, *errno),
             _ => EXIT_START_FAILED,
         }
     }
@@ -205,9 +197,6 @@ impl Plan {
         let mounts = mounts::plan(&spec, &bundle)?;
         let populate_dev = mounts.iter().any(MountPlan::is_dev_tmpfs);
         let empty: Vec<String> = Vec::new();
-        let mut empty_sigset: libc::sigset_t = unsafe_zeroed_sigset();
-        // SAFETY: a valid sigset_t out-pointer.
-        unsafe { libc::sigemptyset(&mut empty_sigset) };
         let mut namespaces = namespaces::plan(linux.namespaces().as_deref().unwrap_or_default())?;
         let cgroups = cgroup::plan(&opts.cgroup_procs, &mut namespaces.clone_flags)?;
         Ok(Plan {
@@ -230,7 +219,7 @@ impl Plan {
                 .transpose()?,
             rootfs,
             mounts,
-            empty_sigset,
+            empty_sigset: child::empty_sigset(),
             terminal,
             start_wait: opts.start_fd.map(|fd| StartWait { fd, report: -1 }),
             cgroup_word: [-1, -1],
@@ -240,12 +229,7 @@ impl Plan {
     /// The parent's message for a child failure.
     fn explain(&self, fail: Fail) -> ContainerError {
         let i = fail.index as usize;
-        let strerror = std::io::Error::from_raw_os_error(fail.errno);
-        let text = strerror.to_string();
-        let reason = text
-            .rfind(" (os error ")
-            .map_or(text.as_str(), |at| &text[..at])
-            .to_lowercase();
+        let reason = failure::reason(fail.errno);
         let (what, path): (String, Option<PathBuf>) = match fail.step {
             Step::Exec => {
                 let (name, found) = self.process.describe_exec(i);
@@ -351,65 +335,6 @@ impl Plan {
     }
 }
 
-fn unsafe_zeroed_sigset() -> libc::sigset_t {
-    // SAFETY: sigset_t is plain data; all-zero is a valid (empty) value.
-    unsafe { std::mem::zeroed() }
-}
-
-#[repr(C)]
-#[derive(Default)]
-struct CloneArgs {
-    flags: u64,
-    pidfd: u64,
-    child_tid: u64,
-    parent_tid: u64,
-    exit_signal: u64,
-    stack: u64,
-    stack_size: u64,
-    tls: u64,
-}
-
-/// fork-like clone into new namespaces: `Ok(0)` in the child, the child's pid in the parent.
-fn clone_process(flags: u64) -> std::io::Result<libc::pid_t> {
-    let args = CloneArgs {
-        flags,
-        exit_signal: libc::SIGCHLD as u64,
-        ..Default::default()
-    };
-    // SAFETY: clone3 without CLONE_VM behaves like fork: the child gets a copy of the address
-    // space and returns here with 0. It then only runs the init (raw syscalls) and exits.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &args as *const CloneArgs,
-            std::mem::size_of::<CloneArgs>(),
-        )
-    };
-    if r >= 0 {
-        return Ok(r as libc::pid_t);
-    }
-    let err = std::io::Error::last_os_error();
-    if err.raw_os_error() != Some(libc::ENOSYS) {
-        return Err(err);
-    }
-    // SAFETY: as above, with the legacy clone (no new stack: fork semantics).
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            flags | libc::SIGCHLD as u64,
-            0usize,
-            0usize,
-            0usize,
-            0usize,
-        )
-    };
-    if r < 0 {
-        Err(std::io::Error::last_os_error())
-    } else {
-        Ok(r as libc::pid_t)
-    }
-}
-
 /// Whether the init may start as posix_spawn starts a program: in this process's memory,
 /// with this thread suspended until the init execs or exits (`CLONE_VM | CLONE_VFORK`). That
 /// spares copying the page tables of a large caller (Python) and tearing the copy down again
@@ -437,7 +362,7 @@ extern "C" fn child_entry(arg: *mut libc::c_void) -> libc::c_int {
     // SAFETY: `arg` points at the ChildStart on the suspended parent's stack, alive until
     // this child execs or exits (CLONE_VFORK).
     let start = unsafe { &*(arg as *const ChildStart<'_>) };
-    child(start.plan, start.error_pipe)
+    run_init(start.plan, start.error_pipe)
 }
 
 /// Clones the init on its own stack in this process's memory; returns once it has exec'd or
@@ -494,33 +419,15 @@ fn clone_sharing_memory(plan: &Plan, error_pipe: RawFd) -> std::io::Result<libc:
     result
 }
 
-/// The child's side: never returns.
-fn child(plan: &Plan, error_pipe: RawFd) -> ! {
-    let sys = Linux;
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| init::run(&sys, plan)));
-    let fail = match outcome {
-        Ok(Err(fail)) => fail,
-        Ok(Ok(never)) => match never {},
-        Err(_) => Fail::new(Step::Exec, libc::EIO),
+/// The init's side, from the clone to its exec: never returns.
+fn run_init(plan: &Plan, error_pipe: RawFd) -> ! {
+    let steps = || init::run(&Linux, plan);
+    let fail = match child::catch_panic(steps, Fail::new(Step::Exec, libc::EIO)) {
+        Err(fail) => fail,
+        Ok(never) => match never {},
     };
-    // After `create` returned nobody reads the pipe: no SIGPIPE, and an exit status that says
-    // what failed (Docker's code) to whoever waits for the container.
-    let mut pipe_only = unsafe_zeroed_sigset();
-    // SAFETY: a valid sigset on this stack; sigemptyset, sigaddset and sigprocmask are
-    // async-signal-safe.
-    unsafe {
-        libc::sigemptyset(&mut pipe_only);
-        libc::sigaddset(&mut pipe_only, libc::SIGPIPE);
-        libc::sigprocmask(libc::SIG_BLOCK, &pipe_only, std::ptr::null_mut());
-    }
-    let _ = crate::sys::Sys::write_all(&sys, error_pipe, &fail.encode());
-    let code = match (fail.step, fail.errno) {
-        (Step::Exec, libc::ENOENT | libc::ENOTDIR) => EXIT_NOT_FOUND,
-        (Step::Exec, _) => EXIT_CANNOT_EXECUTE,
-        _ => EXIT_START_FAILED,
-    };
-    // SAFETY: leave without running atexit handlers or destructors of the parent's state.
-    unsafe { libc::_exit(code) }
+    // The exit status says what failed (Docker's code) to whoever waits for the container.
+    child::exit_failed(error_pipe, fail, failure::exit_code(fail.step, fail.errno))
 }
 
 /// A started container: its init's host pid and, with `process.terminal`, the pty master
@@ -561,14 +468,7 @@ fn start(plan: &mut Plan, opts: &SpawnOptions) -> Result<Spawned, ContainerError
         }
         None => None,
     };
-    let mut fds = [0 as RawFd; 2];
-    // SAFETY: fds is a valid out-array of two ints.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(io("create a pipe", None)(std::io::Error::last_os_error()));
-    }
-    // SAFETY: both descriptors were just created and are owned here.
-    let (read_end, write_end) =
-        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let (read_end, write_end) = child::cloexec_pipe().map_err(io("create a pipe", None))?;
     if let Some(w) = &mut plan.start_wait {
         w.report = write_end.as_raw_fd();
     }
@@ -579,6 +479,7 @@ fn start(plan: &mut Plan, opts: &SpawnOptions) -> Result<Spawned, ContainerError
     } else {
         // A socket pair rather than a pipe: the word is sent with MSG_NOSIGNAL, so an init
         // that died first cannot SIGPIPE a caller that has SIGPIPE's default action.
+        let mut fds = [0 as RawFd; 2];
         // SAFETY: fds is a valid out-array of two ints.
         if unsafe {
             libc::socketpair(
@@ -599,26 +500,19 @@ fn start(plan: &mut Plan, opts: &SpawnOptions) -> Result<Spawned, ContainerError
     };
     let plan = &*plan;
 
-    // Block every signal across clone so no handler of the parent (Python's) runs in the child
-    // before it resets them; the parent restores its mask right after.
-    let mut all = unsafe_zeroed_sigset();
-    let mut old = unsafe_zeroed_sigset();
-    // SAFETY: valid sigset pointers.
-    unsafe {
-        libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
-    }
+    // The init resets the signals; the parent's mask is back right after the clone.
+    let blocked = SignalsBlocked::new();
     let cloned = if shares_memory(plan) {
         clone_sharing_memory(plan, write_end.as_raw_fd())
     } else {
-        let cloned = clone_process(plan.namespaces.clone_flags);
+        let cloned = child::fork_like(plan.namespaces.clone_flags)
+            .map_err(std::io::Error::from_raw_os_error);
         if let Ok(0) = cloned {
-            child(plan, write_end.as_raw_fd());
+            run_init(plan, write_end.as_raw_fd());
         }
         cloned
     };
-    // SAFETY: restoring the mask saved above.
-    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+    drop(blocked);
     let pid = cloned.map_err(io("clone the container init", None))?;
     drop(write_end);
     // Only the init may hold its end: recvmsg then sees EOF if it dies before sending.
@@ -642,21 +536,14 @@ fn start(plan: &mut Plan, opts: &SpawnOptions) -> Result<Spawned, ContainerError
         }
     }
 
-    let mut buf = [0u8; FAIL_LEN];
-    let mut got = 0;
-    let mut pipe = File::from(read_end);
-    while got < FAIL_LEN {
-        match pipe.read(&mut buf[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                kill_and_reap(pid);
-                return Err(io("read the init's status", None)(e));
-            }
+    let report = match child::read_report(read_end) {
+        Ok(report) => report,
+        Err(e) => {
+            kill_and_reap(pid);
+            return Err(io("read the init's status", None)(e));
         }
-    }
-    if got == 0 || (got == FAIL_LEN && buf == READY) {
+    };
+    if let Report::Execed | Report::Ready = report {
         let pty_master = match console.as_ref().map(terminal::receive_master).transpose() {
             Ok(m) => m,
             Err(e) => {
@@ -679,8 +566,8 @@ fn start(plan: &mut Plan, opts: &SpawnOptions) -> Result<Spawned, ContainerError
             return Err(plan.explain(Fail::at(Step::Cgroup, index, errno)));
         }
     }
-    match Fail::decode(&buf) {
-        Some(fail) if got == FAIL_LEN => Err(plan.explain(fail)),
+    match report {
+        Report::Failed(fail) => Err(plan.explain(fail)),
         _ => Err(ContainerError::Child {
             message: "the container init sent a malformed status".into(),
             step: Step::Exec,
@@ -690,35 +577,13 @@ fn start(plan: &mut Plan, opts: &SpawnOptions) -> Result<Spawned, ContainerError
     }
 }
 
-fn kill_and_reap(pid: libc::pid_t) {
-    // SAFETY: our own child; SIGKILL in case it is still running, then reap it.
-    unsafe {
-        libc::kill(pid, libc::SIGKILL);
-        let mut status = 0;
-        while libc::waitpid(pid, &mut status, 0) < 0
-            && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
-        {}
-    }
-}
-
 /// Waits for `pid` to exit: its exit code, or 128 + the signal that killed it (as a shell).
 pub fn wait(pid: libc::pid_t) -> Result<i32, ContainerError> {
-    let mut status = 0;
-    loop {
-        // SAFETY: valid out-pointer.
-        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
-        if r == pid {
-            break;
-        }
-        let e = std::io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EINTR) {
-            return Err(ContainerError::Io {
-                op: "wait for pid",
-                path: Some(PathBuf::from(pid.to_string())),
-                source: e,
-            });
-        }
-    }
+    let status = child::wait_status(pid).map_err(|source| ContainerError::Io {
+        op: "wait for pid",
+        path: Some(PathBuf::from(pid.to_string())),
+        source,
+    })?;
     if libc::WIFEXITED(status) {
         Ok(libc::WEXITSTATUS(status))
     } else if libc::WIFSIGNALED(status) {

@@ -19,8 +19,6 @@
 //! with the exit codes of a container start (127 not found, 126 cannot execute, 125 other).
 
 use std::convert::Infallible;
-use std::fs::File;
-use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -29,8 +27,9 @@ use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType, LinuxSeccomp, Proces
 
 use crate::capabilities::{self, CapSets, CapabilityError};
 use crate::cgroup::{self, CgroupError, CgroupPlan};
-use crate::container::{EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, EXIT_START_FAILED};
-use crate::failure::{Fail, FailAt, Step, FAIL_LEN};
+use crate::child::{self, fork_like, kill_and_reap, read_full, reap, Report, SignalsBlocked};
+use crate::container::EXIT_START_FAILED;
+use crate::failure::{self, Fail, FailAt, Step};
 use crate::inroot::Create;
 use crate::namespaces::{self, NamespaceError, NamespacePlan};
 use crate::process::{self, ProcessError, ProcessPlan};
@@ -119,14 +118,7 @@ impl ExecError {
     /// Docker's exit code for this failure (as `ContainerError::exit_code`).
     pub fn exit_code(&self) -> i32 {
         match self {
-            ExecError::Child {
-                step: Step::Exec,
-                errno,
-                ..
-            } => match *errno {
-                libc::ENOENT | libc::ENOTDIR => EXIT_NOT_FOUND,
-                _ => EXIT_CANNOT_EXECUTE,
-            },
+            ExecError::Child { step, errno, .. } => failure::exit_code(*step, *errno),
             _ => EXIT_START_FAILED,
         }
     }
@@ -352,9 +344,6 @@ impl ExecPlan {
                 std::io::Error::last_os_error(),
             ));
         }
-        let mut empty_sigset = zeroed_sigset();
-        // SAFETY: a valid sigset_t out-pointer.
-        unsafe { libc::sigemptyset(&mut empty_sigset) };
         Ok(ExecPlan {
             container_pid: pid,
             namespaces,
@@ -365,18 +354,14 @@ impl ExecPlan {
             seccomp,
             terminal: opts.terminal || spec.terminal().unwrap_or(false),
             pty: None,
-            empty_sigset,
+            empty_sigset: child::empty_sigset(),
         })
     }
 
     /// The parent's message for a child failure.
     fn explain(&self, fail: Fail) -> ExecError {
         let i = fail.index as usize;
-        let text = std::io::Error::from_raw_os_error(fail.errno).to_string();
-        let reason = text
-            .rfind(" (os error ")
-            .map_or(text.as_str(), |at| &text[..at])
-            .to_lowercase();
+        let reason = failure::reason(fail.errno);
         let child = |message: String, path: Option<PathBuf>| ExecError::Child {
             message,
             step: fail.step,
@@ -448,11 +433,6 @@ impl ExecPlan {
     }
 }
 
-fn zeroed_sigset() -> libc::sigset_t {
-    // SAFETY: sigset_t is plain data; all-zero is a valid (empty) value.
-    unsafe { std::mem::zeroed() }
-}
-
 /// The intermediate child, before it clones: into the container's cgroups and namespaces.
 pub(crate) fn enter<S: Sys>(sys: &S, plan: &ExecPlan) -> Result<(), Fail> {
     // From here on this task holds the caller's memory inside the container's namespaces:
@@ -521,82 +501,15 @@ pub(crate) fn run<S: Sys>(sys: &S, plan: &ExecPlan) -> Result<Infallible, Fail> 
     Err(process.exec(sys))
 }
 
-#[repr(C)]
-#[derive(Default)]
-struct CloneArgs {
-    flags: u64,
-    pidfd: u64,
-    child_tid: u64,
-    parent_tid: u64,
-    exit_signal: u64,
-    stack: u64,
-    stack_size: u64,
-    tls: u64,
-}
-
-/// fork-like clone: `Ok(0)` in the child, the child's pid (in the caller's pid namespace) in
-/// the parent. With `CLONE_PARENT` the kernel wants no exit signal (the child takes ours).
-fn fork_like(flags: u64) -> Result<libc::pid_t, i32> {
-    let exit_signal = if flags & libc::CLONE_PARENT as u64 != 0 {
-        0
-    } else {
-        libc::SIGCHLD as u64
-    };
-    let args = CloneArgs {
-        flags,
-        exit_signal,
-        ..Default::default()
-    };
-    // SAFETY: clone3 without CLONE_VM behaves like fork: the child gets a copy of the address
-    // space and returns here with 0, then only makes raw syscalls and exits or execs.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &args as *const CloneArgs,
-            std::mem::size_of::<CloneArgs>(),
-        )
-    };
-    if r >= 0 {
-        return Ok(r as libc::pid_t);
-    }
-    let e = errno();
-    if e != libc::ENOSYS {
-        return Err(e);
-    }
-    // SAFETY: as above, with the legacy clone (no new stack: fork semantics).
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            flags | exit_signal,
-            0usize,
-            0usize,
-            0usize,
-            0usize,
-        )
-    };
-    if r < 0 {
-        Err(errno())
-    } else {
-        Ok(r as libc::pid_t)
-    }
-}
-
-fn errno() -> i32 {
-    std::io::Error::last_os_error()
-        .raw_os_error()
-        .unwrap_or(libc::EIO)
-}
-
 /// The intermediate's side: never returns.
 fn intermediate(plan: &ExecPlan, error_pipe: RawFd, pid_pipe: RawFd) -> ! {
-    let sys = Linux;
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        enter(&sys, plan)?;
+    let steps = || {
+        enter(&Linux, plan)?;
         match fork_like(libc::CLONE_PARENT as u64) {
             Ok(0) => final_process(plan, error_pipe),
             Ok(pid) => {
                 // Nothing to do if the parent is gone: the final process reports to it too.
-                let _ = sys.write_all(pid_pipe, &pid.to_ne_bytes());
+                let _ = Linux.write_all(pid_pipe, &pid.to_ne_bytes());
                 Ok(())
             }
             Err(e) => Err(Fail::at(
@@ -605,77 +518,29 @@ fn intermediate(plan: &ExecPlan, error_pipe: RawFd, pid_pipe: RawFd) -> ! {
                 e,
             )),
         }
-    }));
-    let code = match outcome {
-        Ok(Ok(())) => 0,
-        Ok(Err(fail)) => {
-            let _ = sys.write_all(error_pipe, &fail.encode());
-            EXIT_START_FAILED
-        }
-        Err(_) => {
-            let _ = sys.write_all(
-                error_pipe,
-                &Fail::new(Step::JoinNamespace, libc::EIO).encode(),
-            );
-            EXIT_START_FAILED
-        }
     };
-    // SAFETY: leave without running atexit handlers or destructors of the caller's state.
-    unsafe { libc::_exit(code) }
+    match child::catch_panic(steps, Fail::new(Step::JoinNamespace, libc::EIO)) {
+        // SAFETY: leave without running atexit handlers or destructors of the caller's state.
+        Ok(()) => unsafe { libc::_exit(0) },
+        Err(fail) => child::exit_failed(error_pipe, fail, EXIT_START_FAILED),
+    }
 }
 
 /// The final process's side: execs or exits.
 fn final_process(plan: &ExecPlan, error_pipe: RawFd) -> ! {
-    let sys = Linux;
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&sys, plan)));
-    let fail = match outcome {
-        Ok(Err(fail)) => fail,
-        Ok(Ok(never)) => match never {},
-        Err(_) => Fail::new(Step::Exec, libc::EIO),
+    let steps = || run(&Linux, plan);
+    let fail = match child::catch_panic(steps, Fail::new(Step::Exec, libc::EIO)) {
+        Err(fail) => fail,
+        Ok(never) => match never {},
     };
-    let _ = sys.write_all(error_pipe, &fail.encode());
-    // SAFETY: as in `intermediate`.
-    unsafe { libc::_exit(EXIT_START_FAILED) }
+    child::exit_failed(error_pipe, fail, EXIT_START_FAILED)
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd), ExecError> {
-    let mut fds = [0 as RawFd; 2];
-    // SAFETY: fds is a valid out-array of two ints.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(ExecError::Io {
-            op: "create a pipe",
-            source: std::io::Error::last_os_error(),
-        });
-    }
-    // SAFETY: both descriptors were just created and are owned here.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
-}
-
-/// Reads up to `buf.len()` bytes, stopping early only at EOF; returns how many arrived.
-fn read_full(fd: OwnedFd, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut file = File::from(fd);
-    let mut got = 0;
-    while got < buf.len() {
-        match file.read(&mut buf[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(got)
-}
-
-fn reap(pid: libc::pid_t) {
-    let mut status = 0;
-    // SAFETY: our own child; valid out-pointer.
-    while unsafe { libc::waitpid(pid, &mut status, 0) } < 0 && errno() == libc::EINTR {}
-}
-
-fn kill_and_reap(pid: libc::pid_t) {
-    // SAFETY: our own child (CLONE_PARENT made it so), killed before it could exec.
-    unsafe { libc::kill(pid, libc::SIGKILL) };
-    reap(pid);
+    child::cloexec_pipe().map_err(|source| ExecError::Io {
+        op: "create a pipe",
+        source,
+    })
 }
 
 /// Starts `opts.process` in the container of `opts.container_pid`; returns its host pid once it
@@ -719,21 +584,13 @@ fn start(plan: &mut ExecPlan) -> Result<libc::pid_t, ExecError> {
         .exec_through(trampoline::sealed_fd()?, error_write.as_raw_fd());
     let plan = &*plan;
 
-    // Block every signal across clone so no handler of the caller runs in the children; the
-    // final process resets them, the caller restores its mask right after.
-    let mut all = zeroed_sigset();
-    let mut old = zeroed_sigset();
-    // SAFETY: valid sigset pointers.
-    unsafe {
-        libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
-    }
+    // The final process resets the signals; the caller's mask is back right after the clone.
+    let blocked = SignalsBlocked::new();
     let cloned = fork_like(0);
     if let Ok(0) = cloned {
         intermediate(plan, error_write.as_raw_fd(), pid_write.as_raw_fd());
     }
-    // SAFETY: restoring the mask saved above.
-    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+    drop(blocked);
     let middle = cloned.map_err(|e| ExecError::Io {
         op: "clone the exec helper",
         source: std::io::Error::from_raw_os_error(e),
@@ -750,44 +607,32 @@ fn start(plan: &mut ExecPlan) -> Result<libc::pid_t, ExecError> {
         _ => None,
     };
     // EOF once the final process has exec'd (or both children are gone).
-    let mut buf = [0u8; FAIL_LEN];
-    let got = read_full(error_read, &mut buf);
-    match (got, pid) {
-        (Ok(0), Some(pid)) => return Ok(pid),
-        (Ok(FAIL_LEN), _) => {
-            if let Some(pid) = pid {
-                kill_and_reap(pid);
-            }
-            if let Some(fail) = Fail::decode(&buf) {
-                return Err(plan.explain(fail));
-            }
-        }
-        (Err(source), _) => {
-            if let Some(pid) = pid {
-                kill_and_reap(pid);
-            }
-            return Err(ExecError::Io {
-                op: "read the exec status",
-                source,
-            });
-        }
-        (_, pid) => {
-            if let Some(pid) = pid {
-                kill_and_reap(pid);
-            }
-        }
+    let report = child::read_report(error_read);
+    if let (Ok(Report::Execed), Some(pid)) = (&report, pid) {
+        return Ok(pid);
     }
-    Err(ExecError::Child {
-        message: "the exec helper sent a malformed status".into(),
-        step: Step::Exec,
-        errno: libc::EPROTO,
-        path: None,
-    })
+    if let Some(pid) = pid {
+        kill_and_reap(pid);
+    }
+    match report {
+        Ok(Report::Failed(fail)) => Err(plan.explain(fail)),
+        Err(source) => Err(ExecError::Io {
+            op: "read the exec status",
+            source,
+        }),
+        Ok(_) => Err(ExecError::Child {
+            message: "the exec helper sent a malformed status".into(),
+            step: Step::Exec,
+            errno: libc::EPROTO,
+            path: None,
+        }),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::container::{EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND};
     use crate::fake_sys::FakeSys;
 
     fn write(dir: &Path, name: &str, v: serde_json::Value) -> PathBuf {

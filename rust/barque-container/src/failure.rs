@@ -172,6 +172,25 @@ impl Fail {
     }
 }
 
+/// Docker's exit code for a process that failed before exec at `step` with `errno`: 127 when
+/// the executable is not found, 126 when it cannot be executed, 125 for anything else.
+pub fn exit_code(step: Step, errno: i32) -> i32 {
+    use crate::container::{EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, EXIT_START_FAILED};
+    match (step, errno) {
+        (Step::Exec, libc::ENOENT | libc::ENOTDIR) => EXIT_NOT_FOUND,
+        (Step::Exec, _) => EXIT_CANNOT_EXECUTE,
+        _ => EXIT_START_FAILED,
+    }
+}
+
+/// `errno` as the end of a message: `strerror`, lower-cased, without Rust's " (os error N)".
+pub fn reason(errno: i32) -> String {
+    let text = std::io::Error::from_raw_os_error(errno).to_string();
+    text.rfind(" (os error ")
+        .map_or(text.as_str(), |at| &text[..at])
+        .to_lowercase()
+}
+
 /// Maps a child failure errno to a value for a `Result` in the child.
 pub trait FailAt<T> {
     fn at(self, step: Step, index: usize) -> Result<T, Fail>;
@@ -199,5 +218,14 @@ mod tests {
         }
         assert_eq!(Fail::decode(&[0u8; FAIL_LEN]), None);
         assert_eq!(Fail::decode(&READY), None);
+    }
+
+    #[test]
+    fn docker_exit_codes_and_reasons() {
+        assert_eq!(exit_code(Step::Exec, libc::ENOENT), 127);
+        assert_eq!(exit_code(Step::Exec, libc::ENOTDIR), 127);
+        assert_eq!(exit_code(Step::Exec, libc::EACCES), 126);
+        assert_eq!(exit_code(Step::Mount, libc::ENOENT), 125);
+        assert_eq!(reason(libc::ENOENT), "no such file or directory");
     }
 }

@@ -12,6 +12,7 @@
 pub mod capabilities;
 pub mod cgroup;
 pub mod cgroups;
+mod child;
 pub mod container;
 pub mod device_filter;
 pub mod devices;
