@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from pathlib import Path
     from typing import IO, Any
 
+    from .models.image import ImageInspect
     from .progress import Cancel
     from .registry.search import SearchResult
 
@@ -144,28 +145,37 @@ class Image:
 
     @property
     def attrs(self) -> dict[str, Any]:
-        """Docker-compatible ``image inspect`` JSON."""
+        """Docker-compatible ``image inspect`` JSON (:meth:`inspect`'s document as dicts)."""
+        from .models import to_builtins
+
+        attrs: dict[str, Any] = to_builtins(self.inspect())
+        return attrs
+
+    def inspect(self) -> ImageInspect:
+        """``docker image inspect``'s document, typed (``barque.models.image``): the config
+        blob's ``config`` decoded into Docker's ImageConfig, so its keys are Docker's."""
+        from .errors import InvalidArgumentError
+        from .models import convert
+        from .models.image import ImageConfig, ImageInspect, ImageMetadata, RootFS
+
         cfg = self.config
+        try:
+            config = convert(cfg.get("config") or {}, ImageConfig)
+        except InvalidArgumentError:
+            # A config Docker could not decode either (a number where a string belongs):
+            # inspect still shows the rest, as the image stays usable for rmi and save.
+            config = ImageConfig()
         last_tag = self._record.last_tag_time
-        out: dict[str, Any] = {
-            "Id": self.id,
-            "RepoTags": self.tags,
-            "RepoDigests": self.digests,
-            "Parent": "",
-            "Comment": cfg.get("comment", ""),
-            "Created": self._record.created,
-            "DockerVersion": cfg.get("docker_version", ""),
-            "Author": cfg.get("author", ""),
-            "Config": cfg.get("config") or {},
-            "Architecture": cfg.get("architecture", ""),
-            "Os": cfg.get("os", ""),
-            "Size": self.size,
-            "RootFS": {"Type": "layers", "Layers": [layer.diff_id for layer in self.layers]},
-            "Metadata": {"LastTagTime": _rfc3339(last_tag) if last_tag else "0001-01-01T00:00:00Z"},
-        }
-        if cfg.get("variant"):
-            out["Variant"] = cfg["variant"]
-        return out
+        return ImageInspect(
+            id=self.id, repo_tags=self.tags, repo_digests=self.digests,
+            comment=cfg.get("comment", ""), created=self._record.created,
+            docker_version=cfg.get("docker_version", ""), author=cfg.get("author", ""),
+            config=config,
+            architecture=cfg.get("architecture", ""), os=cfg.get("os", ""), size=self.size,
+            root_fs=RootFS(layers=[layer.diff_id for layer in self.layers]),
+            metadata=ImageMetadata(
+                last_tag_time=_rfc3339(last_tag) if last_tag else "0001-01-01T00:00:00Z"),
+            **({"variant": cfg["variant"]} if cfg.get("variant") else {}))
 
     @property
     def history(self) -> list[dict[str, Any]]:

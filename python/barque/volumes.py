@@ -39,6 +39,7 @@ from .store.metadata import VolumeRecord
 if TYPE_CHECKING:
     from .engine import Engine
     from .images import Image
+    from .models.image import Volume as VolumeDocument
     from .store import Store
     from .store.metadata import ContainerRecord
 
@@ -86,14 +87,23 @@ class Volume:
 
     @property
     def attrs(self) -> dict[str, Any]:
-        """Docker's ``volume inspect`` JSON."""
+        """Docker's ``volume inspect`` JSON (:meth:`inspect`'s document as dicts)."""
+        from .models import to_builtins
+
+        attrs: dict[str, Any] = to_builtins(self.inspect())
+        return attrs
+
+    def inspect(self) -> VolumeDocument:
+        """``docker volume inspect``'s document, typed (``barque.models.image.Volume``)."""
         from datetime import datetime, timezone
 
+        from .models.image import Volume as VolumeDocument
+
         created = datetime.fromtimestamp(int(self._record.created), timezone.utc)
-        return {"CreatedAt": created.isoformat().replace("+00:00", "Z"),
-                "Driver": self._record.driver, "Labels": self.labels or None,
-                "Mountpoint": str(self.mountpoint), "Name": self.name,
-                "Options": self.options or None, "Scope": "local"}
+        return VolumeDocument(
+            created_at=created.isoformat().replace("+00:00", "Z"), driver=self._record.driver,
+            labels=self.labels or None, mountpoint=str(self.mountpoint), name=self.name,
+            options=self.options or None)
 
 
 class MountPlan(msgspec.Struct):
