@@ -254,6 +254,7 @@ def info(
 # Registers run, create, start, ps, ... on `app` (after it exists: that module imports it).
 from . import archives as _archives  # noqa: E402,F401  (save, load, import, commit...)
 from . import containers as _containers  # noqa: E402,F401
+from . import daemon as _daemon  # noqa: E402,F401  (the Engine API server)
 from . import registry as _registry  # noqa: E402,F401  (push, login, logout, search)
 from . import system as _system  # noqa: E402,F401  (system df, system prune)
 from . import volumes as _volumes  # noqa: E402,F401  (volume create, ls, rm...)

@@ -1,0 +1,344 @@
+"""HTTP/1.1 for the Engine API: h11 over asyncio streams, requests, responses, error statuses.
+
+A handler is a plain (blocking) function of a :class:`Request`; it runs on the server's thread
+pool, never on the event loop, so a slow engine call (a ``wait``, a pull) never holds up
+another client. It returns a :class:`Response` (a whole body) or a :class:`Stream` (chunks
+produced by a blocking iterator, each pulled on the pool too; its status and headers are
+written and flushed before the first chunk is asked for, which ``POST /wait`` clients rely
+on). An exception becomes Docker's ``{"message": ...}`` with the status :func:`status_of`
+gives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Iterator
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import h11
+
+from .. import errors
+
+log = logging.getLogger("barque.api")
+
+#: A request body larger than this is refused (413) before it is read: the endpoints served
+#: so far take small JSON documents only.
+MAX_BODY = 16 << 20
+
+#: How much h11 may buffer while looking for the end of a request's head.
+MAX_HEAD = 64 << 10
+
+
+class Request:
+    """One request: ``path`` without its ``/vX.Y`` prefix (``version`` holds that, or None)."""
+
+    def __init__(self, method: str, path: str, query: dict[str, list[str]],
+                 headers: dict[str, str], body: bytes, version: str | None) -> None:
+        self.method = method
+        self.path = path
+        self.query = query
+        self.headers = headers
+        self.body = body
+        self.version = version
+        #: The path's ``{name}`` parts, set by the router.
+        self.params: dict[str, str] = {}
+
+    def arg(self, name: str, default: str | None = None) -> str | None:
+        """The last value of query parameter ``name``."""
+        values = self.query.get(name)
+        return values[-1] if values else default
+
+    def flag(self, name: str, default: bool = False) -> bool:
+        """A boolean query parameter as Docker reads one: ``0``, ``false``, ``no`` and the
+        empty string are false, anything else true."""
+        value = self.arg(name)
+        if value is None:
+            return default
+        return value.strip().lower() not in ("", "0", "false", "no")
+
+    def integer(self, name: str, default: int | None = None) -> int | None:
+        value = self.arg(name)
+        if value is None or value == "":
+            return default
+        try:
+            return int(value)
+        except ValueError:
+            raise errors.InvalidArgumentError(
+                f"invalid value for {name!r}: {value!r} is not an integer") from None
+
+    def filters(self) -> dict[str, list[str]]:
+        """The ``filters`` parameter, in both of Docker's encodings: ``{"k": {"v": true}}``
+        (what current clients send) and ``{"k": ["v"]}`` (API < 1.22, docker-py's)."""
+        text = self.arg("filters")
+        if not text:
+            return {}
+        try:
+            raw = json.loads(text)
+        except ValueError as e:
+            raise errors.InvalidArgumentError(f"invalid filters: {e}") from None
+        if not isinstance(raw, dict):
+            raise errors.InvalidArgumentError("invalid filters: not a JSON object")
+        out: dict[str, list[str]] = {}
+        for key, values in raw.items():
+            if isinstance(values, dict):
+                out[key] = [str(v) for v, on in values.items() if on]
+            elif isinstance(values, list):
+                out[key] = [str(v) for v in values]
+            else:
+                raise errors.InvalidArgumentError(f"invalid filters: {key!r} has no values")
+        return out
+
+
+class Response:
+    """A whole response. ``body`` None: no body at all (204, 304, HEAD)."""
+
+    def __init__(self, status: int, body: bytes | None = None,
+                 content_type: str = "application/json",
+                 headers: list[tuple[str, str]] | None = None) -> None:
+        self.status = status
+        self.body = body
+        self.content_type = content_type
+        self.headers = headers or []
+
+
+class Stream:
+    """A chunked response; ``chunks`` is blocking (each ``next`` runs on the thread pool)."""
+
+    def __init__(self, chunks: Iterator[bytes], status: int = 200,
+                 content_type: str = "application/json",
+                 headers: list[tuple[str, str]] | None = None) -> None:
+        self.chunks = chunks
+        self.status = status
+        self.content_type = content_type
+        self.headers = headers or []
+
+
+def json_response(value: object, status: int = 200) -> Response:
+    return Response(status, json.dumps(value).encode() + b"\n")
+
+
+def message_response(status: int, message: str) -> Response:
+    """Docker's error document: ``{"message": "..."}``, one line."""
+    return json_response({"message": " ".join(message.split())}, status)
+
+
+Handler = Callable[[Request], "Response | Stream"]
+#: Runs a blocking function off the event loop (the server's pool).
+Offload = Callable[[Callable[[], object]], Awaitable[object]]
+
+#: barque's errors -> the status Docker answers with; the first class of an error's MRO
+#: found here wins, so a subclass may differ from its base (a VolumeInUseError is a 409
+#: ConflictError). Builtin bases catch the rest: LookupError 404, ValueError/TypeError 400.
+_STATUS: dict[type[BaseException], int] = {
+    errors.ImageNotFoundError: 404,
+    errors.ContainerNotFoundError: 404,
+    errors.VolumeNotFoundError: 404,
+    errors.ContainerPathNotFoundError: 404,
+    errors.ManifestUnknownError: 404,
+    errors.PlatformNotFoundError: 404,
+    # Docker: "multiple IDs found with provided prefix" is an invalid parameter.
+    errors.AmbiguousImageError: 400,
+    errors.ConflictError: 409,
+    errors.ImageInUseError: 409,
+    errors.AuthenticationError: 401,
+    errors.InvalidArgumentError: 400,
+    errors.InvalidReferenceError: 400,
+    errors.InvalidPlatformError: 400,
+    errors.InvalidArgumentTypeError: 400,
+    errors.ContainerStartError: 500,
+    errors.RegistryError: 500,
+    errors.StoreError: 500,
+    LookupError: 404,
+    ValueError: 400,
+    TypeError: 400,
+}
+
+
+def status_of(error: BaseException) -> int:
+    """The HTTP status for ``error`` (500 for anything not mapped)."""
+    for cls in type(error).__mro__:
+        status = _STATUS.get(cls)
+        if status is not None:
+            return status
+    return 500
+
+
+def error_response(error: BaseException) -> Response:
+    status = status_of(error)
+    if isinstance(error, errors.BarqueError):
+        text = str(error) or type(error).__name__
+    elif isinstance(error, OSError) and error.strerror:
+        text = error.strerror + (f": {error.filename}" if error.filename else "")
+    else:  # a bug: the client gets its one line, the log its traceback
+        text = f"{type(error).__name__}: {error}"
+        log.error("internal error", exc_info=error)
+    return message_response(status, text)
+
+
+# -- the connection loop -------------------------------------------------------------------
+
+async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                           route: Callable[[Request], Handler | Response],
+                           offload: Offload, common_headers: list[tuple[str, str]]) -> None:
+    """Serve one client's requests, one after the other (keep-alive), until it closes."""
+    conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
+    try:
+        while True:
+            request = await _read_request(conn, reader)
+            if request is None:
+                return
+            if isinstance(request, Response):  # refused before its body was read
+                await _send_whole(conn, writer, request, "GET", common_headers)
+                return
+            found = route(request)
+            if isinstance(found, Response):
+                answer: Response | Stream = found
+            else:
+                handler = found
+                try:
+                    answer = await offload(lambda: handler(request))  # type: ignore[assignment]
+                except Exception as e:  # noqa: BLE001 - every failure is an error response
+                    answer = error_response(e)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("%s %s -> %d", request.method, request.path, answer.status)
+            if isinstance(answer, Stream):
+                await _send_stream(conn, writer, answer, offload, common_headers)
+            else:
+                await _send_whole(conn, writer, answer, request.method, common_headers)
+            if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+                return
+            conn.start_next_cycle()
+    except h11.RemoteProtocolError as e:
+        if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+            # h11 can still answer: say why, as Go's server does for a bad request line.
+            body = json.dumps({"message": f"bad request: {e}"}).encode()
+            writer.write(b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
+                         b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+    except (ConnectionError, asyncio.IncompleteReadError):
+        pass  # the client went away; nothing to answer
+    finally:
+        writer.close()
+        try:
+            await writer.wait_closed()
+        except (ConnectionError, OSError):
+            pass
+
+
+async def _next_event(conn: h11.Connection, reader: asyncio.StreamReader) -> object:
+    while True:
+        event = conn.next_event()
+        if event is not h11.NEED_DATA:
+            return event
+        conn.receive_data(await reader.read(65536))
+
+
+async def _read_request(conn: h11.Connection, reader: asyncio.StreamReader
+                        ) -> Request | Response | None:
+    """The next request with its whole body; None when the client closed between requests;
+    a Response when the request is refused before its body is read (too large)."""
+    event = await _next_event(conn, reader)
+    if isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
+        return None
+    if not isinstance(event, h11.Request):
+        raise h11.RemoteProtocolError(f"unexpected {type(event).__name__}")
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in event.headers}
+    length = headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > MAX_BODY:
+        return message_response(413, f"request body too large: {length} bytes, at most "
+                                     f"{MAX_BODY}")
+    target = urlsplit(event.target.decode("latin-1"))
+    query = parse_qs(target.query, keep_blank_values=True)
+    path, version = split_version(unquote(target.path))
+    request = Request(event.method.decode("ascii"), path, query, headers, b"", version)
+    body = bytearray()
+    while True:
+        event = await _next_event(conn, reader)
+        if isinstance(event, h11.Data):
+            body += event.data
+            if len(body) > MAX_BODY:
+                return message_response(413, f"request body too large: more than {MAX_BODY}"
+                                             " bytes")
+        elif isinstance(event, h11.EndOfMessage):
+            break
+        elif isinstance(event, h11.ConnectionClosed):
+            return None
+    request.body = bytes(body)
+    return request
+
+
+def split_version(path: str) -> tuple[str, str | None]:
+    """``/v1.47/containers/json`` -> (``/containers/json``, ``"1.47"``)."""
+    if path.startswith("/v") and "/" in path[1:]:
+        head, _, rest = path[2:].partition("/")
+        major, dot, minor = head.partition(".")
+        if dot and major.isdigit() and minor.isdigit():
+            return "/" + rest, head
+    return path, None
+
+
+def _headers(status: int, content_type: str | None, extra: list[tuple[str, str]],
+             common: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    out = [(k.encode(), v.encode()) for k, v in common + extra]
+    if content_type:
+        out.append((b"Content-Type", content_type.encode()))
+    return out
+
+
+def _reason(status: int) -> bytes:
+    try:
+        return http.HTTPStatus(status).phrase.encode()
+    except ValueError:
+        return b""
+
+
+async def _send_whole(conn: h11.Connection, writer: asyncio.StreamWriter, answer: Response,
+                      method: str, common: list[tuple[str, str]]) -> None:
+    body = answer.body
+    headers = _headers(answer.status, answer.content_type if body is not None else None,
+                       answer.headers, common)
+    if answer.status not in (204, 304):
+        headers.append((b"Content-Length", str(len(body or b"")).encode()))
+    writer.write(conn.send(h11.Response(status_code=answer.status, headers=headers,
+                                        reason=_reason(answer.status))))
+    if body and method != "HEAD":
+        writer.write(conn.send(h11.Data(data=body)))
+    writer.write(conn.send(h11.EndOfMessage()))
+    await writer.drain()
+
+
+_END = object()
+
+
+async def _send_stream(conn: h11.Connection, writer: asyncio.StreamWriter, answer: Stream,
+                       offload: Offload, common: list[tuple[str, str]]) -> None:
+    headers = _headers(answer.status, answer.content_type, answer.headers, common)
+    headers.append((b"Transfer-Encoding", b"chunked"))
+    writer.write(conn.send(h11.Response(status_code=answer.status, headers=headers,
+                                        reason=_reason(answer.status))))
+    await writer.drain()  # the client may wait for the headers before anything else
+    chunks = answer.chunks
+    try:
+        while True:
+            try:
+                chunk = await offload(lambda: next(chunks, _END))
+            except Exception as e:  # noqa: BLE001 - the status is sent: end the stream
+                log.error("stream failed after its headers were sent: %s", e,
+                          exc_info=sys.exc_info())
+                writer.close()
+                return
+            if chunk is _END:
+                break
+            assert isinstance(chunk, bytes)
+            if chunk:
+                writer.write(conn.send(h11.Data(data=chunk)))
+                await writer.drain()
+        writer.write(conn.send(h11.EndOfMessage()))
+        await writer.drain()
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            await offload(close)

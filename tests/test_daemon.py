@@ -1,0 +1,248 @@
+"""``barque daemon`` driven by the real docker CLI over its Unix socket: the Engine API as the
+docker CLI (28.2) speaks it, against a store the barque CLI loaded. Attach is not served yet,
+so ``docker run`` is ``run -d`` + ``wait`` + ``logs`` here."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from barque import __version__
+from helpers import SHARED, barque, cli
+
+DOCKER = Path("/usr/local/bin/docker")
+BUSYBOX_TAR = SHARED / "fixtures" / "images" / "busybox-1.35.docker.tar"
+BUSYBOX = "barque-fixtures/busybox:1.35"
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(not DOCKER.exists(), reason=f"the docker CLI is not at {DOCKER}"),
+    pytest.mark.skipif(os.geteuid() != 0, reason="containers need root"),
+]
+
+
+class Daemon:
+    def __init__(self, root: Path, socket_path: Path, log: Path,
+                 process: subprocess.Popen[bytes]) -> None:
+        self.root, self.socket, self.log, self.process = root, socket_path, log, process
+        self.docker_config = socket_path.parent / "docker-config"
+
+    def docker(self, *args: str, check: bool = True, timeout: float = 60
+               ) -> subprocess.CompletedProcess[str]:
+        """The docker CLI against this daemon (and no config of the machine's)."""
+        proc = subprocess.run(
+            [str(DOCKER), *args], capture_output=True, text=True, timeout=timeout,
+            env={**os.environ, "DOCKER_HOST": f"unix://{self.socket}",
+                 "DOCKER_CONFIG": str(self.docker_config)})
+        if check and proc.returncode != 0:
+            raise AssertionError(f"docker {' '.join(args)} exited {proc.returncode}:\n"
+                                 f"{proc.stdout}\n{proc.stderr}\ndaemon log:\n"
+                                 f"{self.log.read_text()[-3000:]}")
+        return proc
+
+    def request(self, raw: bytes) -> tuple[int, dict[str, str], bytes]:
+        """One raw HTTP request over the socket (``Connection: close``): status, headers,
+        body."""
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(30)
+            s.connect(str(self.socket))
+            s.sendall(raw)
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        lines = head.decode().split("\r\n")
+        headers = {k.lower(): v.strip() for k, _, v in (line.partition(":")
+                                                         for line in lines[1:])}
+        return int(lines[0].split()[1]), headers, body
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise AssertionError("the daemon did not stop on SIGTERM:\n"
+                                 + self.log.read_text()[-3000:]) from None
+
+
+def start_daemon(root: Path) -> Daemon:
+    # A short directory: a Unix socket's path is limited to 107 bytes.
+    directory = Path(tempfile.mkdtemp(prefix="barqued-", dir="/tmp"))
+    path, log = directory / "barque.sock", directory / "daemon.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen([*cli(), "--root", str(root), "daemon", "-H",
+                                    f"unix://{path}"], stdin=subprocess.DEVNULL,
+                                   stdout=out, stderr=out)
+    deadline = time.monotonic() + 60
+    while not path.exists():  # created atomically: it exists once it accepts clients
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError(f"the daemon did not start:\n{log.read_text()}")
+        time.sleep(0.05)
+    return Daemon(root, path, log, process)
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    if not BUSYBOX_TAR.exists():
+        pytest.skip(f"fixture image missing: {BUSYBOX_TAR}")
+    root = tmp_path_factory.mktemp("daemon") / "root"
+    barque(root, "load", "-i", str(BUSYBOX_TAR))
+    running = start_daemon(root)
+    try:
+        yield running
+    finally:
+        running.stop()
+        left = barque(root, "ps", "-aq", check=False).stdout.split()
+        if left:
+            barque(root, "rm", "-f", *left, check=False)
+
+
+def test_version_and_info_show_barque(daemon: Daemon) -> None:
+    out = daemon.docker("version").stdout
+    assert f"Server: barque {__version__}" in out
+    assert "API version:      1.47 (minimum version 1.24)" in out
+    assert daemon.docker("version", "--format", "{{.Server.Version}}").stdout.strip() \
+        == __version__
+    info = daemon.docker("info", "--format", "{{json .}}").stdout
+    document = json.loads(info)
+    assert document["ServerVersion"] == __version__
+    assert document["Images"] == 1
+    assert document["OSType"] == "linux"
+
+
+def test_images_lists_and_inspects_what_the_cli_loaded(daemon: Daemon) -> None:
+    listed = daemon.docker("images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}").stdout
+    image_id = barque(daemon.root, "inspect", "--format", "{{.Id}}", BUSYBOX).stdout.strip()
+    assert listed.split() == [BUSYBOX, image_id[7:19]]
+    table = daemon.docker("images", "barque-fixtures/busybox").stdout.splitlines()
+    assert [row.split()[:3] for row in table[1:]] == [
+        ["barque-fixtures/busybox", "1.35", image_id[7:19]]]
+    assert daemon.docker("images", "-q", "nothing/like-it").stdout == ""
+    inspected = json.loads(daemon.docker("inspect", BUSYBOX).stdout)
+    assert [i["Id"] for i in inspected] == [image_id]
+    assert inspected[0]["RepoTags"] == [BUSYBOX]
+
+
+def test_an_unknown_image_is_dockers_404(daemon: Daemon) -> None:
+    proc = daemon.docker("image", "inspect", "nosuch:1", check=False)
+    assert proc.returncode == 1
+    assert proc.stderr == "Error response from daemon: No such image: nosuch:1\n"
+
+
+def test_create_start_wait_logs_rm(daemon: Daemon) -> None:
+    created = daemon.docker("create", "--name", "lifecycle", BUSYBOX, "sh", "-c",
+                            "echo out; echo err >&2; exit 3")
+    container_id = created.stdout.strip()
+    assert len(container_id) == 64 and set(container_id) <= set("0123456789abcdef")
+    assert "no bridge network yet" in created.stderr  # create's Warnings, printed
+    assert "lifecycle created" in daemon.docker(
+        "ps", "-a", "--format", "{{.Names}} {{.State}}").stdout.splitlines()
+    assert daemon.docker("start", "lifecycle").stdout.strip() == "lifecycle"
+    assert daemon.docker("wait", "lifecycle").stdout.strip() == "3"
+    logs = daemon.docker("logs", "lifecycle")  # multiplexed frames, split by the CLI
+    assert (logs.stdout, logs.stderr) == ("out\n", "err\n")
+    assert daemon.docker("ps", "-a", "--filter", "status=exited", "--format",
+                         "{{.Names}} {{.Status}}").stdout.startswith("lifecycle Exited (3) ")
+    assert daemon.docker("inspect", "-f", "{{.State.ExitCode}} {{.Name}}",
+                         "lifecycle").stdout.strip() == "3 /lifecycle"
+    # The same store: the barque CLI sees what the daemon made.
+    assert barque(daemon.root, "ps", "-a", "--format", "{{.ID}}").stdout.strip() \
+        == container_id[:12]
+    assert daemon.docker("rm", "lifecycle").stdout.strip() == "lifecycle"
+    assert daemon.docker("ps", "-aq").stdout == ""
+    gone = daemon.docker("rm", "lifecycle", check=False)
+    assert gone.returncode == 1
+    assert gone.stderr == "Error response from daemon: No such container: lifecycle\n"
+
+
+def test_run_detached_while_other_clients_are_served(daemon: Daemon) -> None:
+    container_id = daemon.docker("run", "-d", BUSYBOX, "sh", "-c",
+                                 "echo hello; sleep 60").stdout.strip()
+    try:
+        assert container_id[:12] in daemon.docker("ps", "-q").stdout.split()
+        deadline = time.monotonic() + 10
+        while daemon.docker("logs", container_id).stdout != "hello\n":
+            assert time.monotonic() < deadline, "no log line"
+            time.sleep(0.1)
+        # A client blocked in `wait` holds no other: ps answers meanwhile.
+        waiter = subprocess.Popen(
+            [str(DOCKER), "wait", container_id], stdout=subprocess.PIPE, text=True,
+            env={**os.environ, "DOCKER_HOST": f"unix://{daemon.socket}",
+                 "DOCKER_CONFIG": str(daemon.docker_config)})
+        time.sleep(0.5)
+        started = time.monotonic()
+        assert container_id[:12] in daemon.docker("ps", "-q").stdout.split()
+        assert time.monotonic() - started < 5
+        assert waiter.poll() is None
+        daemon.docker("kill", container_id)
+        out, _ = waiter.communicate(timeout=30)
+        assert out.strip() == "137"
+        again = daemon.docker("kill", container_id, check=False)
+        assert again.returncode == 1
+        assert again.stderr.strip() == (f"Error response from daemon: Container "
+                                        f"{container_id} is not running")
+        assert daemon.docker("stop", container_id).stdout.strip() == container_id  # 304
+    finally:
+        daemon.docker("rm", "-f", container_id, check=False)
+
+
+def test_stop_ends_a_running_container(daemon: Daemon) -> None:
+    container_id = daemon.docker("run", "-d", BUSYBOX, "sh", "-c",
+                                 "trap 'exit 7' TERM; while true; do sleep 0.1; done"
+                                 ).stdout.strip()
+    try:
+        daemon.docker("stop", "-t", "5", container_id)
+        assert daemon.docker("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}",
+                             container_id).stdout.strip() == "exited 7"
+    finally:
+        daemon.docker("rm", "-f", container_id, check=False)
+
+
+def test_volume_commands(daemon: Daemon) -> None:
+    assert daemon.docker("volume", "create", "--label", "k=v", "data").stdout.strip() == "data"
+    assert "data" in daemon.docker("volume", "ls", "-q").stdout.split()
+    inspected = json.loads(daemon.docker("volume", "inspect", "data").stdout)
+    assert [(v["Name"], v["Driver"], v["Labels"]) for v in inspected] == [
+        ("data", "local", {"k": "v"})]
+    assert Path(inspected[0]["Mountpoint"]).is_dir()
+    assert daemon.docker("volume", "rm", "data").stdout.strip() == "data"
+    gone = daemon.docker("volume", "rm", "data", check=False)
+    assert gone.returncode == 1
+    assert "No such volume: data" in gone.stderr
+
+
+def test_bad_requests_get_one_line_errors(daemon: Daemon) -> None:
+    body = b'{"Image": "x", '
+    status, headers, answer = daemon.request(
+        b"POST /v1.47/containers/create HTTP/1.1\r\nHost: d\r\nConnection: close\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+    assert status == 400
+    message = json.loads(answer)["message"]
+    assert message.startswith("invalid JSON for ContainerCreate: ") and "\n" not in message
+    status, _, answer = daemon.request(b"GET /v1.47/no/such/thing HTTP/1.1\r\nHost: d\r\n"
+                                       b"Connection: close\r\n\r\n")
+    assert (status, json.loads(answer)) == (404, {"message": "page not found"})
+    status, headers, answer = daemon.request(b"HEAD /_ping HTTP/1.1\r\nHost: d\r\n"
+                                             b"Connection: close\r\n\r\n")
+    assert status == 200 and answer == b""
+    assert (headers["api-version"], headers["ostype"], headers["builder-version"]) == (
+        "1.47", "linux", "1")
+
+
+def test_sigterm_stops_the_daemon_and_removes_its_socket(tmp_path: Path) -> None:
+    second = start_daemon(tmp_path / "root")
+    assert oct(second.socket.stat().st_mode & 0o777) == "0o660"
+    assert second.docker("ps", "-q").stdout == ""
+    assert second.stop() == 0
+    assert not second.socket.exists()
