@@ -12,6 +12,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from typing import Any
 from pathlib import Path
 
 import pytest
@@ -117,7 +118,7 @@ def test_version_and_info_show_barque(daemon: Daemon) -> None:
     info = daemon.docker("info", "--format", "{{json .}}").stdout
     document = json.loads(info)
     assert document["ServerVersion"] == __version__
-    assert document["Images"] == 1
+    assert document["Images"] == len(barque(daemon.root, "images", "-q").stdout.split())
     assert document["OSType"] == "linux"
 
 
@@ -246,3 +247,26 @@ def test_sigterm_stops_the_daemon_and_removes_its_socket(tmp_path: Path) -> None
     assert second.docker("ps", "-q").stdout == ""
     assert second.stop() == 0
     assert not second.socket.exists()
+
+
+def test_pull_streams_dockers_progress(daemon: Daemon, fixture_images: dict[str, Any],
+                                       registry: Any) -> None:
+    fx = fixture_images["busybox"]
+    pulled = daemon.docker("pull", fx.ref, timeout=120)
+    lines = pulled.stdout.splitlines()
+    assert lines[0] == f"{fx.tag}: Pulling from {fx.repository}"
+    layer = fx.manifest["layers"][0]["digest"][7:19]
+    assert f"{layer}: Pull complete" in lines or f"{layer}: Already exists" in lines
+    assert f"Digest: {fx.digest}" in lines
+    assert lines[-2] == f"Status: Downloaded newer image for {fx.ref}"
+    assert lines[-1] == fx.ref
+    assert fx.ref in daemon.docker("images", "--format", "{{.Repository}}:{{.Tag}}"
+                                   ).stdout.split()
+    missing = daemon.docker("pull", f"{registry.host}/fixtures/nothing-here:1", check=False)
+    assert missing.returncode == 1
+    assert missing.stderr.startswith("Error response from daemon: ")
+    assert len(missing.stderr.splitlines()) == 1
+    removed = daemon.docker("rmi", fx.ref).stdout.splitlines()
+    assert removed[0] == f"Untagged: {fx.ref}"
+    assert fx.ref not in daemon.docker("images", "--format", "{{.Repository}}:{{.Tag}}"
+                                       ).stdout.split()

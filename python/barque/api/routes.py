@@ -8,10 +8,13 @@ listings.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
+import queue
 import re
 import struct
+import threading
 import time
 from collections.abc import Callable, Iterator
 from fnmatch import fnmatchcase
@@ -171,6 +174,101 @@ def images_list(engine: Engine, request: Request) -> Response:
 def image_inspect(engine: Engine, request: Request) -> Response:
     document = engine.images.get(request.params["name"]).inspect()
     return Response(200, models.encode(document) + b"\n")
+
+
+class _JsonMessages:
+    """A :class:`~barque.progress.Progress` that queues Docker's jsonmessage lines (what
+    ``docker pull`` renders): ``{"status": ..., "id": ..., "progressDetail": {...}}``."""
+
+    def __init__(self, events: queue.Queue[tuple[str, object]]) -> None:
+        self._events = events
+
+    def _put(self, document: dict[str, object]) -> None:
+        self._events.put(("line", json.dumps(document).encode() + b"\n"))
+
+    def message(self, text: str) -> None:
+        tag, sep, repository = text.partition(": Pulling from ")
+        if sep:  # Docker's first line names the tag as its id
+            self._events.put(("pulling", json.dumps(
+                {"status": "Pulling from " + repository, "id": tag}).encode() + b"\n"))
+        else:
+            self._put({"status": text})
+
+    def layer(self, layer_id: str, status: str, current: int | None = None,
+              total: int | None = None) -> None:
+        detail: dict[str, int] = {}
+        if current is not None:
+            detail["current"] = current
+            if total:
+                detail["total"] = total
+        self._put({"status": status, "progressDetail": detail, "id": layer_id})
+
+
+def image_create(engine: Engine, request: Request) -> Response | Stream:
+    """``docker pull``: the pull runs on a thread of its own, its reports streamed as they
+    come. A pull that fails before its first report (no such repository, refused
+    credentials) is an error status, as with dockerd; a later failure is the stream's last
+    line (``{"errorDetail": {"message": ...}, "error": ...}``). A client that goes away
+    cancels the pull (what it fetched stays, to be resumed)."""
+    if request.arg("fromSrc") is not None:
+        raise InvalidArgumentError("importing an image (fromSrc) is not served by the daemon "
+                                   "yet; use barque import")
+    name = request.arg("fromImage") or ""
+    if not name:
+        raise InvalidArgumentError("fromImage is required")
+    tag = request.arg("tag") or ""
+    if "@" not in name and ":" not in name.rpartition("/")[2]:
+        name += ("@" if tag.startswith("sha256:") else ":") + (tag or "latest")
+    events: queue.Queue[tuple[str, object]] = queue.Queue()
+    cancel = threading.Event()
+    platform_arg = request.arg("platform") or None
+
+    def pull() -> None:
+        try:
+            engine.images.pull(name, platform=platform_arg, progress=_JsonMessages(events),
+                               cancel=cancel)
+        except BaseException as e:  # noqa: BLE001 - handed to the client, below
+            events.put(("error", e))
+        else:
+            events.put(("done", None))
+
+    threading.Thread(target=pull, name="barque-api-pull", daemon=True).start()
+    # "Pulling from" comes before the manifest is fetched: held back until the pull has got
+    # further, so a missing image or refused credentials are still an error status.
+    held: list[object] = []
+    first = events.get()
+    while first[0] == "pulling":
+        held.append(first[1])
+        first = events.get()
+    if first[0] == "error":
+        assert isinstance(first[1], BaseException)
+        raise first[1]
+
+    def lines() -> Iterator[bytes]:
+        kind, value = first
+        try:
+            for line in held:
+                assert isinstance(line, bytes)
+                yield line
+            while kind in ("line", "pulling"):
+                assert isinstance(value, bytes)
+                yield value
+                kind, value = events.get()
+            if kind == "error":
+                text = " ".join(str(value).split()) or type(value).__name__
+                yield json.dumps({"errorDetail": {"message": text}, "error": text}).encode() \
+                    + b"\n"
+        finally:
+            cancel.set()
+
+    return Stream(lines())
+
+
+def image_remove(engine: Engine, request: Request) -> Response:
+    """``docker rmi``: the service's report is Docker's already (``[{"Untagged": ...},
+    {"Deleted": ...}]``)."""
+    return json_response(engine.images.remove(request.params["name"],
+                                              force=request.flag("force")))
 
 
 # -- containers ------------------------------------------------------------------------------
@@ -391,8 +489,10 @@ _ROUTES: list[tuple[str, str, Callable[[Engine, Request], Response | Stream]]] =
     ("GET", "/version", version),
     ("GET", "/info", info),
     ("GET", "/images/json", images_list),
+    ("POST", "/images/create", image_create),
     # An image name may hold slashes (registry/repo:tag): the rest of the path is the name.
     ("GET", "/images/(?P<name>.+)/json", image_inspect),
+    ("DELETE", "/images/(?P<name>.+)", image_remove),
     ("GET", "/containers/json", containers_list),
     ("POST", "/containers/create", container_create),
     ("GET", "/containers/{id}/json", container_inspect),
