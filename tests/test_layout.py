@@ -27,12 +27,6 @@ SERVICE_PACKAGES = ("barque.registry", "barque.store")
 ALLOWED_PRIVATE = {
     ("*", "barque", "_native"): "the Rust extension is barque._native by design; every module "
                                 "imports it where it is used (README: typed and lazy)",
-    ("barque.containers", "barque.arguments", "_wrong"):
-        "helper A's Docker models in progress (issue 15): create_from's type check wants "
-        "a public argument-error helper in arguments.py",
-    ("barque.containers", "barque.runtime.spec", "_replace_or_append"):
-        "helper A's Docker models in progress (issue 15): the spec helper create uses needs "
-        "a public name in runtime/spec.py",
 }
 
 #: Sorted module names of an import cycle -> why it may stay. Empty: there is none.

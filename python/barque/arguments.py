@@ -24,7 +24,9 @@ if TYPE_CHECKING:
     T = TypeVar("T")
 
 
-def _wrong(name: str, expected: str, value: object) -> InvalidArgumentTypeError:
+def wrong_type(name: str, expected: str, value: object) -> InvalidArgumentTypeError:
+    """The one-line error for an argument of the wrong type: ``NAME must be EXPECTED, not
+    TYPE (value)``."""
     shown = f" ({value!r})" if isinstance(value, (str, int, float)) else ""
     return InvalidArgumentTypeError(
         f"{name} must be {expected}, not {type(value).__name__}{shown}")
@@ -33,19 +35,19 @@ def _wrong(name: str, expected: str, value: object) -> InvalidArgumentTypeError:
 def text(value: Any, name: str) -> str:
     if isinstance(value, str):
         return value
-    raise _wrong(name, "a string", value)
+    raise wrong_type(name, "a string", value)
 
 
 def optional_text(value: Any, name: str) -> str | None:
     if value is None or isinstance(value, str):
         return value
-    raise _wrong(name, "a string or None", value)
+    raise wrong_type(name, "a string or None", value)
 
 
 def optional_path(value: Any, name: str) -> str | os.PathLike[str] | None:
     if value is None or isinstance(value, (str, os.PathLike)):
         return value
-    raise _wrong(name, "a path (str or os.PathLike) or None", value)
+    raise wrong_type(name, "a path (str or os.PathLike) or None", value)
 
 
 def strings(value: Any, name: str) -> list[str]:
@@ -57,8 +59,8 @@ def strings(value: Any, name: str) -> list[str]:
         return list(value)
     if isinstance(value, (list, tuple)):
         bad = next(item for item in value if not isinstance(item, str))
-        raise _wrong(f"every item of {name}", "a string", bad)
-    raise _wrong(name, "a list of strings", value)
+        raise wrong_type(f"every item of {name}", "a string", bad)
+    raise wrong_type(name, "a list of strings", value)
 
 
 def optional_strings(value: Any, name: str) -> list[str] | None:
@@ -87,10 +89,10 @@ def string_map(value: Any, name: str) -> dict[str, str] | None:
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str) or not isinstance(item, str):
-                raise _wrong(f"{name}[{key!r}]", "a string key with a string value",
+                raise wrong_type(f"{name}[{key!r}]", "a string key with a string value",
                              key if not isinstance(key, str) else item)
         return value
-    raise _wrong(name, "a dict of strings", value)
+    raise wrong_type(name, "a dict of strings", value)
 
 
 def filters(value: Any, name: str = "filters") -> dict[str, list[str]] | None:
@@ -98,7 +100,7 @@ def filters(value: Any, name: str = "filters") -> dict[str, list[str]] | None:
     if value is None:
         return None
     if not isinstance(value, dict):
-        raise _wrong(name, "a dict of lists of strings", value)
+        raise wrong_type(name, "a dict of lists of strings", value)
     for key, items in value.items():
         strings(items, f"{name}[{key!r}]")
     return value
@@ -110,27 +112,27 @@ def mount_specs(value: Any, name: str, *, mapping: bool = False) -> Any:
     per character."""
     if value is None or isinstance(value, (list, tuple)) or (mapping and isinstance(value, dict)):
         return value
-    raise _wrong(name, "a list" + (" or a dict" if mapping else "") + " of mount specs", value)
+    raise wrong_type(name, "a list" + (" or a dict" if mapping else "") + " of mount specs", value)
 
 
 def number(value: Any, name: str) -> float | None:
     """None, or an int or float (a bool is no number here)."""
     if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
         return value
-    raise _wrong(name, "a number or None", value)
+    raise wrong_type(name, "a number or None", value)
 
 
 def integer(value: Any, name: str) -> int | None:
     if value is None or (isinstance(value, int) and not isinstance(value, bool)):
         return value
-    raise _wrong(name, "an int or None", value)
+    raise wrong_type(name, "an int or None", value)
 
 
 def descriptor(value: Any, name: str, *, optional: bool = False) -> int | None:
     """A file descriptor number (``stdout=1``), or None when ``optional``."""
     if (value is None and optional) or (isinstance(value, int) and not isinstance(value, bool)):
         return value
-    raise _wrong(name, "a file descriptor (int)" + (" or None" if optional else ""), value)
+    raise wrong_type(name, "a file descriptor (int)" + (" or None" if optional else ""), value)
 
 
 def time_point(value: Any, name: str) -> float | str | None:
@@ -143,13 +145,13 @@ def time_point(value: Any, name: str) -> float | str | None:
 def signal(value: Any, name: str = "sig") -> int | str:
     if isinstance(value, (int, str)) and not isinstance(value, bool):
         return value
-    raise _wrong(name, "a signal number or name", value)
+    raise wrong_type(name, "a signal number or name", value)
 
 
 def optional_instance(value: object, cls: type[T], name: str, expected: str) -> T | None:
     if value is None or isinstance(value, cls):
         return value
-    raise _wrong(name, f"{expected} or None", value)
+    raise wrong_type(name, f"{expected} or None", value)
 
 
 def run_options(options: object) -> RunOptions | None:

@@ -627,7 +627,7 @@ class ContainerService:
         from .runtime.spec import build_spec_from
 
         if not isinstance(body, models.ContainerCreate):
-            raise arguments._wrong("body", "a barque.models.ContainerCreate", body)
+            raise arguments.wrong_type("body", "a barque.models.ContainerCreate", body)
         arguments.optional_text(name, "name")
         refuse_unsupported(body)
         image = arguments.text(body.image, "body.Image")
@@ -1193,7 +1193,7 @@ class ContainerService:
         """The OCI process (and seccomp) files of an exec into the running container, which
         exist while the context is open."""
         from .runtime import cgroups
-        from .runtime.spec import _replace_or_append, resolve_capabilities
+        from .runtime.spec import replace_or_append, resolve_capabilities
         from .runtime.users import process_groups, resolve_user
         from .store.content import write_atomic
 
@@ -1215,7 +1215,7 @@ class ContainerService:
         process = dict(spec["process"])
         process["args"] = list(command)
         process["terminal"] = tty
-        process["env"] = _replace_or_append(process.get("env", []), env or [])
+        process["env"] = replace_or_append(process.get("env", []), env or [])
         if workdir:
             process["cwd"] = workdir
         if user is not None or privileged:

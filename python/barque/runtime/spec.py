@@ -33,7 +33,8 @@ if TYPE_CHECKING:
     from ..models import ContainerCreate, Ulimit
 
 
-__all__ = ["RunOptions", "SecurityOptions", "build_spec", "parse_security_opts",
+__all__ = ["RunOptions", "SecurityOptions", "build_spec", "replace_or_append",
+           "parse_security_opts",
            "build_spec_from", "run_options_from", "resolve_args", "resolve_env",
            "resolve_capabilities", "available_capabilities",
            "host_devices", "default_device_rules", "parse_device", "resolve_devices",
@@ -215,7 +216,7 @@ def _env_key(entry: str) -> str:
     return entry.partition("=")[0]
 
 
-def _replace_or_append(base: list[str], overrides: Iterable[str]) -> list[str]:
+def replace_or_append(base: list[str], overrides: Iterable[str]) -> list[str]:
     """Docker's ``ReplaceOrAppendEnvValues``: override by key, append new keys, and a bare
     ``KEY`` (no ``=``) removes ``KEY``."""
     out: list[str | None] = list(base)
@@ -253,7 +254,7 @@ def resolve_env(image_config: Mapping[str, Any], options: RunOptions, hostname: 
     base = ["PATH=" + DEFAULT_PATH, "HOSTNAME=" + hostname]
     if options.tty:
         base.append("TERM=xterm")
-    env = _replace_or_append(base, config_env)
+    env = replace_or_append(base, config_env)
     if home is not None and not any(_env_key(e) == "HOME" for e in env):
         env.append("HOME=" + home)
     return env
