@@ -234,6 +234,10 @@ def test_bad_requests_get_one_line_errors(daemon: Daemon) -> None:
     status, _, answer = daemon.request(b"GET /v1.47/no/such/thing HTTP/1.1\r\nHost: d\r\n"
                                        b"Connection: close\r\n\r\n")
     assert (status, json.loads(answer)) == (404, {"message": "page not found"})
+    status, _, answer = daemon.request(b"POST /v1.47/containers/x/attach?stream=1 HTTP/1.1\r\n"
+                                       b"Host: d\r\nConnection: close\r\n\r\n")
+    assert status == 501
+    assert json.loads(answer)["message"].startswith("attach is not served by barque's daemon")
     status, headers, answer = daemon.request(b"HEAD /_ping HTTP/1.1\r\nHost: d\r\n"
                                              b"Connection: close\r\n\r\n")
     assert status == 200 and answer == b""

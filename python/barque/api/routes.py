@@ -484,6 +484,14 @@ def volume_remove(engine: Engine, request: Request) -> Response:
     return Response(204)
 
 
+def _not_yet(what: str, instead: str) -> Callable[[Engine, Request], Response]:
+    """A route barque's daemon does not serve yet: Docker's 501 (not implemented) with a line
+    saying what to do instead, rather than a 404 that reads like a typo."""
+    def handler(engine: Engine, request: Request) -> Response:
+        return message_response(501, f"{what} is not served by barque's daemon yet: {instead}")
+    return handler
+
+
 _ROUTES: list[tuple[str, str, Callable[[Engine, Request], Response | Stream]]] = [
     ("GET", "/_ping", ping),
     ("GET", "/version", version),
@@ -502,6 +510,10 @@ _ROUTES: list[tuple[str, str, Callable[[Engine, Request], Response | Stream]]] =
     ("POST", "/containers/{id}/wait", container_wait),
     ("GET", "/containers/{id}/logs", container_logs),
     ("DELETE", "/containers/{id}", container_remove),
+    ("POST", "/containers/{id}/attach", _not_yet(
+        "attach", "run detached (docker run -d), then docker wait and docker logs")),
+    ("POST", "/containers/{id}/exec", _not_yet("exec", "use barque exec on this host")),
+    ("POST", "/build", _not_yet("build", "barque has no image builder yet")),
     ("GET", "/volumes", volumes_list),
     ("POST", "/volumes/create", volume_create),
     ("GET", "/volumes/{name}", volume_inspect),
