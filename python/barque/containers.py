@@ -862,6 +862,10 @@ class ContainerService:
                 exit_command=[sys.executable, "-m", "barque", "--root",
                               str(self._store.paths.root), "container", "cleanup",
                               container_id])
+            # Taken before the start: the supervisor records the exit of a command that ends
+            # at once before this process records the start, and FinishedAt must not come
+            # before StartedAt.
+            started_at = time.time()
             try:
                 started = supervisor.start(options)
             except BaseException as e:
@@ -870,7 +874,7 @@ class ContainerService:
                 raise
             self._store.metadata.update_container(
                 container_id, status="running", pid=started.pid,
-                pid_start=procfs.start_time(started.pid), started_at=time.time(),
+                pid_start=procfs.start_time(started.pid), started_at=started_at,
                 finished_at=0.0, exit_code=0, error="", oom_killed=False)
             return Container(self, self._load(container_id))
 
