@@ -198,6 +198,32 @@ def test_run_detached_while_other_clients_are_served(daemon: Daemon) -> None:
         daemon.docker("rm", "-f", container_id, check=False)
 
 
+def test_clients_that_leave_mid_wait_leave_the_daemon_serving(daemon: Daemon) -> None:
+    container_id = daemon.docker("run", "-d", BUSYBOX, "sleep", "60").stdout.strip()
+    try:
+        request = (f"POST /v1.47/containers/{container_id}/wait HTTP/1.1\r\nHost: d\r\n"
+                   "Content-Length: 0\r\n\r\n").encode()
+        for _ in range(100):  # more than the daemon's threads
+            with socket.socket(socket.AF_UNIX) as s:
+                s.settimeout(10)
+                s.connect(str(daemon.socket))
+                s.sendall(request)
+                assert s.recv(65536).startswith(b"HTTP/1.1 200 ")  # headers at once
+        time.sleep(0.5)  # each left thread ends within its 0.25 s step
+        started = time.monotonic()
+        assert container_id[:12] in daemon.docker("ps", "-q").stdout.split()
+        assert time.monotonic() - started < 5
+        waiter = subprocess.Popen(
+            [str(DOCKER), "wait", container_id], stdout=subprocess.PIPE, text=True,
+            env={**os.environ, "DOCKER_HOST": f"unix://{daemon.socket}",
+                 "DOCKER_CONFIG": str(daemon.docker_config)})
+        daemon.docker("kill", container_id)
+        out, _ = waiter.communicate(timeout=30)
+        assert out.strip() == "137"
+    finally:
+        daemon.docker("rm", "-f", container_id, check=False)
+
+
 def test_stop_ends_a_running_container(daemon: Daemon) -> None:
     container_id = daemon.docker("run", "-d", BUSYBOX, "sh", "-c",
                                  "trap 'exit 7' TERM; while true; do sleep 0.1; done"

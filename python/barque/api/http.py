@@ -106,15 +106,19 @@ class Response:
 
 
 class Stream:
-    """A chunked response; ``chunks`` is blocking (each ``next`` runs on the thread pool)."""
+    """A chunked response; ``chunks`` is blocking (each ``next`` runs on the thread pool).
+    ``abandon`` is called (on the event loop) when the client goes away while a chunk is
+    being produced: the producer can then stop early (a pull is cancelled)."""
 
     def __init__(self, chunks: Iterator[bytes], status: int = 200,
                  content_type: str = "application/json",
-                 headers: list[tuple[str, str]] | None = None) -> None:
+                 headers: list[tuple[str, str]] | None = None,
+                 abandon: Callable[[], None] | None = None) -> None:
         self.chunks = chunks
         self.status = status
         self.content_type = content_type
         self.headers = headers or []
+        self.abandon = abandon
 
 
 def json_response(value: object, status: int = 200) -> Response:
@@ -206,7 +210,9 @@ async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamW
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("%s %s -> %d", request.method, request.path, answer.status)
             if isinstance(answer, Stream):
-                await _send_stream(conn, writer, answer, offload, common_headers)
+                if not await _send_stream(conn, reader, writer, answer, offload,
+                                          common_headers):
+                    return
             else:
                 await _send_whole(conn, writer, answer, request.method, common_headers)
             if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
@@ -313,23 +319,44 @@ async def _send_whole(conn: h11.Connection, writer: asyncio.StreamWriter, answer
 _END = object()
 
 
-async def _send_stream(conn: h11.Connection, writer: asyncio.StreamWriter, answer: Stream,
-                       offload: Offload, common: list[tuple[str, str]]) -> None:
+async def _client_gone(conn: h11.Connection, reader: asyncio.StreamReader) -> None:
+    """Returns when the client closes its end; bytes it sends meanwhile (its next request)
+    are kept for h11."""
+    while True:
+        data = await reader.read(65536)
+        if not data:
+            return
+        conn.receive_data(data)
+
+
+async def _send_stream(conn: h11.Connection, reader: asyncio.StreamReader,
+                       writer: asyncio.StreamWriter, answer: Stream, offload: Offload,
+                       common: list[tuple[str, str]]) -> bool:
+    """Send ``answer``; False when the client went away before its end (the connection is
+    then done with)."""
     headers = _headers(answer.status, answer.content_type, answer.headers, common)
     headers.append((b"Transfer-Encoding", b"chunked"))
     writer.write(conn.send(h11.Response(status_code=answer.status, headers=headers,
                                         reason=_reason(answer.status))))
     await writer.drain()  # the client may wait for the headers before anything else
     chunks = answer.chunks
+    gone = asyncio.ensure_future(_client_gone(conn, reader))
+    finished = False
     try:
         while True:
+            produce = asyncio.ensure_future(offload(lambda: next(chunks, _END)))
+            await asyncio.wait([produce, gone], return_when=asyncio.FIRST_COMPLETED)
+            if not produce.done():
+                # The client left while the chunk is being made (a `wait` on a container
+                # that runs on): its thread finishes on its own; nothing is sent any more.
+                produce.add_done_callback(_discard)
+                return False
             try:
-                chunk = await offload(lambda: next(chunks, _END))
+                chunk = produce.result()
             except Exception as e:  # noqa: BLE001 - the status is sent: end the stream
                 log.error("stream failed after its headers were sent: %s", e,
                           exc_info=sys.exc_info())
-                writer.close()
-                return
+                return False
             if chunk is _END:
                 break
             assert isinstance(chunk, bytes)
@@ -338,7 +365,19 @@ async def _send_stream(conn: h11.Connection, writer: asyncio.StreamWriter, answe
                 await writer.drain()
         writer.write(conn.send(h11.EndOfMessage()))
         await writer.drain()
+        finished = True
     finally:
-        close = getattr(chunks, "close", None)
-        if close is not None:
-            await offload(close)
+        gone.cancel()
+        if finished:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                await offload(close)
+        elif answer.abandon is not None:
+            answer.abandon()
+    return True
+
+
+def _discard(future: asyncio.Future[object]) -> None:
+    """Collect an abandoned chunk's outcome, so asyncio does not report it as unretrieved."""
+    if not future.cancelled():
+        future.exception()

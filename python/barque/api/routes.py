@@ -261,7 +261,7 @@ def image_create(engine: Engine, request: Request) -> Response | Stream:
         finally:
             cancel.set()
 
-    return Stream(lines())
+    return Stream(lines(), abandon=cancel.set)
 
 
 def image_remove(engine: Engine, request: Request) -> Response:
@@ -383,31 +383,52 @@ def container_kill(engine: Engine, request: Request) -> Response:
 
 
 def container_wait(engine: Engine, request: Request) -> Stream:
+    """``POST /containers/{id}/wait``. The waiting is done here in steps of at most 0.25 s
+    (woken at once by the process's exit, through its pidfd) rather than in one blocking
+    ``ContainerService.wait``: a client that goes away then frees its thread within a step,
+    so abandoned waits never use up the pool."""
+    from .. import procfs
+
     condition = request.arg("condition") or "not-running"
     if condition not in ("not-running", "next-exit", "removed"):
         raise InvalidArgumentError(f"invalid condition: {condition!r}")
     containers = engine.containers
     container_id = containers.get(request.params["id"]).id  # a 404 before the headers
+    abandoned = threading.Event()
+
+    def until_stopped() -> None:
+        while not abandoned.is_set():
+            current = containers.get(container_id)  # records an exit it finds
+            if not _running(current):
+                return
+            if current.pid:
+                procfs.wait_gone(current.pid, procfs.start_time(current.pid), 0.25)
+            else:
+                abandoned.wait(0.05)
 
     def result() -> Iterator[bytes]:
-        if condition == "next-exit":
-            # The next exit: of this run if it runs, else of the next start's.
-            while not _running(containers.get(container_id)):
-                time.sleep(0.05)
         try:
-            code = containers.wait(container_id)
+            if condition == "next-exit":
+                # The next exit: of this run if it runs, else of the next start's.
+                while not abandoned.is_set() and not _running(containers.get(container_id)):
+                    abandoned.wait(0.05)
+            until_stopped()
+            if abandoned.is_set():
+                return
+            code = containers.wait(container_id)  # stopped: its recorded exit code
         except ContainerNotFoundError:
             code = 0  # removed meanwhile (an AutoRemove container): nothing left to wait for
         if condition == "removed":
-            while True:
+            while not abandoned.is_set():
                 try:
                     containers.get(container_id)
                 except ContainerNotFoundError:
                     break
-                time.sleep(0.05)
-        yield models.encode({"StatusCode": code, "Error": None}) + b"\n"
+                abandoned.wait(0.05)
+        if not abandoned.is_set():
+            yield models.encode({"StatusCode": code, "Error": None}) + b"\n"
 
-    return Stream(result())
+    return Stream(result(), abandon=abandoned.set)
 
 
 def container_remove(engine: Engine, request: Request) -> Response:
