@@ -224,6 +224,18 @@ def test_clients_that_leave_mid_wait_leave_the_daemon_serving(daemon: Daemon) ->
         daemon.docker("rm", "-f", container_id, check=False)
 
 
+def test_logs_follow_until_the_container_exits(daemon: Daemon) -> None:
+    container_id = daemon.docker("run", "-d", BUSYBOX, "sh", "-c",
+                                 "echo first; sleep 1; echo second >&2").stdout.strip()
+    try:
+        followed = daemon.docker("logs", "-f", "-t", container_id, timeout=30)
+        assert followed.stdout.endswith(" first\n") and followed.stderr.endswith(" second\n")
+        assert followed.stdout[:4].isdigit()  # -t: each line starts with its RFC 3339 time
+        assert daemon.docker("logs", "--tail", "1", container_id).stderr == "second\n"
+    finally:
+        daemon.docker("rm", "-f", container_id, check=False)
+
+
 def test_stop_ends_a_running_container(daemon: Daemon) -> None:
     container_id = daemon.docker("run", "-d", BUSYBOX, "sh", "-c",
                                  "trap 'exit 7' TERM; while true; do sleep 0.1; done"

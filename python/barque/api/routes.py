@@ -458,9 +458,14 @@ def container_logs(engine: Engine, request: Request) -> Stream:
                               until=until if until not in ("0", None) else None)
     timestamps = request.flag("timestamps")
     tty = container.model.config.tty
+    # A follower whose client left stops at the next entry (its thread is held until the
+    # container writes or stops: the service's follow cannot be woken from outside yet).
+    abandoned = threading.Event()
 
     def chunks() -> Iterator[bytes]:
         for entry in entries:
+            if abandoned.is_set():
+                return
             if not (stdout if entry.stream == "stdout" else stderr):
                 continue
             data = (entry.time.encode() + b" " if timestamps else b"") + entry.data
@@ -468,7 +473,7 @@ def container_logs(engine: Engine, request: Request) -> Stream:
 
     content_type = ("application/vnd.docker.raw-stream" if tty
                     else "application/vnd.docker.multiplexed-stream")
-    return Stream(chunks(), content_type=content_type)
+    return Stream(chunks(), content_type=content_type, abandon=abandoned.set)
 
 
 # -- volumes ---------------------------------------------------------------------------------
