@@ -272,6 +272,10 @@ def test_bad_requests_get_one_line_errors(daemon: Daemon) -> None:
     status, _, answer = daemon.request(b"GET /v1.47/no/such/thing HTTP/1.1\r\nHost: d\r\n"
                                        b"Connection: close\r\n\r\n")
     assert (status, json.loads(answer)) == (404, {"message": "page not found"})
+    status, _, answer = daemon.request(
+        b"POST /v1.47/volumes/create HTTP/1.1\r\nHost: d\r\nContent-Length: 999999999\r\n"
+        b"\r\n{")
+    assert status == 413 and "request body too large" in json.loads(answer)["message"]
     status, _, answer = daemon.request(b"POST /v1.47/containers/x/attach?stream=1 HTTP/1.1\r\n"
                                        b"Host: d\r\nConnection: close\r\n\r\n")
     assert status == 501
@@ -281,6 +285,19 @@ def test_bad_requests_get_one_line_errors(daemon: Daemon) -> None:
     assert status == 200 and answer == b""
     assert (headers["api-version"], headers["ostype"], headers["builder-version"]) == (
         "1.47", "linux", "1")
+
+
+def test_two_hundred_clients_at_once_are_all_answered(daemon: Daemon) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def ps(_: int) -> tuple[int, object]:
+        status, _, body = daemon.request(b"GET /v1.47/containers/json?all=1 HTTP/1.1\r\n"
+                                         b"Host: d\r\nConnection: close\r\n\r\n")
+        return status, json.loads(body)
+
+    with ThreadPoolExecutor(max_workers=200) as pool:
+        answers = list(pool.map(ps, range(200)))
+    assert answers == [(200, answers[0][1])] * 200
 
 
 def test_sigterm_stops_the_daemon_and_removes_its_socket(tmp_path: Path) -> None:

@@ -136,7 +136,9 @@ Offload = Callable[[Callable[[], object]], Awaitable[object]]
 
 #: barque's errors -> the status Docker answers with; the first class of an error's MRO
 #: found here wins, so a subclass may differ from its base (a VolumeInUseError is a 409
-#: ConflictError). Builtin bases catch the rest: LookupError 404, ValueError/TypeError 400.
+#: ConflictError), and the builtin bases barque's errors have catch the rest (LookupError
+#: 404, ValueError/TypeError 400). Any other exception is a 500: a KeyError of a bug is no
+#: "not found".
 _STATUS: dict[type[BaseException], int] = {
     errors.ImageNotFoundError: 404,
     errors.ContainerNotFoundError: 404,
@@ -163,7 +165,9 @@ _STATUS: dict[type[BaseException], int] = {
 
 
 def status_of(error: BaseException) -> int:
-    """The HTTP status for ``error`` (500 for anything not mapped)."""
+    """The HTTP status for ``error`` (500 for anything not barque's or not mapped)."""
+    if not isinstance(error, errors.BarqueError):
+        return 500
     for cls in type(error).__mro__:
         status = _STATUS.get(cls)
         if status is not None:
