@@ -208,7 +208,9 @@ async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamW
             else:
                 handler = found
                 try:
-                    answer = await offload(lambda: handler(request))  # type: ignore[assignment]
+                    result = await offload(lambda: handler(request))
+                    assert isinstance(result, (Response, Stream))
+                    answer = result
                 except Exception as e:  # noqa: BLE001 - every failure is an error response
                     answer = error_response(e)
             if log.isEnabledFor(logging.DEBUG):
