@@ -304,6 +304,10 @@ def test_sigterm_stops_the_daemon_and_removes_its_socket(tmp_path: Path) -> None
     second = start_daemon(tmp_path / "root")
     assert oct(second.socket.stat().st_mode & 0o777) == "0o660"
     assert second.docker("ps", "-q").stdout == ""
+    rival = barque(tmp_path / "root", "daemon", "-H", f"unix://{second.socket}", check=False,
+                   timeout=60)
+    assert rival.returncode == 1
+    assert rival.stderr == f"Error: {second.socket}: another daemon is listening there\n"
     assert second.stop() == 0
     assert not second.socket.exists()
 
