@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -65,6 +66,10 @@ class Daemon:
                                                          for line in lines[1:])}
         return int(lines[0].split()[1]), headers, body
 
+    def remove_directory(self) -> None:
+        """The socket's directory (with the log), once the daemon has stopped."""
+        shutil.rmtree(self.socket.parent, ignore_errors=True)
+
     def stop(self) -> int:
         self.process.send_signal(signal.SIGTERM)
         try:
@@ -104,6 +109,7 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
         yield running
     finally:
         running.stop()
+        running.remove_directory()
         left = barque(root, "ps", "-aq", check=False).stdout.split()
         if left:
             barque(root, "rm", "-f", *left, check=False)
@@ -310,6 +316,7 @@ def test_sigterm_stops_the_daemon_and_removes_its_socket(tmp_path: Path) -> None
     assert rival.stderr == f"Error: {second.socket}: another daemon is listening there\n"
     assert second.stop() == 0
     assert not second.socket.exists()
+    second.remove_directory()
 
 
 def test_pull_streams_dockers_progress(daemon: Daemon, fixture_images: dict[str, Any],
