@@ -279,10 +279,12 @@ def test_idle_rss_and_kill(busybox, tmp_path):
                                "--log-path", str(tmp_path / "log"))
     assert proc.returncode == 0, proc
     time.sleep(0.5)
-    status = Path(f"/proc/{reply['shim_pid']}/status").read_text()
-    rss_kb = int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1))
-    print(f"barque-shim idle VmRSS: {rss_kb} kB")
-    assert rss_kb <= 2048, status
+    # PSS, as the benchmark's target (case g) and containerd-shim's comparison use: RSS also
+    # counts in full the file pages (libc, the binary) other processes share.
+    rollup = Path(f"/proc/{reply['shim_pid']}/smaps_rollup").read_text()
+    pss_kb = int(re.search(r"^Pss:\s+(\d+) kB", rollup, re.M).group(1))
+    print(f"barque-shim idle PSS: {pss_kb} kB")
+    assert pss_kb <= 2048, rollup
     # The container's pid is real and the shim reaps it whatever kills it.
     os.kill(reply["pid"], signal.SIGKILL)
     assert wait_exit(state)["exit_code"] == 128 + signal.SIGKILL
