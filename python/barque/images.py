@@ -18,7 +18,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
 from functools import cached_property
 
@@ -54,6 +54,8 @@ if TYPE_CHECKING:
 
     from ._native import BlobIngest, IngestResult
     from .engine import Engine
+    from .registry.auth import Credentials
+    from .registry.client import RegistryClient
     from .registry.manifest import Descriptor
     from .store import Store
 
@@ -310,7 +312,8 @@ class ImageService:
     # -- pull -----------------------------------------------------------------------------
 
     def pull(self, reference: str, *, platform: str | None = None,
-             progress: Progress | None = None, cancel: Cancel | None = None) -> Image:
+             progress: Progress | None = None, cancel: Cancel | None = None,
+             credentials: Credentials | None = None) -> Image:
         """Pull ``reference`` from its registry into the store and tag it.
 
         Layers download concurrently and are hashed, decompressed and unpacked in one pass.
@@ -318,19 +321,38 @@ class ImageService:
         an interrupted, failed or cancelled pull leaves its partial blobs to be resumed by
         the next pull. Idempotent: pulling what is stored re-checks the manifest and reports
         ``Already exists``. ``progress`` hears Docker's pull statuses; ``cancel`` is checked
-        per chunk and layer. Raises RegistryError (and its AuthenticationError,
+        per chunk and layer; ``credentials`` are used for this pull only, instead of the
+        Docker config's (a daemon client's X-Registry-Auth). Raises RegistryError (and its AuthenticationError,
         ManifestUnknownError), InvalidReferenceError, InvalidManifestError,
         PlatformNotFoundError, DigestMismatchError, InvalidLayerError,
         OperationCancelledError.
         """
         ref = Reference.parse(arguments.text(reference, "reference"))
         arguments.optional_text(platform, "platform")
-        return _Pull(self, ref, platform, progress or NullProgress(), cancel).run()
+        with self._registry_for(ref, credentials) as client:
+            return _Pull(self, ref, platform, progress or NullProgress(), cancel, client).run()
+
+    @contextlib.contextmanager
+    def _registry_for(self, ref: Reference, credentials: Credentials | None
+                      ) -> Iterator[RegistryClient]:
+        """The engine's registry client, or one of its own for a call given credentials (so
+        they live as long as the call and reach no other call's tokens)."""
+        if credentials is None:
+            yield self._engine.registry
+            return
+        from .registry.client import RegistryClient
+
+        client = RegistryClient(self._engine.settings, credentials={ref.registry: credentials})
+        try:
+            yield client
+        finally:
+            client.close()
 
     # -- push -----------------------------------------------------------------------------
 
     def push(self, reference: str, *, progress: Progress | None = None,
-             cancel: Cancel | None = None) -> PushResult:
+             cancel: Cancel | None = None, credentials: Credentials | None = None
+             ) -> PushResult:
         """Push the local image tagged ``reference`` to its registry, blobs the registry lacks
         first, then the manifest exactly as stored (so its digest is kept). Blobs another
         repository of the same registry is known to hold are mounted, not uploaded. Any image
@@ -339,7 +361,8 @@ class ImageService:
         Idempotent (a second push finds every blob there); the tag moves on the registry only
         with the manifest, last. ``progress`` hears Docker's push statuses; ``cancel`` stops
         it at the next layer report, before the manifest (blobs already sent stay, for the
-        next push to skip). Raises ImageNotFoundError, InvalidReferenceError, StoreError (a
+        next push to skip). ``credentials`` are used for this push only, as with
+        :meth:`pull`. Raises ImageNotFoundError, InvalidReferenceError, StoreError (a
         blob missing), RegistryError, AuthenticationError, OperationCancelledError.
         """
         from .registry.push import BlobToPush, Pusher
@@ -379,11 +402,12 @@ class ImageService:
         config = blob(manifest.config, None)
         report.message(f"The push refers to repository [{ref.name}]")
         settings = self._engine.settings
-        pusher = Pusher(self._engine.registry, ref, progress=report,
-                        concurrency=settings.max_concurrent_uploads,
-                        chunk_size=settings.upload_chunk_bytes)
         check_cancelled(cancel, "push")
-        outcome = pusher.push(layers, config, manifest.raw, manifest.media_type)
+        with self._registry_for(ref, credentials) as client:
+            pusher = Pusher(client, ref, progress=report,
+                            concurrency=settings.max_concurrent_uploads,
+                            chunk_size=settings.upload_chunk_bytes)
+            outcome = pusher.push(layers, config, manifest.raw, manifest.media_type)
         # Docker records the pushed digest too; a later push elsewhere may mount from here.
         self._store.metadata.add_digest(f"{ref.name}@{outcome.digest}", image_id)
         return PushResult(str(ref), outcome.digest, outcome.size, outcome.blobs)
@@ -527,16 +551,21 @@ class ImageService:
         name = Reference.parse(repository, default_tag=None)
         return search.list_tags(self._engine.registry, str(name), limit)
 
-    def login(self, server: str | None, username: str, password: str) -> None:
+    def login(self, server: str | None, username: str, password: str, *,
+              save: bool = True) -> None:
         """``docker login``: check the credentials against ``server`` (Docker Hub when None),
-        then save them in Docker's ``config.json`` (atomically, mode 0600, other keys kept).
+        then save them in Docker's ``config.json`` (atomically, mode 0600, other keys kept);
+        without ``save`` only check them (a daemon's ``/auth``: its client keeps them).
         Raises AuthenticationError, RegistryError; nothing is written when they fail."""
         from .registry.auth import Credentials
-        from .registry.login import login
+        from .registry.login import login, verify_credentials
 
         settings = self._engine.settings
-        login(self._engine.registry, settings.docker_config, server or "docker.io",
-              Credentials(username, password))
+        creds = Credentials(username, password)
+        if not save:
+            verify_credentials(self._engine.registry, server or "docker.io", creds)
+            return
+        login(self._engine.registry, settings.docker_config, server or "docker.io", creds)
 
     def logout(self, server: str | None) -> bool:
         """``docker logout``: drop ``server``'s saved credentials (Docker Hub when None);
@@ -642,8 +671,10 @@ class ImageService:
         with self._store.gc_lock(shared=False):
             return self._store.collect_garbage()
 
-    def prune(self, all: bool = False) -> PruneReport:
-        """Remove dangling images (no tag), or with ``all`` every image no container uses; then
+    def prune(self, all: bool = False, *,
+              matches: Callable[[Image], bool] | None = None) -> PruneReport:
+        """Remove dangling images (no tag), or with ``all`` every image no container uses
+        (either way only those ``matches`` accepts: Docker's ``until`` and ``label``); then
         delete unreferenced layers, blobs, abandoned unpack leftovers and the partial
         downloads no live pull is writing (counted in the space reclaimed). Idempotent: a
         second prune finds nothing; live pulls, loads and commits are never disturbed."""
@@ -653,7 +684,8 @@ class ImageService:
         for record in self._store.metadata.images():
             if self._store.metadata.containers_using_image(record.id):
                 continue
-            if all or not record.repo_tags:
+            if (all or not record.repo_tags) and (matches is None
+                                                  or matches(self._image(record))):
                 deleted += [{"Untagged": familiar(r)}
                             for r in self._store.metadata.remove_image(record.id)]
                 deleted.append({"Deleted": record.id})
@@ -745,11 +777,12 @@ class _Pull:
     """One pull: resolve, fetch the config, fetch and unpack the layers, record the image."""
 
     def __init__(self, service: ImageService, ref: Reference, platform: str | None,
-                 progress: Progress, cancel: Cancel | None = None) -> None:
+                 progress: Progress, cancel: Cancel | None = None,
+                 client: RegistryClient | None = None) -> None:
         self.service = service
         self.store = service._store
         self.settings = service._engine.settings
-        self.client = service._engine.registry
+        self.client = client or service._engine.registry
         self.ref = ref if (ref.tag or ref.digest) else ref.with_tag("latest")
         self.platform = platform
         self.progress = progress

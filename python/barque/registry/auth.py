@@ -295,14 +295,18 @@ class Authenticator:
 
     def __init__(self, docker_config: Path, fetch: Fetch,
                  may_send_credentials: Callable[[str], bool],
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 credentials: dict[str, Credentials] | None = None) -> None:
         self._config_path = docker_config
         self._fetch = fetch
         self._may_send = may_send_credentials
         self._clock = clock
         self._lock = threading.Lock()
         self._token_locks: dict[tuple[str, str], threading.Lock] = {}
-        self._auths: dict[str, Credentials] | None = None
+        # Given credentials (a daemon request's X-Registry-Auth) replace the config file's:
+        # that file is then never read.
+        self._auths: dict[str, Credentials] | None = None if credentials is None else {
+            normalize_auth_key(host): creds for host, creds in credentials.items()}
         self._challenges: dict[str, Challenge] = {}
         self._tokens: dict[tuple[str, str], _Token] = {}
 

@@ -77,7 +77,7 @@ from ..errors import (
     RegistryError,
 )
 from ..reference import Reference
-from .auth import Authenticator, normalize_auth_key
+from .auth import Authenticator, Credentials, normalize_auth_key
 from .manifest import (
     ACCEPT_MANIFEST_TYPES,
     INDEX_MEDIA_TYPES,
@@ -384,11 +384,14 @@ class RegistryClient:
     Safe to share between threads. ``timeout`` bounds connecting, ``read_timeout`` each wait
     for data (default: the settings' ``connect_timeout`` and ``read_timeout``); ``backoff`` is
     the first retry delay in seconds, doubled each time (default ``download_retry_backoff``).
+    ``credentials`` (``{registry host: Credentials}``) are used instead of the Docker
+    config's, which is then not read: a daemon's client sends its own with each request.
     """
 
     def __init__(self, settings: Settings, *, timeout: float | None = None,
                  read_timeout: float | None = None, backoff: float | None = None,
-                 user_agent: str = USER_AGENT) -> None:
+                 user_agent: str = USER_AGENT,
+                 credentials: dict[str, Credentials] | None = None) -> None:
         self._settings = settings
         self._backoff = settings.download_retry_backoff if backoff is None else backoff
         self._read_timeout = settings.read_timeout if read_timeout is None else read_timeout
@@ -398,7 +401,7 @@ class RegistryClient:
             headers={"User-Agent": user_agent},
             timeout=urllib3.Timeout(connect=connect, read=self._read_timeout), retries=False)
         self._auth = Authenticator(settings.docker_config, self._fetch_token,
-                                   self.may_send_credentials)
+                                   self.may_send_credentials, credentials=credentials)
         self._lock = threading.Lock()
         self._mirror_down_until: dict[str, float] = {}
 
