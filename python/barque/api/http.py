@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import http
+import io
 import json
 import logging
+import re
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -22,6 +24,10 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import h11
 
 from .. import errors
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 log = logging.getLogger("barque.api")
 
@@ -31,6 +37,13 @@ MAX_BODY = 16 << 20
 
 #: How much h11 may buffer while looking for the end of a request's head.
 MAX_HEAD = 64 << 10
+
+#: The requests whose body is a tarball of any size (``docker load``, ``docker import``, a
+#: copy into a container): not held in memory nor bounded by MAX_BODY, but read by the
+#: handler from the connection as it goes (:attr:`Request.stream`).
+STREAMED_BODIES = [("POST", re.compile(r"/images/load")),
+                   ("POST", re.compile(r"/images/create")),
+                   ("PUT", re.compile(r"/containers/[^/]+/archive"))]
 
 
 class Request:
@@ -46,6 +59,16 @@ class Request:
         self.version = version
         #: The path's ``{name}`` parts, set by the router.
         self.params: dict[str, str] = {}
+        #: The body still on the connection, for a request of STREAMED_BODIES.
+        self.body_reader: _BodyReader | None = None
+
+    @property
+    def stream(self) -> BinaryIO:
+        """The body as a binary file: read from the connection as it is asked for, for the
+        requests of STREAMED_BODIES (on the pool's thread, as handlers run), else ``body``."""
+        if self.body_reader is not None:
+            return io.BufferedReader(self.body_reader, 1 << 20)
+        return io.BytesIO(self.body)
 
     def arg(self, name: str, default: str | None = None) -> str | None:
         """The last value of query parameter ``name``."""
@@ -213,6 +236,11 @@ async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamW
                     answer = result
                 except Exception as e:  # noqa: BLE001 - every failure is an error response
                     answer = error_response(e)
+                if request.body_reader is not None:
+                    # What the handler left of the body (all of it, refused early): read to
+                    # its end, so the client, still sending, gets the answer.
+                    while conn.their_state is h11.SEND_BODY:
+                        await _next_event(conn, reader)
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("%s %s -> %d", request.method, request.path, answer.status)
             if isinstance(answer, Stream):
@@ -258,14 +286,18 @@ async def _read_request(conn: h11.Connection, reader: asyncio.StreamReader
     if not isinstance(event, h11.Request):
         raise h11.RemoteProtocolError(f"unexpected {type(event).__name__}")
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in event.headers}
-    length = headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > MAX_BODY:
-        return message_response(413, f"request body too large: {length} bytes, at most "
-                                     f"{MAX_BODY}")
     target = urlsplit(event.target.decode("latin-1"))
     query = parse_qs(target.query, keep_blank_values=True)
     path, version = split_version(unquote(target.path))
     request = Request(event.method.decode("ascii"), path, query, headers, b"", version)
+    if any(request.method == method and pattern.fullmatch(path)
+           for method, pattern in STREAMED_BODIES):
+        request.body_reader = _BodyReader(conn, reader, asyncio.get_running_loop())
+        return request
+    length = headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > MAX_BODY:
+        return message_response(413, f"request body too large: {length} bytes, at most "
+                                     f"{MAX_BODY}")
     body = bytearray()
     while True:
         event = await _next_event(conn, reader)
@@ -280,6 +312,38 @@ async def _read_request(conn: h11.Connection, reader: asyncio.StreamReader
             return None
     request.body = bytes(body)
     return request
+
+
+class _BodyReader(io.RawIOBase):
+    """A request's body read from its connection by the handler's thread: each read that
+    needs more waits for the event loop to receive the next piece."""
+
+    def __init__(self, conn: h11.Connection, reader: asyncio.StreamReader,
+                 loop: asyncio.AbstractEventLoop) -> None:
+        self._conn, self._reader, self._loop = conn, reader, loop
+        self._pending = b""
+        self._ended = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        while not self._pending and not self._ended:
+            try:
+                event = asyncio.run_coroutine_threadsafe(
+                    _next_event(self._conn, self._reader), self._loop).result()
+            except h11.RemoteProtocolError as e:
+                raise ConnectionError(f"the request body was cut short: {e}") from None
+            if isinstance(event, h11.Data):
+                self._pending = bytes(event.data)
+            elif isinstance(event, h11.EndOfMessage):
+                self._ended = True
+            else:
+                raise ConnectionError("the client left before the end of its request body")
+        count = min(len(buffer), len(self._pending))
+        buffer[:count] = self._pending[:count]
+        self._pending = self._pending[count:]
+        return count
 
 
 def split_version(path: str) -> tuple[str, str | None]:
