@@ -8,12 +8,14 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import subprocess
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from barque.api.http import MAX_BODY
 from daemon_helpers import BUSYBOX, DAEMON_MARKS, Daemon, daemon_with_busybox, start_daemon
 from helpers import barque
 
@@ -42,6 +44,11 @@ def _image_id(daemon: Daemon, name: str) -> str:
 
 def _names(daemon: Daemon) -> set[str]:
     return set(daemon.docker("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split())
+
+
+def _names_filtered(daemon: Daemon, condition: str) -> set[str]:
+    return set(daemon.docker("images", "--filter", condition, "--format",
+                             "{{.Repository}}:{{.Tag}}").stdout.split())
 
 
 def _failure(proc: subprocess.CompletedProcess[str]) -> str:
@@ -145,6 +152,21 @@ def test_save_and_load_round_trip_keep_the_id(daemon: Daemon, other: Daemon,
     assert _failure(missing) == "Error response from daemon: No such image: nope:1"
 
 
+def test_an_archive_larger_than_a_json_body_loads(daemon: Daemon, tmp_path: Path) -> None:
+    """The server bounds JSON bodies at 16 MiB; a load's tarball streams past that."""
+    rootfs = _rootfs_tar(tmp_path / "big.tar", {"noise": os.urandom(18 << 20)})
+    image_id = daemon.docker("import", str(rootfs), "mine/big:1").stdout.strip()
+    archive = tmp_path / "saved.tar"
+    try:
+        daemon.docker("save", "-o", str(archive), "mine/big:1")
+        assert archive.stat().st_size > MAX_BODY
+        daemon.docker("rmi", "mine/big:1")
+        assert daemon.docker("load", "-i", str(archive)).stdout == "Loaded image: mine/big:1\n"
+        assert _image_id(daemon, "mine/big:1") == image_id
+    finally:
+        daemon.docker("rmi", "mine/big:1", check=False)
+
+
 def test_a_truncated_load_is_refused_and_loads_nothing(daemon: Daemon, other: Daemon,
                                                        tmp_path: Path) -> None:
     archive = tmp_path / "busybox.tar"
@@ -192,6 +214,21 @@ def test_push_then_pull_back_on_another_daemon(daemon: Daemon, other: Daemon,
             other.docker("rmi", target)
     finally:
         daemon.docker("rmi", target)
+
+
+def test_push_all_tags_of_a_repository(daemon: Daemon, registry) -> None:
+    repository = registry.ref("daemon/all-tags")
+    for tag in ("a", "b"):
+        daemon.docker("tag", BUSYBOX, f"{repository}:{tag}")
+    try:
+        lines = daemon.docker("push", "--all-tags", repository).stdout.splitlines()
+        digests = [line for line in lines if ": digest: sha256:" in line]
+        assert [line.partition(":")[0] for line in digests] == ["a", "b"]
+    finally:
+        daemon.docker("rmi", f"{repository}:a", f"{repository}:b")
+    missing = daemon.docker("push", "--all-tags", repository, check=False)
+    assert _failure(missing) == ("Error response from daemon: An image does not exist locally "
+                                 f"with the tag: {repository}")
 
 
 def _dechunk(body: bytes) -> bytes:
@@ -369,6 +406,10 @@ def test_prune_removes_dangling_images_and_honours_labels(daemon: Daemon,
                              "mine/labelled:1").stdout.strip()
     kept = daemon.docker("import", str(rootfs), "mine/kept:1").stdout.strip()
     try:
+        since = _names_filtered(daemon, f"since={BUSYBOX}")
+        assert {"mine/labelled:1", "mine/kept:1"} <= since and BUSYBOX not in since
+        before = _names_filtered(daemon, "before=mine/labelled:1")
+        assert BUSYBOX in before and "mine/labelled:1" not in before
         pruned = daemon.docker("image", "prune", "-f").stdout
         assert f"deleted: {dangling}" in pruned and "Total reclaimed space:" in pruned
         assert labelled not in pruned and kept not in pruned

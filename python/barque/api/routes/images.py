@@ -11,13 +11,15 @@ import queue
 import shlex
 import threading
 from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
 from fnmatch import fnmatchcase
 
 from ... import models
-from ...errors import InvalidArgumentError, InvalidReferenceError
+from ...errors import ImageNotFoundError, InvalidArgumentError, InvalidReferenceError
 from ...images import parse_created
 from ...logs import parse_since
 from ...progress import check_cancelled
+from ...reference import Reference
 from ..http import Request, Response, Stream, json_response
 from .common import Route
 
@@ -25,7 +27,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ...engine import Engine
     from ...images import Image
-    from ...progress import Progress
     from ...registry.auth import Credentials
 
 
@@ -50,11 +51,19 @@ def _reference_matches(pattern: str, tags: list[str]) -> bool:
 
 def images_list(engine: Engine, request: Request) -> Response:
     filters = request.filters()
-    unknown = set(filters) - {"reference", "dangling", "label"}
+    unknown = set(filters) - {"reference", "dangling", "label", "before", "since"}
     if unknown:
         raise InvalidArgumentError(f"invalid filter '{sorted(unknown)[0]}'")
+    # before/since IMAGE: those created before (after) that image, as dockerd compares.
+    epoch = datetime.fromtimestamp(0, timezone.utc)
+    before = [engine.images.get(n).created or epoch for n in filters.get("before", [])]
+    since = [engine.images.get(n).created or epoch for n in filters.get("since", [])]
     out = []
     for image in engine.images.list(all=request.flag("all")):
+        created = image.created or epoch
+        if any(created >= limit for limit in before) or any(created <= limit
+                                                             for limit in since):
+            continue
         if "reference" in filters and not any(_reference_matches(p, image.tags)
                                               for p in filters["reference"]):
             continue
@@ -85,7 +94,8 @@ class _JsonMessages:
     def __init__(self, events: queue.Queue[tuple[str, object]]) -> None:
         self._events = events
 
-    def _put(self, document: dict[str, object]) -> None:
+    def send(self, document: dict[str, object]) -> None:
+        """A line of the work's own (a push's digest and ``aux``)."""
         self._events.put(("line", _line(document)))
 
     def message(self, text: str) -> None:
@@ -94,7 +104,7 @@ class _JsonMessages:
             self._events.put(("pulling", _line({"status": "Pulling from " + repository,
                                                 "id": tag})))
         else:
-            self._put({"status": text})
+            self.send({"status": text})
 
     def layer(self, layer_id: str, status: str, current: int | None = None,
               total: int | None = None) -> None:
@@ -103,7 +113,7 @@ class _JsonMessages:
             detail["current"] = current
             if total:
                 detail["total"] = total
-        self._put({"status": status, "progressDetail": detail, "id": layer_id})
+        self.send({"status": status, "progressDetail": detail, "id": layer_id})
 
 
 def _line(document: dict[str, object]) -> bytes:
@@ -116,10 +126,10 @@ def _error_line(error: BaseException) -> bytes:
     return _line({"errorDetail": {"message": text}, "error": text})
 
 
-def _progress_stream(work: Callable[[Progress, threading.Event], list[bytes]],
+def _progress_stream(work: Callable[[_JsonMessages, threading.Event], None],
                      what: str) -> Response | Stream:
-    """``work`` (a pull, a push) on a thread of its own, its reports streamed as they come,
-    then the lines it returns. A failure before its first report (no such image, refused
+    """``work`` (a pull, a push) on a thread of its own, its reports streamed as they come.
+    A failure before its first report (no such image, refused
     credentials) is an error status, as with dockerd; a later one the stream's last line. A
     client that goes away cancels the work."""
     events: queue.Queue[tuple[str, object]] = queue.Queue()
@@ -127,11 +137,11 @@ def _progress_stream(work: Callable[[Progress, threading.Event], list[bytes]],
 
     def run() -> None:
         try:
-            final = work(_JsonMessages(events), cancel)
+            work(_JsonMessages(events), cancel)
         except BaseException as e:  # noqa: BLE001 - handed to the client, below
             events.put(("error", e))
         else:
-            events.put(("done", final))
+            events.put(("done", None))
 
     threading.Thread(target=run, name=f"barque-api-{what}", daemon=True).start()
     # "Pulling from" comes before the manifest is fetched: held back until the pull has got
@@ -158,9 +168,6 @@ def _progress_stream(work: Callable[[Progress, threading.Event], list[bytes]],
             if kind == "error":
                 assert isinstance(value, BaseException)
                 yield _error_line(value)
-            else:
-                assert isinstance(value, list)
-                yield from value
         finally:
             cancel.set()
 
@@ -210,10 +217,9 @@ def image_create(engine: Engine, request: Request) -> Response | Stream:
     platform_arg = request.arg("platform") or None
     credentials = _registry_auth(request)
 
-    def pull(progress: Progress, cancel: threading.Event) -> list[bytes]:
+    def pull(progress: _JsonMessages, cancel: threading.Event) -> None:
         engine.images.pull(name, platform=platform_arg, progress=progress, cancel=cancel,
                            credentials=credentials)
-        return []
 
     return _progress_stream(pull, "pull")
 
@@ -243,16 +249,25 @@ def image_push(engine: Engine, request: Request) -> Response | Stream:
     ``TAG: digest: sha256:... size: N`` status and its ``aux`` (what docker-py reads)."""
     name = request.params["name"]
     tag = request.arg("tag") or ""
-    reference = f"{name}:{tag}" if tag else name
+    repository = Reference.parse(name, default_tag=None)
+    if tag or repository.tag or repository.digest:
+        references = [f"{name}:{tag}" if tag else name]
+    else:  # no tag at all: every local tag of the repository (docker push --all-tags)
+        references = sorted(t for image in engine.images.list() for t in image.tags
+                            if Reference.parse(t).name == repository.name)
+        if not references:
+            raise ImageNotFoundError("An image does not exist locally with the tag: "
+                                     f"{repository.familiar_name}")
     credentials = _registry_auth(request)
 
-    def push(progress: Progress, cancel: threading.Event) -> list[bytes]:
-        result = engine.images.push(reference, progress=progress, cancel=cancel,
-                                    credentials=credentials)
-        pushed_tag = result.reference.rpartition(":")[2]
-        return [_line({"status": f"{pushed_tag}: digest: {result.digest} size: {result.size}"}),
-                _line({"progressDetail": {}, "aux": {"Tag": pushed_tag, "Digest": result.digest,
-                                                     "Size": result.size}})]
+    def push(progress: _JsonMessages, cancel: threading.Event) -> None:
+        for reference in references:
+            result = engine.images.push(reference, progress=progress, cancel=cancel,
+                                        credentials=credentials)
+            pushed = result.reference.rpartition(":")[2]
+            progress.send({"status": f"{pushed}: digest: {result.digest} size: {result.size}"})
+            progress.send({"progressDetail": {},
+                           "aux": {"Tag": pushed, "Digest": result.digest, "Size": result.size}})
 
     return _progress_stream(push, "push")
 
