@@ -19,6 +19,7 @@ import logging
 import re
 import sys
 from collections.abc import Awaitable, Callable, Iterator
+from functools import cached_property
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import h11
@@ -62,10 +63,11 @@ class Request:
         #: The body still on the connection, for a request of STREAMED_BODIES.
         self.body_reader: _BodyReader | None = None
 
-    @property
+    @cached_property
     def stream(self) -> BinaryIO:
         """The body as a binary file: read from the connection as it is asked for, for the
-        requests of STREAMED_BODIES (on the pool's thread, as handlers run), else ``body``."""
+        requests of STREAMED_BODIES (their ``body`` stays empty; on the pool's thread, as
+        handlers run), else over ``body``."""
         if self.body_reader is not None:
             return io.BufferedReader(self.body_reader, 1 << 20)
         return io.BytesIO(self.body)

@@ -20,6 +20,7 @@ from ...images import parse_created
 from ...logs import parse_since
 from ...progress import check_cancelled
 from ...reference import Reference
+from ...registry.auth import normalize_auth_key
 from ..http import Request, Response, Stream, json_response
 from .common import Route
 
@@ -501,7 +502,9 @@ def auth(engine: Engine, request: Request) -> Response:
     server = document.get("serveraddress") or None
     if server is not None and not isinstance(server, str):
         raise InvalidArgumentError("serveraddress must be a string")
-    engine.images.login(server, username, password, save=False)
+    # The CLI names Docker Hub by its v1 URL: the registry is the host of what it sends.
+    engine.images.login(normalize_auth_key(server) if server else None, username, password,
+                        save=False)
     return json_response({"IdentityToken": "", "Status": "Login Succeeded"})
 
 
