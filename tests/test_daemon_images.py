@@ -381,6 +381,17 @@ def test_login_then_pull_with_the_clients_credentials(daemon: Daemon, auth_regis
         if path.is_file() and not path.is_symlink() and path.stat().st_size < 1 << 20:
             assert secret not in path.read_bytes(), path
     assert _pull_status(daemon, image)[0] == 401
+    # Raw /auth: a server given as a URL (as the CLI names Docker Hub) is its host.
+    for secret, expected in ((password, 200), ("wrong", 401)):
+        login = json.dumps({"username": user, "password": secret,
+                            "serveraddress": f"http://{host}/v1/"}).encode()
+        status, _, body = daemon.request(
+            b"POST /v1.47/auth HTTP/1.1\r\nHost: d\r\nConnection: close\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+            % (len(login), login))
+        assert status == expected, body
+        if status == 200:
+            assert json.loads(body) == {"IdentityToken": "", "Status": "Login Succeeded"}
     wrong = json.dumps({"username": user, "password": "wrong", "serveraddress": host})
     assert _pull_status(daemon, image, wrong.encode())[0] == 401
     status, message = _pull_status(daemon, image, b"not json")

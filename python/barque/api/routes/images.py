@@ -439,7 +439,6 @@ def images_prune(engine: Engine, request: Request) -> Response:
                           "SpaceReclaimed": report.space_reclaimed})
 
 
-#: What of a commit's Config body barque merges: as the Dockerfile instruction each is.
 def _config_changes(document: object) -> list[str]:
     """A commit's Config (what overrides the container's in the image) as the Dockerfile
     instructions barque's commit applies; a key it cannot apply is refused, not dropped."""
