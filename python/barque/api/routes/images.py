@@ -20,7 +20,7 @@ from ...images import parse_created
 from ...logs import parse_since
 from ...progress import check_cancelled
 from ...reference import Reference
-from ...registry.auth import normalize_auth_key
+from ...registry.auth import Credentials, normalize_auth_key
 from ..http import Request, Response, Stream, json_response
 from .common import Route
 
@@ -28,7 +28,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ...engine import Engine
     from ...images import Image
-    from ...registry.auth import Credentials
 
 
 def _image_summary(image: Image) -> dict[str, object]:
@@ -179,8 +178,6 @@ def _registry_auth(request: Request) -> Credentials | None:
     """``X-Registry-Auth``: base64url JSON ``{username, password, serveraddress...}`` from
     the client's own login, for this request only (never stored, never logged). None when
     it carries no username (the client has no login for that registry)."""
-    from ...registry.auth import Credentials
-
     header = request.headers.get("x-registry-auth", "").strip()
     if not header:
         return None
