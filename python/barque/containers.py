@@ -298,11 +298,20 @@ def _inspect_document(service: ContainerService, record: ContainerRecord,
     sandbox_key = ""
     if running:  # barque's sandbox is the container's own network namespace, or the host's
         sandbox_key = "/proc/1/ns/net" if network == "host" else f"/proc/{record.pid}/ns/net"
+    restart_count, restarting = 0, False
+    if host.restart_policy.name not in ("", "no"):
+        from . import restarts
+
+        restart_count = restarts.restart_count(bundle)
+        restarting = record.status == "exited" and restarts.restarting(paths.root, bundle)
     document = models.ContainerInspect(
         id=record.id, created=_rfc3339(record.created),
-        path=command[0] if command else "", args=command[1:],
+        path=command[0] if command else "", args=command[1:], restart_count=restart_count,
         state=models.ContainerState(
-            status=record.status, running=running, paused=record.status == "paused",
+            # Docker's: a container waiting out its restart delay counts as running.
+            status="restarting" if restarting else record.status,
+            running=running or restarting, restarting=restarting,
+            paused=record.status == "paused",
             oom_killed=record.oom_killed, pid=record.pid if running else 0,
             exit_code=record.exit_code, error=record.error,
             started_at=_rfc3339(record.started_at) if record.started_at
@@ -577,6 +586,9 @@ class ContainerService:
         if error:
             fields["error"] = error
         self._store.metadata.update_container(container_id, **fields)
+        from . import restarts
+
+        restarts.notify_exit(self._store.paths.root, container_id)  # its restart policy
 
     # -- create ---------------------------------------------------------------------------
 
@@ -829,12 +841,14 @@ class ContainerService:
         return cgroups.create(record.id, limits, fresh=fresh, devices=devices)
 
     def start(self, name_or_id: str, *, hold_output: bool = False,
-              tty_size: tuple[int, int] | None = None) -> Container:
+              tty_size: tuple[int, int] | None = None,
+              keep_restart_count: bool = False) -> Container:
         """Start a created (or exited) container detached, under its own supervisor
         (``barque-shim``), which logs its output, records its exit and survives this process.
         ``hold_output`` keeps the output for the first attach client (``start -a``,
         ``run -it``). Errors in the container's set-up raise ``ContainerStartError`` with
-        Docker's exit code (127, 126, 125)."""
+        Docker's exit code (127, 126, 125). ``keep_restart_count``: a restart policy's start
+        (a user's clears the count and a stop by hand, see :mod:`barque.restarts`)."""
         from .runtime import supervisor
 
         container_id = self.resolve_id(name_or_id)
@@ -843,6 +857,10 @@ class ContainerService:
             if record.status in ("running", "paused"):
                 return Container(self, record)
             cfg = _stored_of(record)
+            if not keep_restart_count and cfg.host_config.restart_policy.name not in ("", "no"):
+                from . import restarts
+
+                restarts.record_user_start(self._store.paths.container(container_id))
             log_opts = dict(cfg.host_config.log_config.config or {})
             json_file = cfg.host_config.log_config.type == "json-file"
             console = cfg.host_config.console_size
@@ -976,7 +994,15 @@ class ContainerService:
         record = self._load(self.resolve_id(name_or_id))
         if record.status not in ("running", "paused"):
             raise ConflictError(f"Container {record.id} is not running")
+        self._mark_stopped_by_hand(record)
         self._signal(record, sig)
+
+    def _mark_stopped_by_hand(self, record: ContainerRecord) -> None:
+        """So a restart policy does not undo a ``stop`` or ``kill`` (see barque.restarts)."""
+        if _stored_of(record).host_config.restart_policy.name not in ("", "no"):
+            from . import restarts
+
+            restarts.record_stop_by_hand(self._store.paths.container(record.id))
 
     def _signal(self, record: ContainerRecord, sig: int) -> None:
         try:
@@ -998,6 +1024,7 @@ class ContainerService:
         """Docker's stop: the stop signal, then SIGKILL after ``timeout`` seconds."""
         arguments.number(timeout, "timeout")
         record = self._load(self.resolve_id(name_or_id))
+        self._mark_stopped_by_hand(record)  # also cancels a restart waiting out its delay
         if record.status not in ("running", "paused"):
             return
         stop_signal = _stored_of(record).config.stop_signal or "SIGTERM"

@@ -109,6 +109,11 @@ async def _serve(engine: Engine, hosts: list[str], ready: Callable[[], None] | N
     # The store is opened before the first client: a root that cannot be used fails the
     # daemon's start, not every request.
     await offload(lambda: engine.images.list())
+    from ..restarts import Watcher
+
+    # The daemon keeps the restart policies; containers are left running when it stops.
+    restarts = Watcher(engine)
+    restarts.start()
     router = Router(engine)
     headers = common_headers()
     typed_offload: Offload = offload
@@ -138,6 +143,7 @@ async def _serve(engine: Engine, hosts: list[str], ready: Callable[[], None] | N
             _remove_if_ours(path, inode)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+        restarts.stop()
     # Calls still running (a client's `wait` on a container that runs on) cannot be
     # interrupted; the interpreter would join their threads at exit and never leave.
     pool.shutdown(wait=False, cancel_futures=True)

@@ -327,7 +327,7 @@ class RunArgs(Options):
 #: container yet. A flag here is refused rather than silently ignored; each leaves this set
 #: when the container model carries it.
 NOT_APPLIED = frozenset({
-    "publish", "publish_all", "restart", "cpu_shares", "cpuset_cpus", "oom_score_adj",
+    "publish", "publish_all", "cpu_shares", "cpuset_cpus", "oom_score_adj",
     "ipc", "pid", "uts", "cgroupns", "stop_timeout", "platform", "pull", "attach",
     "health_cmd", "health_interval", "health_retries", "health_timeout", "health_start_period",
     "no_healthcheck",

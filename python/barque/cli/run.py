@@ -79,6 +79,14 @@ def container_create(args: RunArgs) -> ContainerCreate:
     body.attach_stdout = body.attach_stderr = not args.detach
     body.attach_stdin = body.stdin_once = args.interactive and not args.detach
     _host_flags(args, body)
+    if args.restart != "no":
+        from ..restarts import parse_flag, watcher_alive
+
+        body.host_config.restart_policy = parse_flag(args.restart, auto_remove=args.rm)
+        if not watcher_alive(engine().store.paths.root):
+            # Docker's restarts are its daemon's too; this store has none running.
+            sys.stderr.write("WARNING: no barque daemon watches this store: the restart "
+                             "policy is kept and applied once one runs (barque daemon)\n")
     return body
 
 

@@ -115,9 +115,9 @@ def refuse_unsupported(body: ContainerCreate) -> None:
     for attr, allowed in _CHOICES.items():
         if getattr(host, attr) not in allowed:
             raise refuse(attr, f"{_CHOICE_REASON[attr]}, not {getattr(host, attr)!r}")
-    if host.restart_policy.name not in ("", "no"):
-        raise refuse("restart_policy", "restart policies are " + _NOT_YET
-                     + f' (only "no"), not {host.restart_policy.name!r}')
+    from ..restarts import validate
+
+    validate(host.restart_policy, auto_remove=bool(host.auto_remove))  # Docker's wording
     for entry in host.extra_hosts or []:
         if entry.rpartition(":")[2] == "host-gateway" or entry.endswith("=host-gateway"):
             raise refuse("extra_hosts", "host-gateway needs bridge networking, which barque "

@@ -113,6 +113,8 @@ def container_start(engine: Engine, request: Request) -> Response:
 def container_stop(engine: Engine, request: Request) -> Response:
     container = engine.containers.get(request.params["id"])
     if not _running(container):
+        # Still a stop by hand: it cancels a restart waiting out its delay.
+        engine.containers.stop(container.id)
         return Response(304)  # Docker: already stopped
     timeout = request.integer("t")
     if request.arg("signal"):
