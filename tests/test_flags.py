@@ -163,7 +163,7 @@ def _both_clis() -> list[list[str]]:
 @pytest.mark.parametrize(("args", "flag"), [
     (["run", "-p", "8080:80", "img", "true"], "--publish"),
     (["create", "-itP", "img"], "--publish-all"),
-    (["run", "--rm", "--restart=always", "img"], "--restart"),
+    (["run", "--rm", "--stop-timeout=5", "img"], "--stop-timeout"),
     (["container", "run", "--dns", "1.1.1.1", "-c", "512", "img"], "--cpu-shares"),
     (["run", "--pull", "never", "img"], "--pull"),
 ])

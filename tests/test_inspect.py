@@ -233,7 +233,8 @@ def test_a_create_body_round_trips_through_create_and_inspect(engine, busybox) -
      "HostConfig.PortBindings: port publishing needs bridge networking, which barque does "
      "not have yet"),
     ({"PublishAllPorts": True}, "HostConfig.PublishAllPorts: port publishing needs bridge"),
-    ({"RestartPolicy": {"Name": "always"}}, "HostConfig.RestartPolicy: restart policies"),
+    ({"RestartPolicy": {"Name": "sometimes"}}, "invalid restart policy: unknown policy "
+                                                "'sometimes'"),
     ({"CpuShares": 512}, "HostConfig.CpuShares: CPU shares are not supported"),
     ({"CpusetCpus": "0"}, "HostConfig.CpusetCpus: CPU sets are not supported"),
     ({"PidMode": "host"}, "HostConfig.PidMode: only a private PID namespace"),

@@ -86,6 +86,7 @@ def test_the_cli_refuses_a_bad_policy_in_one_line(tmp_path: Path) -> None:
              "invalid restart policy format: maximum retry count must be an integer"),
             (["--rm", "--restart", "always"],
              "conflicting options: cannot specify both --restart and --rm")]:
-        proc = barque(tmp_path / "root", "create", "--network", "none", *flags, "busybox", check=False)
+        proc = barque(tmp_path / "root", "create", "--network", "none", *flags, "busybox",
+                      check=False)
         assert (proc.returncode, proc.stderr.strip().splitlines()) == (125, [
             f"Error: {message}"])
