@@ -112,8 +112,9 @@ async def _serve(engine: Engine, hosts: list[str], ready: Callable[[], None] | N
     from ..restarts import Watcher
 
     # The daemon keeps the restart policies; containers are left running when it stops.
+    # It starts watching once its sockets listen: a daemon refused for a socket in use
+    # must not first take over another's watch.
     restarts = Watcher(engine)
-    restarts.start()
     router = Router(engine)
     headers = common_headers()
     typed_offload: Offload = offload
@@ -132,6 +133,7 @@ async def _serve(engine: Engine, hosts: list[str], ready: Callable[[], None] | N
             sockets.append((path, path.lstat().st_ino))  # the file's, not the socket's
             servers.append(await asyncio.start_unix_server(client, sock=sock, limit=1 << 20))
             log.info("API listening on %s", path)
+        restarts.start()
         if ready is not None:
             ready()
         await stopping.wait()
