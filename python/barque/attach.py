@@ -112,7 +112,7 @@ def relay(sock: socket.socket, *, stdin: bool, tty: bool, in_fd: int = 0, out_fd
                         _send(sock, sv.encode(sv.STDIN))  # EOF for the container's stdin
                     else:
                         if tty and detach_keys:
-                            data, matched, detach = _scan_detach(data, matched, detach_keys)
+                            data, matched, detach = scan_detach(data, matched, detach_keys)
                             if detach:
                                 if data:
                                     _send(sock, sv.encode(sv.STDIN, data))
@@ -147,7 +147,7 @@ def _send(sock: socket.socket, data: bytes) -> None:
         pass
 
 
-def _scan_detach(data: bytes, matched: int, keys: bytes) -> tuple[bytes, int, bool]:
+def scan_detach(data: bytes, matched: int, keys: bytes) -> tuple[bytes, int, bool]:
     """Hold back a prefix of the detach sequence; returns what to send, the new match
     length, and whether the whole sequence was typed. A partial match that breaks is sent."""
     out = bytearray()

@@ -146,6 +146,20 @@ class Stream:
         self.abandon = abandon
 
 
+class Hijack:
+    """An answer that takes the connection over (``attach``, ``exec start``): the server
+    answers ``101 UPGRADED`` (``Upgrade: tcp``) when the client asked to upgrade, as the
+    docker CLI and docker-py do, else a bare ``200`` without a length, as dockerd does; then
+    ``relay(reader, writer, early)`` runs on the event loop with the raw connection, ``early``
+    being what the client sent past its request. The connection closes when it returns."""
+
+    def __init__(self, content_type: str,
+                 relay: Callable[[asyncio.StreamReader, asyncio.StreamWriter, bytes],
+                                 Awaitable[None]]) -> None:
+        self.content_type = content_type
+        self.relay = relay
+
+
 def json_response(value: object, status: int = 200) -> Response:
     return Response(status, json.dumps(value).encode() + b"\n")
 
@@ -155,7 +169,7 @@ def message_response(status: int, message: str) -> Response:
     return json_response({"message": " ".join(message.split())}, status)
 
 
-Handler = Callable[[Request], "Response | Stream"]
+Handler = Callable[[Request], "Response | Stream | Hijack"]
 #: Runs a blocking function off the event loop (the server's pool).
 Offload = Callable[[Callable[[], object]], Awaitable[object]]
 
@@ -229,12 +243,12 @@ async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamW
                 return
             found = route(request)
             if isinstance(found, Response):
-                answer: Response | Stream = found
+                answer: Response | Stream | Hijack = found
             else:
                 handler = found
                 try:
                     result = await offload(lambda: handler(request))
-                    assert isinstance(result, (Response, Stream))
+                    assert isinstance(result, (Response, Stream, Hijack))
                     answer = result
                 except Exception as e:  # noqa: BLE001 - every failure is an error response
                     answer = error_response(e)
@@ -243,6 +257,10 @@ async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamW
                     # its end, so the client, still sending, gets the answer.
                     while conn.their_state is h11.SEND_BODY:
                         await _next_event(conn, reader)
+            if isinstance(answer, Hijack):
+                log.debug("%s %s -> hijacked", request.method, request.path)
+                await _hijack(conn, writer, request, answer, common_headers, reader)
+                return
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("%s %s -> %d", request.method, request.path, answer.status)
             if isinstance(answer, Stream):
@@ -386,6 +404,33 @@ async def _send_whole(conn: h11.Connection, writer: asyncio.StreamWriter, answer
         writer.write(conn.send(h11.Data(data=body)))
     writer.write(conn.send(h11.EndOfMessage()))
     await writer.drain()
+
+
+async def _hijack(conn: h11.Connection, writer: asyncio.StreamWriter, request: Request,
+                  answer: Hijack, common: list[tuple[str, str]],
+                  reader: asyncio.StreamReader) -> None:
+    upgrade = request.headers.get("upgrade", "").lower() == "tcp"
+    switched = b""
+    if upgrade:
+        headers = _headers(101, answer.content_type,
+                           [("Connection", "Upgrade"), ("Upgrade", "tcp")], common)
+        try:
+            switched = conn.send(h11.InformationalResponse(status_code=101, headers=headers,
+                                                           reason=b"UPGRADED")) or b""
+        except h11.LocalProtocolError:  # asked without Connection: Upgrade
+            switched = b""
+    if switched:
+        writer.write(switched)
+        early = bytes(conn.trailing_data[0])
+    else:
+        # No upgrade asked for: dockerd writes a 200 head and then the raw stream, to the
+        # connection's end (no length, no chunks), which h11 cannot say; written by hand.
+        head = [b"HTTP/1.1 200 OK"] + [k + b": " + v for k, v in _headers(
+            200, answer.content_type, [], common)] + [b"", b""]
+        writer.write(b"\r\n".join(head))
+        early = bytes(conn.trailing_data[0])
+    await writer.drain()
+    await answer.relay(reader, writer, early)
 
 
 _END = object()

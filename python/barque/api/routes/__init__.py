@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 
 from ..http import Handler, Request, Response, message_response
-from . import containers, images, system, volumes
+from . import attach, containers, images, system, volumes
 from .common import (API_VERSION, MAX_API_VERSION, MIN_API_VERSION, Route, RouteHandler,
                      common_headers, not_yet, version_tuple)
 
@@ -27,6 +27,7 @@ __all__ = ["API_VERSION", "MAX_API_VERSION", "MIN_API_VERSION", "Router", "commo
 ROUTES: list[Route] = [
     *system.ROUTES,
     *images.ROUTES,
+    *attach.ROUTES,
     *containers.ROUTES,
     *volumes.ROUTES,
     ("POST", "/build", not_yet("build", "barque has no image builder yet")),

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ... import __version__
-from ..http import Request, Response, Stream, message_response
+from ..http import Hijack, Request, Response, Stream, message_response
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -22,7 +22,7 @@ MIN_API_VERSION = "1.24"
 MAX_API_VERSION = "1.50"
 
 #: A route's handler: blocking, run on the server's pool (see :mod:`barque.api.http`).
-RouteHandler = Callable[["Engine", Request], "Response | Stream"]
+RouteHandler = Callable[["Engine", Request], "Response | Stream | Hijack"]
 #: ``(method, path pattern, handler)``; ``{name}`` in a pattern matches one path segment,
 #: a ``(?P<name>...)`` group whatever it says.
 Route = tuple[str, str, RouteHandler]

@@ -106,7 +106,10 @@ def container_start(engine: Engine, request: Request) -> Response:
     container = engine.containers.get(request.params["id"])
     if _running(container):
         return Response(304)  # Docker: already started
-    engine.containers.start(container.id)
+    from .attach import start_held
+
+    if not start_held(engine, container.id):  # a client attached first: output held for it
+        engine.containers.start(container.id)
     return Response(204)
 
 
@@ -142,8 +145,23 @@ def container_wait(engine: Engine, request: Request) -> Stream:
     if condition not in ("not-running", "next-exit", "removed"):
         raise InvalidArgumentError(f"invalid condition: {condition!r}")
     containers = engine.containers
-    container_id = containers.get(request.params["id"]).id  # a 404 before the headers
+    initial = containers.get(request.params["id"])  # a 404 before the headers
+    container_id = initial.id
     abandoned = threading.Event()
+
+    def until_started() -> None:
+        """For next-exit and removed: wait for a run that began after the request (a
+        created container's first start, or a stopped one's next), which may already be
+        over when seen: `docker run` waits before it starts, and `true` is quick."""
+        if initial.status == "created":
+            while not abandoned.is_set() and containers.get(container_id).status == "created":
+                abandoned.wait(0.02)
+        elif condition == "next-exit" and not _running(initial):
+            while not abandoned.is_set():
+                current = containers.get(container_id)
+                if current.started_at != initial.started_at:
+                    return
+                abandoned.wait(0.02)
 
     def until_stopped() -> None:
         while not abandoned.is_set():
@@ -157,16 +175,23 @@ def container_wait(engine: Engine, request: Request) -> Stream:
 
     def result() -> Iterator[bytes]:
         try:
-            if condition == "next-exit":
-                # The next exit: of this run if it runs, else of the next start's.
-                while not abandoned.is_set() and not _running(containers.get(container_id)):
-                    abandoned.wait(0.05)
+            if condition != "not-running":
+                until_started()
             until_stopped()
             if abandoned.is_set():
                 return
             code = containers.wait(container_id)  # stopped: its recorded exit code
         except ContainerNotFoundError:
-            code = 0  # removed meanwhile (an AutoRemove container): nothing left to wait for
+            # Removed meanwhile (an AutoRemove container): its code, if an attach saw it.
+            from .attach import seen_exit_code
+
+            seen = seen_exit_code(container_id)
+            for _ in range(50):  # the attach's relay may be a moment behind the removal
+                if seen is not None or abandoned.is_set():
+                    break
+                abandoned.wait(0.02)
+                seen = seen_exit_code(container_id)
+            code = seen or 0
         if condition == "removed":
             while not abandoned.is_set():
                 try:
@@ -235,7 +260,5 @@ ROUTES: list[Route] = [
     ("POST", "/containers/{id}/wait", container_wait),
     ("GET", "/containers/{id}/logs", container_logs),
     ("DELETE", "/containers/{id}", container_remove),
-    ("POST", "/containers/{id}/attach", not_yet(
-        "attach", "run detached (docker run -d), then docker wait and docker logs")),
     ("POST", "/containers/{id}/exec", not_yet("exec", "use barque exec on this host")),
 ]
