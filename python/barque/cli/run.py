@@ -83,7 +83,7 @@ def container_create(args: RunArgs) -> ContainerCreate:
         from ..restarts import parse_flag, watcher_alive
 
         body.host_config.restart_policy = parse_flag(args.restart, auto_remove=args.rm)
-        if not watcher_alive(engine().store.paths.root):
+        if not watcher_alive(engine().root):
             # Docker's restarts are its daemon's too; this store has none running.
             sys.stderr.write("WARNING: no barque daemon watches this store: the restart "
                              "policy is kept and applied once one runs (barque daemon)\n")
