@@ -1,6 +1,6 @@
 """``barque daemon`` driven by the real docker CLI over its Unix socket: the Engine API as the
-docker CLI (28.2) speaks it, against a store the barque CLI loaded. Attach is not served yet,
-so ``docker run`` is ``run -d`` + ``wait`` + ``logs`` here."""
+docker CLI (28.2) speaks it, against a store the barque CLI loaded (attach and ``docker run``
+in the foreground: tests/test_daemon_attach.py)."""
 
 from __future__ import annotations
 
@@ -195,10 +195,14 @@ def test_bad_requests_get_one_line_errors(daemon: Daemon) -> None:
         b"POST /v1.47/volumes/create HTTP/1.1\r\nHost: d\r\nContent-Length: 999999999\r\n"
         b"\r\n{")
     assert status == 413 and "request body too large" in json.loads(answer)["message"]
+    status, _, answer = daemon.request(b"POST /v1.47/containers/x/exec HTTP/1.1\r\n"
+                                       b"Host: d\r\nContent-Length: 2\r\n"
+                                       b"Connection: close\r\n\r\n{}")
+    assert status == 501
+    assert json.loads(answer)["message"].startswith("exec is not served by barque's daemon")
     status, _, answer = daemon.request(b"POST /v1.47/containers/x/attach?stream=1 HTTP/1.1\r\n"
                                        b"Host: d\r\nConnection: close\r\n\r\n")
-    assert status == 501
-    assert json.loads(answer)["message"].startswith("attach is not served by barque's daemon")
+    assert (status, json.loads(answer)) == (404, {"message": "No such container: x"})
     status, headers, answer = daemon.request(b"HEAD /_ping HTTP/1.1\r\nHost: d\r\n"
                                              b"Connection: close\r\n\r\n")
     assert status == 200 and answer == b""
