@@ -299,7 +299,7 @@ def _inspect_document(service: ContainerService, record: ContainerRecord,
     if running:  # barque's sandbox is the container's own network namespace, or the host's
         sandbox_key = "/proc/1/ns/net" if network == "host" else f"/proc/{record.pid}/ns/net"
     restart_count, restarting = 0, False
-    if host.restart_policy.name not in ("", "no"):
+    if host.restart_policy.restarts:
         from . import restarts
 
         restart_count = restarts.restart_count(bundle)
@@ -857,7 +857,7 @@ class ContainerService:
             if record.status in ("running", "paused"):
                 return Container(self, record)
             cfg = _stored_of(record)
-            if not keep_restart_count and cfg.host_config.restart_policy.name not in ("", "no"):
+            if not keep_restart_count and cfg.host_config.restart_policy.restarts:
                 from . import restarts
 
                 restarts.record_user_start(self._store.paths.container(container_id))
@@ -999,7 +999,7 @@ class ContainerService:
 
     def _mark_stopped_by_hand(self, record: ContainerRecord) -> None:
         """So a restart policy does not undo a ``stop`` or ``kill`` (see barque.restarts)."""
-        if _stored_of(record).host_config.restart_policy.name not in ("", "no"):
+        if _stored_of(record).host_config.restart_policy.restarts:
             from . import restarts
 
             restarts.record_stop_by_hand(self._store.paths.container(record.id))

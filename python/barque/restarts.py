@@ -92,7 +92,7 @@ def validate(policy: RestartPolicy, auto_remove: bool = False) -> None:
         raise InvalidArgumentError(
             f"invalid restart policy: unknown policy '{name}'; use one of 'no', 'always', "
             "'on-failure', or 'unless-stopped'")
-    if auto_remove and name not in ("", "no"):
+    if auto_remove and policy.restarts:
         raise InvalidArgumentError("can't create 'AutoRemove' container with restart policy")
 
 
@@ -264,7 +264,7 @@ class Watcher:
         service = self._engine.containers
         for container in service.list(all=True):
             policy = container.model.host_config.restart_policy
-            if policy.name in ("", "no") or container.status != "exited":
+            if not policy.restarts or container.status != "exited":
                 continue
             bundle = self._engine.store.paths.container(container.id)
             if policy.name == "on-failure":

@@ -43,6 +43,11 @@ class RestartPolicy(_Docker):
     name: str = "no"
     maximum_retry_count: int = 0
 
+    @property
+    def restarts(self) -> bool:
+        """Whether the policy ever restarts the container (``no`` and ``""`` do not)."""
+        return self.name not in ("", "no")
+
 
 class LogConfig(_Docker):
     #: ``""`` in a create body means the daemon's default (json-file).

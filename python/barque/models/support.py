@@ -115,9 +115,11 @@ def refuse_unsupported(body: ContainerCreate) -> None:
     for attr, allowed in _CHOICES.items():
         if getattr(host, attr) not in allowed:
             raise refuse(attr, f"{_CHOICE_REASON[attr]}, not {getattr(host, attr)!r}")
-    from ..restarts import validate
+    policy = host.restart_policy
+    if policy.restarts or policy.maximum_retry_count:  # the default needs no checking
+        from ..restarts import validate
 
-    validate(host.restart_policy, auto_remove=bool(host.auto_remove))  # Docker's wording
+        validate(policy, auto_remove=bool(host.auto_remove))  # Docker's wording
     for entry in host.extra_hosts or []:
         if entry.rpartition(":")[2] == "host-gateway" or entry.endswith("=host-gateway"):
             raise refuse("extra_hosts", "host-gateway needs bridge networking, which barque "
