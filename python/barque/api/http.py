@@ -409,26 +409,22 @@ async def _send_whole(conn: h11.Connection, writer: asyncio.StreamWriter, answer
 async def _hijack(conn: h11.Connection, writer: asyncio.StreamWriter, request: Request,
                   answer: Hijack, common: list[tuple[str, str]],
                   reader: asyncio.StreamReader) -> None:
-    upgrade = request.headers.get("upgrade", "").lower() == "tcp"
-    switched = b""
-    if upgrade:
+    head = b""
+    if request.headers.get("upgrade", "").lower() == "tcp":
         headers = _headers(101, answer.content_type,
                            [("Connection", "Upgrade"), ("Upgrade", "tcp")], common)
         try:
-            switched = conn.send(h11.InformationalResponse(status_code=101, headers=headers,
-                                                           reason=b"UPGRADED")) or b""
+            head = conn.send(h11.InformationalResponse(status_code=101, headers=headers,
+                                                       reason=b"UPGRADED")) or b""
         except h11.LocalProtocolError:  # asked without Connection: Upgrade
-            switched = b""
-    if switched:
-        writer.write(switched)
-        early = bytes(conn.trailing_data[0])
-    else:
+            head = b""
+    if not head:
         # No upgrade asked for: dockerd writes a 200 head and then the raw stream, to the
         # connection's end (no length, no chunks), which h11 cannot say; written by hand.
-        head = [b"HTTP/1.1 200 OK"] + [k + b": " + v for k, v in _headers(
-            200, answer.content_type, [], common)] + [b"", b""]
-        writer.write(b"\r\n".join(head))
-        early = bytes(conn.trailing_data[0])
+        head = b"\r\n".join([b"HTTP/1.1 200 OK"] + [k + b": " + v for k, v in _headers(
+            200, answer.content_type, [], common)] + [b"", b""])
+    writer.write(head)
+    early = bytes(conn.trailing_data[0])
     await writer.drain()
     await answer.relay(reader, writer, early)
 

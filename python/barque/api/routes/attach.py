@@ -24,14 +24,11 @@ from ... import attach as attaching
 from ...errors import ConflictError, InvalidArgumentError
 from ...runtime import supervisor as sv
 from ..http import Hijack, Request, Response
-from .common import Route
+from .common import MULTIPLEXED_STREAM, RAW_STREAM, Route, multiplexed_frame
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ...engine import Engine
-
-RAW_STREAM = "application/vnd.docker.raw-stream"
-MULTIPLEXED_STREAM = "application/vnd.docker.multiplexed-stream"
 
 _lock = threading.Lock()
 class _HeldStart:
@@ -108,10 +105,6 @@ def parse_detach_keys(text: str | None) -> bytes:
     return bytes(out)
 
 
-def _frame(kind: int, data: bytes) -> bytes:
-    return struct.pack(">BxxxL", 2 if kind == sv.STDERR else 1, len(data)) + data
-
-
 async def relay(container_id: str, supervisor: socket.socket, reader: asyncio.StreamReader,
                 writer: asyncio.StreamWriter, early: bytes, *, stdin: bool, stdout: bool,
                 stderr: bool, tty: bool, detach_keys: bytes) -> None:
@@ -162,7 +155,7 @@ async def relay(container_id: str, supervisor: socket.socket, reader: asyncio.St
                     await writer.drain()
                     return
                 if (kind == sv.STDOUT and stdout) or (kind == sv.STDERR and stderr):
-                    writer.write(payload if tty else _frame(kind, payload))
+                    writer.write(payload if tty else multiplexed_frame(kind == sv.STDERR, payload))
             await writer.drain()
 
     output = asyncio.ensure_future(to_client())

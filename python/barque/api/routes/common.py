@@ -3,6 +3,7 @@ the answer for a path barque does not serve yet."""
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 
 from ... import __version__
@@ -26,6 +27,17 @@ RouteHandler = Callable[["Engine", Request], "Response | Stream | Hijack"]
 #: ``(method, path pattern, handler)``; ``{name}`` in a pattern matches one path segment,
 #: a ``(?P<name>...)`` group whatever it says.
 Route = tuple[str, str, RouteHandler]
+
+
+#: The content types of a container's output: as is with a tty, framed without.
+RAW_STREAM = "application/vnd.docker.raw-stream"
+MULTIPLEXED_STREAM = "application/vnd.docker.multiplexed-stream"
+
+
+def multiplexed_frame(stderr: bool, data: bytes) -> bytes:
+    """Docker's multiplexed-stream frame (logs, attach, exec without a tty): the stream (1
+    stdout, 2 stderr), 3 zero bytes, the payload's length (big-endian u32), the payload."""
+    return struct.pack(">BxxxL", 2 if stderr else 1, len(data)) + data
 
 
 def version_tuple(text: str) -> tuple[int, int]:

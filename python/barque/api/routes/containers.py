@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -12,7 +11,7 @@ import msgspec
 from ... import models
 from ...errors import ContainerNotFoundError, InvalidArgumentError
 from ..http import Request, Response, Stream, json_response
-from .common import Route, not_yet
+from .common import MULTIPLEXED_STREAM, RAW_STREAM, Route, multiplexed_frame, not_yet
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -211,12 +210,6 @@ def container_remove(engine: Engine, request: Request) -> Response:
     return Response(204)
 
 
-def _frame(stream: str, data: bytes) -> bytes:
-    """Docker's multiplexed-stream frame: stream (1 stdout, 2 stderr), 3 zero bytes, the
-    payload's length (big-endian u32), then the payload."""
-    return struct.pack(">BxxxL", 2 if stream == "stderr" else 1, len(data)) + data
-
-
 def container_logs(engine: Engine, request: Request) -> Stream:
     containers = engine.containers
     container = containers.get(request.params["id"])
@@ -243,10 +236,9 @@ def container_logs(engine: Engine, request: Request) -> Stream:
             if not (stdout if entry.stream == "stdout" else stderr):
                 continue
             data = (entry.time.encode() + b" " if timestamps else b"") + entry.data
-            yield data if tty else _frame(entry.stream, data)
+            yield data if tty else multiplexed_frame(entry.stream == "stderr", data)
 
-    content_type = ("application/vnd.docker.raw-stream" if tty
-                    else "application/vnd.docker.multiplexed-stream")
+    content_type = RAW_STREAM if tty else MULTIPLEXED_STREAM
     return Stream(chunks(), content_type=content_type, abandon=abandoned.set)
 
 

@@ -71,13 +71,9 @@ def images_list(engine: Engine, request: Request) -> Response:
             wanted = filters["dangling"][-1].lower() in ("true", "1")
             if (not image.tags) != wanted:
                 continue
-        summary = _image_summary(image)
-        labels = summary["Labels"] if isinstance(summary["Labels"], dict) else {}
-        if "label" in filters and not all(
-                labels.get(k) == v if sep else k in labels
-                for k, sep, v in (item.partition("=") for item in filters["label"])):
+        if "label" in filters and not _labels_match(image, filters["label"]):
             continue
-        out.append(summary)
+        out.append(_image_summary(image))
     return json_response(out)
 
 
